@@ -1,0 +1,110 @@
+"""The torch-pruning dependency graph, with autoprune's own layers registered and failures explained."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from .cifar_resnet import ChannelPlacementShortcut
+from .errors import UnsupportedModelError
+
+
+class PlacementShortcutPruner(tp.pruner.BasePruningFunc):
+    """Prunes the option-A shortcut's input and output channels independently (no intra-layer coupling)."""
+
+    TARGET_MODULES = ChannelPlacementShortcut
+
+    def prune_out_channels(self, layer: ChannelPlacementShortcut, idxs: Sequence[int]):
+        removed = set(idxs)
+        kept = [j for j in range(layer.out_channels) if j not in removed]
+        new_index = {old: new for new, old in enumerate(kept)}
+        layer.out_channels = len(kept)
+        layer.set_placement([new_index.get(p, -1) for p in layer.placement])
+        return layer
+
+    def prune_in_channels(self, layer: ChannelPlacementShortcut, idxs: Sequence[int]):
+        removed = set(idxs)
+        layer.in_channels -= len(removed)
+        layer.set_placement([p for i, p in enumerate(layer.placement) if i not in removed])
+        return layer
+
+    def get_out_channels(self, layer: ChannelPlacementShortcut) -> int:
+        return layer.out_channels
+
+    def get_in_channels(self, layer: ChannelPlacementShortcut) -> int:
+        return layer.in_channels
+
+
+CUSTOM_PRUNERS = {ChannelPlacementShortcut: PlacementShortcutPruner()}
+
+def _channel_shuffles(model: nn.Module, example_input: torch.Tensor) -> list[str]:
+    """Names the layers whose output is split by a view and then transposed: a channel shuffle.
+
+    torch-pruning maps channel indices through such a view+transpose as if it were element-wise,
+    which would prune the wrong channels (on shufflenet_v2 it crashes instead).
+    """
+    producers: dict = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: producers.__setitem__(out.grad_fn, name))
+        for name, m in model.named_modules()
+        if name and not list(m.children())
+    ]
+    try:
+        out = model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    found, stack, seen = [], [out.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        inputs = [n for n, _ in fn.next_functions if n is not None]
+        if fn.name().startswith(("TransposeBackward", "PermuteBackward")):
+            for view in inputs:
+                sizes = getattr(view, "_saved_self_sym_sizes", None)
+                if view.name().startswith("ViewBackward") and sizes is not None and len(sizes) == 4:
+                    found.append(_nearest_producer(view, producers) or "?")
+        stack.extend(inputs)
+    return sorted(set(found))
+
+
+def _nearest_producer(fn, producers: dict) -> str | None:
+    stack, seen = [fn], set()
+    while stack:
+        f = stack.pop(0)
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        if f in producers:
+            return producers[f]
+        stack.extend(n for n, _ in f.next_functions)
+    return None
+
+
+def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    """Traces `model` into a dependency graph, or raises UnsupportedModelError naming the layer."""
+    model.eval()
+    with torch.enable_grad():
+        shuffles = _channel_shuffles(model, example_input)
+        if shuffles:
+            raise UnsupportedModelError(
+                f"unsupported architecture: the output of layer '{shuffles[0]}' goes through a view+transpose "
+                "of the channel axis (a channel shuffle), which torch-pruning cannot map pruned channels "
+                "through; pruning it would give a wrong model"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return tp.DependencyGraph().build_dependency(
+                    model, example_inputs=example_input, customized_pruners=CUSTOM_PRUNERS, verbose=False
+                )
+        except Exception as exc:  # torch-pruning raises bare errors deep in tracing
+            raise UnsupportedModelError(
+                f"unsupported architecture: torch-pruning could not trace the model's channel dependencies "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc

@@ -1,0 +1,165 @@
+"""Model specs -> an nn.Module with the input it expects, and checkpoint loading."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from . import assets
+from .cifar_resnet import DEPTHS, cifar_resnet
+from .errors import AutopruneError
+
+# Keys under which training scripts commonly nest the state dict of a checkpoint.
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")
+# Auxiliary heads that only run in training: they would miss the channel dependencies that eval
+# tracing records, so they are switched off.
+_NO_AUX = {"googlenet", "inception_v3"}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to be analysed: the module, what it eats, and where it came from."""
+
+    spec: str
+    model: nn.Module
+    input_shape: tuple[int, int, int]
+    family: str  # "cifar", "imagenet" or "custom": decides the data transforms
+    weights: str | None = None
+
+    def example_input(self, batch: int = 1) -> torch.Tensor:
+        return torch.randn(batch, *self.input_shape, generator=torch.Generator().manual_seed(0))
+
+    @property
+    def num_classes(self) -> int:
+        with torch.no_grad():
+            return int(self.model.eval()(self.example_input()).shape[1])
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """'3x224x224', '224' or '3,32,32' -> (C, H, W)."""
+    parts = text.replace(",", "x").lower().split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) == 1:
+        dims = [3, dims[0], dims[0]]
+    if len(dims) != 3 or min(dims) < 1:
+        raise AutopruneError(f"bad --input-shape '{text}': expected CxHxW such as 3x224x224, or one side such as 224")
+    return tuple(dims)
+
+
+def torchvision_classifiers() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_model(name: str) -> tuple[nn.Module, tuple[int, int, int]]:
+    if name not in torchvision_classifiers():
+        raise AutopruneError(
+            f"unknown torchvision classification model '{name}' (e.g. resnet18, mobilenet_v2, efficientnet_b0)"
+        )
+    kwargs = {"aux_logits": False, "init_weights": True} if name in _NO_AUX else {}
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    # The weights' metadata carries the evaluation size; reading it downloads nothing.
+    crop = torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0]
+    return model, (3, crop, crop)
+
+
+def _factory(target: str, attr: str) -> nn.Module:
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise AutopruneError(f"model file not found: {target}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise AutopruneError(f"cannot import module '{target}': {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise AutopruneError(f"'{target}' has no callable '{attr}'")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise AutopruneError(f"'{target}:{attr}()' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def build_model(spec: str) -> tuple[nn.Module, tuple[int, int, int], str]:
+    """Parses a model spec into (module with fresh weights, input shape, family)."""
+    kind, sep, name = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
+    if not sep or not kind or not name:
+        raise AutopruneError(
+            f"bad model spec '{spec}': use torchvision:<name>, cifar:resnet20|32|44|56, file.py:factory "
+            "or package.module:factory"
+        )
+    if kind == "torchvision":
+        model, shape = _torchvision_model(name)
+        return model, shape, "imagenet"
+    if kind == "cifar":
+        if name not in DEPTHS:
+            raise AutopruneError(f"unknown CIFAR model '{name}': choose one of {', '.join(DEPTHS)}")
+        return cifar_resnet(name), (3, 32, 32), "cifar"
+    model = _factory(kind, name)
+    return model, tuple(getattr(model, "input_shape", (3, 224, 224))), "custom"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Loads a checkpoint without unpickling code: a state dict, or a dict holding one."""
+    path = Path(path)
+    if not path.is_file():
+        raise AutopruneError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AutopruneError(
+            f"cannot read weights {path} safely (weights_only=True): {first}; save a plain state dict "
+            "with torch.save(model.state_dict(), path)"
+        ) from exc
+    if isinstance(obj, dict):
+        for key in _STATE_DICT_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AutopruneError(f"weights {path} hold no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model: nn.Module, path: str | Path, spec: str) -> None:
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    # Checkpoints from before PyTorch 0.4.1 carry no batch-norm step counters; they are not weights.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected and not k.startswith("aux")]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        details = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)):
+            if keys:
+                details.append(f"{len(keys)} keys {label} (e.g. {keys[0]})")
+        raise AutopruneError(f"weights {path} do not fit {spec}: " + ", ".join(details))
+    model.load_state_dict({k: state[k] for k in expected if k in state}, strict=False)
+
+
+def load_model(spec: str, weights: str | Path | None = None, input_shape: str | tuple | None = None) -> LoadedModel:
+    """Resolves a model spec; `weights` is a checkpoint file or 'shipped' for the bundled weights."""
+    model, shape, family = build_model(spec)
+    if weights == "shipped":
+        if spec not in assets.SHIPPED_WEIGHTS:
+            raise AutopruneError(f"no shipped weights for {spec}: only for {', '.join(assets.SHIPPED_WEIGHTS)}")
+        weights = assets.SHIPPED_WEIGHTS[spec]
+    if weights is not None:
+        load_weights(model, weights, spec)
+    if input_shape is not None:
+        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    return LoadedModel(spec, model.eval(), shape, family, None if weights is None else str(weights))

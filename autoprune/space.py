@@ -1,0 +1,230 @@
+"""SearchSpace: the prunable channel groups of a model and the kept counts each may take."""
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+import torch_pruning as tp
+import yaml
+
+from .errors import AutopruneError
+from .graph import build_graph
+from .metrics import count_params, macs_by_module
+from .models import LoadedModel
+
+Config = dict[str, int]
+
+
+@dataclass
+class Granularity:
+    """Which kept counts a group may take.
+
+    `multiple_of` (e.g. 8, what vector units like) wins over `steps` (kept = k/steps of the width).
+    No group keeps fewer than `min_keep` of its channels, nor fewer than one.
+    """
+
+    steps: int = 8
+    multiple_of: int | None = None
+    min_keep: float = 0.125
+
+    def choices(self, channels: int) -> list[int]:
+        floor = max(1, math.ceil(self.min_keep * channels - 1e-9))
+        if self.multiple_of:
+            counts = set(range(self.multiple_of, channels + 1, self.multiple_of))
+        else:
+            counts = {max(1, round(channels * k / self.steps)) for k in range(1, self.steps + 1)}
+        return sorted({c for c in counts if c >= floor} | {channels})
+
+
+@dataclass
+class Group:
+    """Channels that must be pruned together, named after the first layer (in model order) producing them."""
+
+    name: str
+    channels: int
+    choices: list[int]
+    macs_share: float  # share of the model's MACs in layers whose width this group sets
+    producers: list[str] = field(default_factory=list)  # layers whose output channels are this group
+    consumers: list[str] = field(default_factory=list)  # layers whose input channels are this group
+    frozen: bool = False
+    why_frozen: str | None = None
+
+
+@dataclass
+class SearchSpace:
+    model: str
+    input_shape: list[int]
+    granularity: Granularity
+    macs: int
+    params: int
+    groups: list[Group]
+
+    def group(self, name: str) -> Group:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise AutopruneError(f"unknown group '{name}' for {self.model} (groups: {self._names_hint()})")
+
+    def _names_hint(self) -> str:
+        names = [g.name for g in self.groups]
+        return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+
+    @property
+    def searchable(self) -> list[Group]:
+        return [g for g in self.groups if not g.frozen and len(g.choices) > 1]
+
+    def full_config(self) -> Config:
+        return {g.name: g.channels for g in self.groups}
+
+    def complete(self, config: Config) -> Config:
+        """Checks a (possibly partial) config and fills unnamed groups with their full width."""
+        full = self.full_config()
+        for name, kept in config.items():
+            group = self.group(name)
+            if not isinstance(kept, int) or isinstance(kept, bool):
+                raise AutopruneError(f"group '{name}': kept channels must be an integer, got {kept!r}")
+            if group.frozen and kept != group.channels:
+                raise AutopruneError(f"group '{name}' is frozen at {group.channels} channels, config asks {kept}")
+            if kept not in group.choices:
+                raise AutopruneError(f"group '{name}': {kept} channels is not allowed (choices: {group.choices})")
+            full[name] = kept
+        return full
+
+    def random_config(self, rng: random.Random) -> Config:
+        return {g.name: rng.choice(g.choices) for g in self.groups}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchSpace":
+        try:
+            groups = [Group(**g) for g in data["groups"]]
+            space = cls(
+                model=str(data["model"]),
+                input_shape=[int(v) for v in data["input_shape"]],
+                granularity=Granularity(**data["granularity"]),
+                macs=int(data["macs"]),
+                params=int(data["params"]),
+                groups=groups,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AutopruneError(f"not a search space: {type(exc).__name__} {exc}") from exc
+        for g in space.groups:
+            if not g.choices or g.channels not in g.choices or any(c < 1 or c > g.channels for c in g.choices):
+                raise AutopruneError(f"group '{g.name}': choices {g.choices} must lie in 1..{g.channels} and include it")
+        return space
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SearchSpace":
+        path = Path(path)
+        if not path.is_file():
+            raise AutopruneError(f"search space file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise AutopruneError(f"malformed YAML in {path}: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(data, dict):
+            raise AutopruneError(f"{path} is not a search space (expected a mapping at the top)")
+        try:
+            return cls.from_dict(data)
+        except AutopruneError as exc:
+            raise AutopruneError(f"{path}: {exc}") from exc
+
+
+def _reaches_output(dg: tp.DependencyGraph, group) -> bool:
+    # The model's output is either an explicit output node or a layer that feeds nothing.
+    return any(
+        dep.target.type == tp.ops.OPTYPE.OUTPUT or (dg.is_out_channel_pruning_fn(dep.handler) and not dep.target.outputs)
+        for dep, _ in group
+    )
+
+
+def _name(dg: tp.DependencyGraph, node) -> str | None:
+    return dg._module2name.get(node.module) if isinstance(node.module, nn.Module) else None
+
+
+def graph_groups(model: nn.Module, dg: tp.DependencyGraph) -> dict[str, object]:
+    """The dependency graph's channel groups that may be pruned, keyed by their stable name.
+
+    A group that reaches the model's output (the classifier) is left out: the class count is fixed.
+    """
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    named = {}
+    for group in dg.get_all_groups(root_module_types=(nn.Conv2d, nn.Linear)):
+        if _reaches_output(dg, group):
+            continue
+        size = len(group[0].idxs)
+        full_producers = [
+            _name(dg, dep.target)
+            for dep, idxs in group
+            if isinstance(dep.target.module, (nn.Conv2d, nn.Linear))
+            and dg.is_out_channel_pruning_fn(dep.handler)
+            and len(idxs) == size
+        ]
+        name = min(full_producers, key=order.get) if full_producers else _name(dg, group[0].dep.target)
+        named[name] = group
+    return dict(sorted(named.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _members(dg: tp.DependencyGraph, group, order: dict[str, int]) -> tuple[list[str], list[str]]:
+    producers, consumers = [], []
+    for dep, _ in group:
+        name = _name(dg, dep.target)
+        if not name:
+            continue  # torch-pruning's placeholders for adds, concats and views
+        side = producers if dg.is_out_channel_pruning_fn(dep.handler) else consumers
+        if name not in side:
+            side.append(name)
+    return sorted(producers, key=order.get), sorted(consumers, key=order.get)
+
+
+def _is_grouped_conv(module: nn.Module) -> bool:
+    # torch-pruning 1.6 indexes a grouped (not depthwise) conv's weight as if it were dense.
+    return isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels
+
+
+def build_space(
+    loaded: LoadedModel, granularity: Granularity | None = None, freeze: list[str] | tuple[str, ...] = ()
+) -> SearchSpace:
+    """Traces the model and lists its channel groups; `freeze` holds group names or glob patterns."""
+    granularity = granularity or Granularity()
+    example = loaded.example_input()
+    dg = build_graph(loaded.model, example)
+    macs = macs_by_module(loaded.model, example)
+    total = macs[""]
+    groups = []
+    modules = dict(loaded.model.named_modules())
+    order = {name: i for i, name in enumerate(modules)}
+    for name, group in graph_groups(loaded.model, dg).items():
+        producers, consumers = _members(dg, group, order)
+        touched = set(producers) | set(consumers)
+        channels = len(group[0].idxs)
+        why = "frozen by the user" if any(fnmatch.fnmatchcase(name, p) for p in freeze) else None
+        if any(_is_grouped_conv(modules[m]) for m in touched):
+            why = "grouped convolution: torch-pruning cannot prune it"
+        groups.append(
+            Group(
+                name=name,
+                channels=channels,
+                choices=[channels] if why else granularity.choices(channels),
+                macs_share=round(sum(macs.get(m, 0) for m in touched) / total, 6),
+                producers=producers,
+                consumers=consumers,
+                frozen=why is not None,
+                why_frozen=why,
+            )
+        )
+    unknown = [p for p in freeze if not any(fnmatch.fnmatchcase(g.name, p) for g in groups)]
+    if unknown:
+        raise AutopruneError(f"--freeze '{unknown[0]}' matches no group of {loaded.spec}")
+    return SearchSpace(loaded.spec, list(loaded.input_shape), granularity, int(total), count_params(loaded.model), groups)
