@@ -1,0 +1,41 @@
+"""Accuracy of the shipped CIFAR ResNet-56 on the shipped test images, whole and lightly pruned.
+
+No fine-tuning and no batch-norm re-estimation: this measures what the pruning itself keeps.
+Usage: python benchmarks/pruning_accuracy.py [--share 0.1]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from autoprune.assets import load_cifar10_mini
+from autoprune.data import normalise, top1
+from autoprune.models import load_model
+from autoprune.prune import CRITERIA, prune
+from autoprune.report import table
+from autoprune.space import Granularity, build_space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--share", type=float, default=0.1, help="share of each group's channels to remove")
+    args = parser.parse_args()
+    data = load_cifar10_mini()
+    x, y = normalise(data.test_images), torch.from_numpy(data.test_labels)
+    loaded = load_model("cifar:resnet56", weights="shipped")
+    space = build_space(loaded, Granularity(multiple_of=1))
+    every = {g.name: round((1 - args.share) * g.channels) for g in space.searchable}
+    # Groups with two producers (a conv and its BN) sit inside a block; the rest are residual streams.
+    inner = {name: kept for name, kept in every.items() if len(space.group(name).producers) == 2}
+    batch = (x[:128], y[:128])
+    rows = [["unpruned", "-", f"{100 * top1(loaded.model, x, y):.1f}%", f"{100 * top1(loaded.model, x, y):.1f}%"]]
+    for criterion in CRITERIA:
+        accs = [top1(prune(loaded.model, space, cfg, criterion, batch), x, y) for cfg in (inner, every)]
+        rows.append([f"-{100 * args.share:.0f}% channels", criterion] + [f"{100 * a:.1f}%" for a in accs])
+    print(f"cifar:resnet56, shipped weights, {len(x)} shipped CIFAR-10 test images, top-1")
+    print(table(["model", "criterion", "inside blocks", "every group"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from autoprune.cli import main
+
+
+def test_inspect_default_prints_the_space_and_saves_it(tmp_path, capsys):
+    out = tmp_path / "space.yaml"
+    assert main(["inspect", "--save", str(out), "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "cifar:resnet56" in text and "layer3.8.conv1" in text and "MACs 126.55M" in text
+    assert "removes exactly the chosen channels" in text
+    assert yaml.safe_load(out.read_text())["model"] == "cifar:resnet56"
+    assert main(["inspect", "--space", str(out)]) == 0
+
+
+def _fails_with_one_line(args, capsys, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inspect", "--model", "torchvision:resnet1000"], "unknown torchvision classification model"),
+        (["inspect", "--model", "cifar:resnet56", "--weights", "nowhere.pt"], "weights file not found"),
+        (["inspect", "--model", "torchvision:shufflenet_v2_x0_5", "--input-shape", "64"], "channel shuffle"),
+        (["inspect", "--freeze", "layer7.*"], "matches no group"),
+        (["inspect", "--min-keep", "0"], "--min-keep"),
+        (["search"], "not available yet"),
+        (["export"], "not available yet"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    _fails_with_one_line(args, capsys, message)
+
+
+def test_space_of_another_model_or_malformed(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("groups: [")
+    _fails_with_one_line(["inspect", "--space", str(bad)], capsys, "malformed YAML")
+    other = tmp_path / "r20.yaml"
+    assert main(["inspect", "--model", "cifar:resnet20", "--save", str(other)]) == 0
+    capsys.readouterr()
+    _fails_with_one_line(["inspect", "--space", str(other)], capsys, "is for cifar:resnet20")
+
+
+def test_module_entry_point_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "autoprune.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("inspect", "profile", "predict", "validate", "search", "pareto", "export"):
+        assert command in out.stdout

@@ -1,0 +1,108 @@
+import random
+
+import pytest
+import torch
+
+from autoprune.assets import load_cifar10_mini
+from autoprune.data import normalise, top1
+from autoprune.errors import AutopruneError, UnsupportedModelError
+from autoprune.models import load_model
+from autoprune.prune import CRITERIA, prune
+from autoprune.space import Granularity, SearchSpace, build_space
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    d = load_cifar10_mini()
+    return normalise(d.test_images), torch.from_numpy(d.test_labels)
+
+
+def test_groups_of_the_cifar_resnet(resnet56_space):
+    names = [g.name for g in resnet56_space.groups]
+    # The residual stream of each stage is one group, the classifier output is never one.
+    assert {"conv1", "layer2.0.conv2", "layer3.0.conv2"} <= set(names)
+    assert "linear" not in names and len(names) == 3 + 27
+    stage2 = resnet56_space.group("layer2.0.conv2")
+    assert stage2.channels == 32 and stage2.choices == [4, 8, 12, 16, 20, 24, 28, 32]
+    assert "layer2.0.shortcut" in resnet56_space.group("conv1").consumers
+    assert abs(sum(g.macs_share for g in resnet56_space.groups if len(g.producers) > 2) - 0.996) < 0.01
+
+
+def test_granularity_and_freezing(resnet56):
+    space = build_space(resnet56, Granularity(multiple_of=8, min_keep=0.5), freeze=["layer1.*"])
+    assert space.group("layer3.1.conv1").choices == [32, 40, 48, 56, 64]
+    assert space.group("layer1.3.conv1").frozen and space.group("layer1.3.conv1").choices == [16]
+    with pytest.raises(AutopruneError, match="frozen"):
+        space.complete({"layer1.3.conv1": 8})
+    with pytest.raises(AutopruneError, match="matches no group"):
+        build_space(resnet56, freeze=["nope*"])
+
+
+def test_yaml_round_trip(tmp_path, resnet56_space):
+    path = tmp_path / "space.yaml"
+    resnet56_space.save(path)
+    assert SearchSpace.load(path) == resnet56_space
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("groups: [unclosed", "malformed YAML"),
+        ("- just\n- a list\n", "not a search space"),
+        ("model: cifar:resnet56\n", "not a search space"),
+    ],
+)
+def test_malformed_space_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(AutopruneError, match=message):
+        SearchSpace.load(path)
+
+
+def test_invalid_configs(resnet56, resnet56_space):
+    with pytest.raises(AutopruneError, match="unknown group 'layer9.conv1'"):
+        prune(resnet56.model, resnet56_space, {"layer9.conv1": 8})
+    with pytest.raises(AutopruneError, match="not allowed"):
+        prune(resnet56.model, resnet56_space, {"layer3.0.conv1": 7})
+    with pytest.raises(AutopruneError, match="unknown criterion"):
+        prune(resnet56.model, resnet56_space, {}, criterion="magic")
+
+
+def test_channel_shuffle_is_reported_unsupported():
+    with pytest.raises(UnsupportedModelError, match="stage2.0.branch1.4.*channel shuffle"):
+        build_space(load_model("torchvision:shufflenet_v2_x0_5", input_shape="3x64x64"))
+
+
+def test_pretrained_accuracy_and_light_pruning(resnet56, resnet56_space, test_images):
+    x, y = test_images
+    assert top1(resnet56.model, x, y) >= 0.92
+    # 10% of the channels inside every block, L1 criterion, no re-training and no BN re-estimation.
+    fine = build_space(resnet56, Granularity(multiple_of=1))
+    inner = {g.name: round(0.9 * g.channels) for g in fine.groups if len(g.producers) == 2}
+    assert top1(prune(resnet56.model, fine, inner, criterion="l1"), x, y) >= 0.90
+
+
+def test_every_criterion_prunes_to_the_config(resnet56, resnet56_space, test_images):
+    x, y = test_images
+    config = resnet56_space.random_config(random.Random(3))
+    for name in CRITERIA:
+        pruned = prune(resnet56.model, resnet56_space, config, criterion=name, batch=(x[:64], y[:64]))
+        assert pruned.layer3[4].conv1.out_channels == config["layer3.4.conv1"]
+        assert pruned.layer2[0].conv2.out_channels == config["layer2.0.conv2"]
+    with pytest.raises(AutopruneError, match="needs a batch"):
+        prune(resnet56.model, resnet56_space, config, criterion="taylor")
+
+
+@pytest.mark.parametrize(
+    "spec, path",
+    [
+        ("cifar:resnet56", "search_spaces/cifar_resnet56.yaml"),
+        ("torchvision:resnet18", "search_spaces/resnet18.yaml"),
+        ("torchvision:mobilenet_v2", "search_spaces/mobilenet_v2.yaml"),
+    ],
+)
+def test_shipped_search_spaces_are_current(spec, path):
+    from pathlib import Path
+
+    shipped = SearchSpace.load(Path(__file__).parent.parent / path)
+    assert shipped == build_space(load_model(spec))
