@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .errors import AutopruneError
+from .models import parse_input_shape
 
 DEFAULT_MODEL = "cifar:resnet56"
 
@@ -66,6 +67,71 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _slug(spec: str) -> str:
+    return spec.rsplit("/", 1)[-1].replace(":", "_").replace(".py", "")
+
+
+def settings_from_args(args):
+    from .search import SearchSettings
+
+    model, weights = args.model, args.weights
+    if model is None:
+        model, weights = DEFAULT_MODEL, weights or "shipped"
+    elif weights is None and not (":" in model and model.split(":")[0] not in ("torchvision", "cifar")):
+        raise AutopruneError(
+            f"--weights is required to search {model}: with random weights there is no accuracy to keep"
+        )
+    if args.trials < 1 or args.workers < 1:
+        raise AutopruneError("--trials and --workers must be at least 1")
+    shape = list(parse_input_shape(args.input_shape)) if args.input_shape else None
+    return SearchSettings(
+        budget=args.budget, model=model, weights=weights, input_shape=shape, data=args.data, table=args.table,
+        force_table=args.force, proxy=args.proxy, criterion=args.criterion, sampler=args.sampler,
+        trials=args.trials, seed=args.seed, steps=args.steps, multiple_of=args.multiple_of,
+        min_keep=args.min_keep, freeze=args.freeze, space_file=args.space,
+    )
+
+
+def cmd_search(args) -> int:
+    from .front import format_front
+    from .search import run_search
+
+    settings = settings_from_args(args)
+    out = args.out or f"runs/{_slug(settings.model)}"
+    result = run_search(settings, out, storage=args.storage, study_name=args.study, workers=args.workers)
+    print(format_front(result))
+    print(f"front, plots and pruned models in {out}/ (pareto.json, pareto.csv, pareto.png, pareto.html, front/)")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from .front import SearchResult, format_front
+
+    print(format_front(SearchResult.load(args.out)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import ExportRequest, export
+
+    if args.out is None:
+        raise AutopruneError("--out is required: the run directory of the search to export from")
+    if args.trial is not None and args.budget is not None:
+        raise AutopruneError("give --trial or --budget, not both")
+    report = export(ExportRequest(
+        out=args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs, lr=args.lr,
+        distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
+    ))
+    print(
+        f"trial {report['trial']}: test accuracy {100 * report['test_accuracy']:.2f}% "
+        f"(unpruned {100 * report['unpruned_test_accuracy']:.2f}%), latency measured {report['measured_ms']:.3f} ms "
+        f"vs predicted {report['predicted_ms']:.3f} ms ({100 * report['prediction_error']:+.1f}%), "
+        f"budget {report['budget_ms']:.3f} ms"
+    )
+    print(f"wrote {report['files']['model']}, {report['files']['onnx']} and report.json")
+    return 0
+
+
 def _not_yet(name: str, what: str):
     def run(args) -> int:
         raise AutopruneError(f"`autoprune {name}` is not available yet: it arrives with {what}")
@@ -80,9 +146,9 @@ COMMANDS = {
     "predict": ("predicted latency of a model or a config, per layer", _not_yet("predict", "the latency tables")),
     "validate": ("measure random configs end to end and report the predictor's error",
                  _not_yet("validate", "the latency tables")),
-    "search": ("search the Pareto front of accuracy vs latency under a budget", _not_yet("search", "the search")),
-    "pareto": ("print and plot the front of a study", _not_yet("pareto", "the search")),
-    "export": ("fine-tune, save and check a chosen pruned model", _not_yet("export", "the search")),
+    "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
+    "pareto": ("print the front of a finished search", cmd_pareto),
+    "export": ("fine-tune, save and check a chosen pruned model", cmd_export),
 }
 
 
@@ -98,7 +164,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_space_args(p)
     p.add_argument("--save", default=None, help="write the search space as YAML")
     p.add_argument("--verify", action="store_true", help="check on random channels that pruning is exact")
+
+    p = parsers["search"]
+    _add_model_args(p)
+    _add_space_args(p)
+    p.add_argument("--budget", required=True, help="latency budget: 30ms, 500us, 0.03s, or 0.5x of the unpruned model")
+    p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
+    p.add_argument("--table", default=None, help="latency table (default: the shipped one holding the model)")
+    p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
+    p.add_argument("--proxy", default="adaptive-bn", help="adaptive-bn or finetune:STEPS")
+    p.add_argument("--criterion", default="l1", help="which channels go: l1, l2, bn-scale, random, taylor")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2"])
+    p.add_argument("--trials", type=int, default=60, help="complete trials the study should hold (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_args(p)
+    p.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
+
+    p = parsers["pareto"]
+    p.add_argument("--out", required=True, help="the run directory of a search")
+
+    p = parsers["export"]
+    _add_run_args(p)
+    p.add_argument("--trial", type=int, default=None, help="the trial to export")
+    p.add_argument("--budget", default=None, help="export the most accurate front member within this budget")
+    p.add_argument("--finetune-epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
+    p.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="run directory (default runs/<model>)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run directory)")
+    p.add_argument("--study", default="autoprune", help="study name inside the storage")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,155 @@
+"""The Pareto front of a study: selection, the files it is written to, and its plots."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import optuna
+
+from .budget import parse_budget
+from .errors import AutopruneError
+
+
+@dataclass
+class FrontMember:
+    trial: int
+    config: dict[str, int]
+    predicted_ms: float
+    proxy_accuracy: float
+    macs: int
+    params: int
+    model_path: str | None = None
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the front (most accurate first), the budget, and where it all lies."""
+
+    out: str
+    budget_ms: float
+    unpruned_ms: float
+    front: list[FrontMember]
+    trials: int
+    feasible: int
+    extra: dict = field(default_factory=dict)
+
+    def select(self, budget: str | float | None = None) -> FrontMember:
+        """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's)."""
+        if budget is None:
+            limit = self.budget_ms
+        elif isinstance(budget, (int, float)):
+            limit = float(budget)
+        else:
+            limit = parse_budget(budget).to_ms(self.unpruned_ms)
+        within = [m for m in self.front if m.predicted_ms <= limit]
+        if not within:
+            fastest = min(m.predicted_ms for m in self.front)
+            raise AutopruneError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms)")
+        return max(within, key=lambda m: (m.proxy_accuracy, -m.predicted_ms))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, out: str | Path) -> "SearchResult":
+        path = Path(out) / "pareto.json"
+        if not path.is_file():
+            raise AutopruneError(f"no search results in {out} (pareto.json missing): run `autoprune search --out {out}`")
+        try:
+            data = json.loads(path.read_text())
+            data["front"] = [FrontMember(**m) for m in data["front"]]
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise AutopruneError(f"{path} is not a front written by autoprune: {exc}") from exc
+
+
+def member(t: optuna.trial.FrozenTrial) -> FrontMember:
+    a = t.user_attrs
+    return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"])
+
+
+def front_members(study: optuna.Study, budget_ms: float) -> list[FrontMember]:
+    """Optuna's Pareto-optimal trials that keep the budget, one per config, most accurate first."""
+    best = [t for t in study.best_trials if "config" in t.user_attrs and t.user_attrs["predicted_ms"] <= budget_ms]
+    unique = {}
+    for t in sorted(best, key=lambda t: t.number):
+        unique.setdefault(json.dumps(t.user_attrs["config"], sort_keys=True), member(t))
+    return sorted(unique.values(), key=lambda m: (-m.proxy_accuracy, m.predicted_ms))
+
+
+def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
+    """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
+    from .checkpoint import save_pruned
+    from .prune import channels_to_remove, prune_channels
+    from .search import completed
+
+    done = completed(study)
+    front = front_members(study, ctx.budget_ms)
+    for m in front:
+        removed = channels_to_remove(ctx.loaded.model, ctx.space, m.config, ctx.settings.criterion)
+        model = prune_channels(ctx.loaded.model, ctx.space, removed)
+        path = save_pruned(out / "front" / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
+        m.model_path = str(path)
+    result = SearchResult(
+        str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
+        sum(t.user_attrs["predicted_ms"] <= ctx.budget_ms for t in done),
+        {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name},
+    )
+    (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
+    _write_csv(out / "pareto.csv", front)
+    plot_front(out / "pareto.png", done, front, ctx.budget_ms, ctx.unpruned_ms)
+    _write_html(out / "pareto.html", study)
+    return result
+
+
+def _write_csv(path: Path, front: list[FrontMember]) -> None:
+    groups = list(front[0].config) if front else []
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "predicted_ms", "proxy_accuracy", "macs", "params"] + groups)
+        for m in front:
+            writer.writerow([m.trial, f"{m.predicted_ms:.4f}", f"{m.proxy_accuracy:.4f}", m.macs, m.params]
+                            + [m.config[g] for g in groups])
+
+
+def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    xs = [t.user_attrs["predicted_ms"] for t in trials]
+    ys = [100 * t.user_attrs["proxy_accuracy"] for t in trials]
+    ax.scatter(xs, ys, s=12, color="#9aa5b1", label=f"trials ({len(trials)})")
+    line = sorted(front, key=lambda m: m.predicted_ms)
+    ax.plot([m.predicted_ms for m in line], [100 * m.proxy_accuracy for m in line], "o-", color="#d1495b",
+            label=f"Pareto front ({len(front)})")
+    ax.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
+    ax.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("proxy accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _write_html(path: Path, study: optuna.Study) -> None:
+    from optuna.visualization import plot_pareto_front
+
+    figure = plot_pareto_front(study, target_names=["proxy accuracy", "predicted latency (ms)"])
+    figure.write_html(str(path), include_plotlyjs=True)
+
+
+def format_front(result: SearchResult) -> str:
+    from .report import table
+
+    rows = [[str(m.trial), f"{m.predicted_ms:.3f}", f"{100 * m.proxy_accuracy:.2f}%",
+             f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
+    head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms  unpruned {result.unpruned_ms:.3f} ms  "
+            f"{result.trials} trials, {result.feasible} within budget")
+    return head + "\n" + table(["trial", "predicted ms", "proxy acc", "MACs", "params"], rows)

@@ -1,0 +1,329 @@
+"""The Optuna study: propose per-group keep ratios, fit them under the budget, score, keep every trial."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from .budget import parse_budget
+from .errors import AutopruneError
+from .space import Config, Granularity, SearchSpace
+
+SAMPLERS = ("tpe", "nsga2")
+STUDY_NAME = "autoprune"
+# Attributes every finished trial carries (they show in optuna-dashboard).
+ATTRS = ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds")
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search, stored in the study so a resume or an export rebuilds it."""
+
+    budget: str = "0.5x"
+    model: str = "cifar:resnet56"
+    weights: str | None = "shipped"
+    input_shape: list[int] | None = None
+    data: str = "cifar10-mini"
+    table: str | None = None
+    force_table: bool = False
+    proxy: str = "adaptive-bn"
+    criterion: str = "l1"
+    sampler: str = "tpe"
+    trials: int = 60
+    seed: int = 0
+    steps: int = 8
+    multiple_of: int | None = None
+    min_keep: float = 0.125
+    freeze: list[str] = field(default_factory=list)
+    space_file: str | None = None
+
+    # Settings that may change between runs of one study without changing what its trials mean.
+    RUN_ONLY = ("trials", "seed", "sampler")
+
+
+@dataclass
+class SearchContext:
+    """The heavy objects a worker builds once from the settings."""
+
+    settings: SearchSettings
+    loaded: object
+    space: SearchSpace
+    predictor: object
+    splits: object
+    proxy: object
+    unpruned_ms: float
+    min_ms: float
+    budget_ms: float
+
+
+def default_table(model: str) -> str:
+    """The shipped table for a model, if the project ships one."""
+    from .latency import shipped_table_for
+
+    path = shipped_table_for(model)
+    if path is None:
+        raise AutopruneError(f"no shipped latency table holds {model}: profile one with `autoprune profile` and pass --table")
+    return str(path)
+
+
+def build_context(settings: SearchSettings) -> SearchContext:
+    from .data import load_data
+    from .latency import LatencyPredictor, LatencyTable
+    from .models import load_model
+    from .proxy import make_proxy
+    from .space import build_space
+
+    if settings.sampler not in SAMPLERS:
+        raise AutopruneError(f"unknown sampler '{settings.sampler}' (choose {' or '.join(SAMPLERS)})")
+    budget = parse_budget(settings.budget)
+    proxy = make_proxy(settings.proxy)
+    loaded = load_model(settings.model, settings.weights, settings.input_shape)
+    if settings.space_file:
+        space = SearchSpace.load(settings.space_file)
+        if space.model != loaded.spec:
+            raise AutopruneError(f"search space {settings.space_file} is for {space.model}, not {loaded.spec}")
+    else:
+        granularity = Granularity(settings.steps, settings.multiple_of, settings.min_keep)
+        space = build_space(loaded, granularity, settings.freeze)
+    table = LatencyTable.load(settings.table or default_table(loaded.spec), force=settings.force_table)
+    predictor = LatencyPredictor(table, space)
+    unpruned_ms = predictor.predict(space.full_config())
+    min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})
+    budget_ms = budget.to_ms(unpruned_ms)
+    if budget_ms < min_ms:
+        raise AutopruneError(
+            f"budget {settings.budget} ({budget_ms:.3f} ms) is below the fastest model this space can reach "
+            f"({min_ms:.3f} ms predicted, unpruned {unpruned_ms:.3f} ms)"
+        )
+    splits = load_data(settings.data, loaded, seed=settings.seed)
+    return SearchContext(settings, loaded, space, predictor, splits, proxy, unpruned_ms, min_ms, budget_ms)
+
+
+def config_from_ratios(space: SearchSpace, ratios: dict[str, float]) -> Config:
+    """Each group keeps the largest allowed count at or below its ratio of channels (at least the smallest)."""
+    config = {}
+    for g in space.searchable:
+        target = ratios[g.name] * g.channels + 1e-6
+        config[g.name] = max([c for c in g.choices if c <= target] or [g.choices[0]])
+    return config
+
+
+def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budget_ms: float) -> Config:
+    """Moves every group toward its smallest width by one shared factor until the prediction fits.
+
+    The factor is found by bisection on the predictor, so no accuracy is spent on a candidate that
+    would break the budget, and the sampled proportions between groups are kept.
+    """
+    config = config_from_ratios(space, ratios)
+    if predictor.predict(config) <= budget_ms:
+        return config
+    floor = {g.name: g.choices[0] / g.channels for g in space.searchable}
+
+    def at(shrink: float) -> Config:
+        return config_from_ratios(space, {n: r - shrink * (r - floor[n]) for n, r in ratios.items()})
+
+    low, high = 0.0, 1.0
+    for _ in range(14):
+        mid = (low + high) / 2
+        if predictor.predict(at(mid)) <= budget_ms:
+            high = mid
+        else:
+            low = mid
+    return at(high)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Objective:
+    def __init__(self, ctx: SearchContext):
+        self.ctx = ctx
+        self.seen: dict[tuple, tuple[float, float]] = {}
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        from .metrics import count_macs, count_params
+        from .prune import prune
+
+        ctx = self.ctx
+        trial.set_user_attr("worker", _worker_id())
+        ratios = {g.name: trial.suggest_float(g.name, g.choices[0] / g.channels, 1.0) for g in ctx.space.searchable}
+        config = fit_to_budget(ctx.space, ctx.predictor, ratios, ctx.budget_ms)
+        predicted = ctx.predictor.predict(config)
+        pruned = prune(ctx.loaded.model, ctx.space, config, ctx.settings.criterion)
+        key = tuple(sorted(config.items()))
+        if key not in self.seen:  # the budget fit maps many samples onto one config
+            result = ctx.proxy.evaluate(pruned, ctx.splits)
+            self.seen[key] = (result.accuracy, result.seconds)
+        accuracy, seconds = self.seen[key]
+        example = ctx.loaded.example_input()
+        attrs = {
+            "config": config, "predicted_ms": predicted, "macs": count_macs(pruned, example),
+            "params": count_params(pruned), "proxy_accuracy": accuracy, "proxy_seconds": seconds,
+            "constraint": predicted - ctx.budget_ms,
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        return accuracy, predicted
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return [trial.user_attrs.get("constraint", 1.0)]
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints, population_size=20)
+        return optuna.samplers.TPESampler(
+            seed=seed, constraints_func=_constraints, multivariate=True, n_startup_trials=10
+        )
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so a trial whose process died is failed and its config retried."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=5, grace_period=20,
+                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except Exception as exc:  # SQLAlchemy and drivers raise many types for a bad or unreachable URL
+            raise AutopruneError(f"cannot open storage {url}: {str(exc).splitlines()[0]}") from exc
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Fails the running trials of dead processes on this host now and queues their samples again.
+
+    Heartbeats catch the same on any machine, but only after a grace period; a killed local run
+    should resume at once.
+    """
+    host = socket.gethostname()
+    retried = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            retried.append(t.number)
+    return retried
+
+
+def open_study(settings: SearchSettings, storage_url: str, study_name: str) -> optuna.Study:
+    """Creates the study or reopens it; a stored study with other settings is refused, never overwritten."""
+    storage = make_storage(storage_url)
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, directions=["maximize", "minimize"],
+        sampler=make_sampler(settings.sampler, settings.seed), load_if_exists=True,
+    )
+    stored = study.user_attrs.get("settings")
+    mine = {k: v for k, v in asdict(settings).items() if k not in SearchSettings.RUN_ONLY}
+    if stored is None:
+        study.set_user_attr("settings", mine)
+    else:
+        changed = [k for k in mine if stored.get(k) != mine[k]]
+        if changed:
+            k = changed[0]
+            raise AutopruneError(
+                f"study '{study_name}' in {storage_url} was run with {k}={stored.get(k)!r}, not {mine[k]!r}: "
+                "use another --out or --study to start a new search"
+            )
+    return study
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
+
+
+def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int) -> None:
+    ctx = build_context(settings)
+    run_trials(ctx, storage_url, study_name, index, progress=False)
+
+
+def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int, progress: bool) -> optuna.Study:
+    settings = ctx.settings
+    seeded = SearchSettings(**{**asdict(settings), "seed": settings.seed + index})
+    study = open_study(seeded, storage_url, study_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if index == 0 and not study.trials:
+        # The unpruned model first: within the budget it tops the front, above it the fit
+        # turns it into uniform pruning at the budget, a strong baseline to start from.
+        study.enqueue_trial({g.name: 1.0 for g in ctx.space.searchable})
+    callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=(TrialState.COMPLETE,))]
+    bar = None
+    if progress:
+        bar = tqdm(total=settings.trials, initial=min(len(completed(study)), settings.trials), desc="search", unit="trial")
+        callbacks.append(lambda s, t: _update_bar(bar, s, ctx.budget_ms))
+    if len(completed(study)) < settings.trials:
+        study.optimize(Objective(ctx), callbacks=callbacks, catch=(RuntimeError, ValueError))
+    if bar is not None:
+        bar.close()
+    return study
+
+
+def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float) -> None:
+    done = completed(study)
+    feasible = [t.user_attrs["proxy_accuracy"] for t in done if t.user_attrs["predicted_ms"] <= budget_ms]
+    bar.n = min(len(done), bar.total)
+    bar.set_postfix_str(f"best under budget {100 * max(feasible):.1f}%" if feasible else "no feasible trial yet")
+    bar.refresh()
+
+
+def run_search(settings: SearchSettings, out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
+               workers: int = 1) -> "SearchResult":
+    """Runs (or resumes) the study until it holds `settings.trials` complete trials, then writes the front."""
+    from .front import SearchResult, write_outputs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage_url = storage or f"sqlite:///{out / 'study.db'}"
+    ctx = build_context(settings)
+    study = open_study(settings, storage_url, study_name)
+    retried = recover_dead_trials(study)
+    if retried:
+        print(f"retrying trials {retried} of a run that was killed", flush=True)
+    if ctx.budget_ms >= ctx.unpruned_ms:
+        print(f"budget {ctx.budget_ms:.3f} ms is above the unpruned model's {ctx.unpruned_ms:.3f} ms: "
+              "the unpruned model is the front's top", flush=True)
+    if workers <= 1:
+        run_trials(ctx, storage_url, study_name, 0, progress=True)
+    else:
+        _run_workers(settings, storage_url, study_name, workers, study, ctx.budget_ms)
+    return write_outputs(ctx, study, out)
+
+
+def _run_workers(settings, storage_url, study_name, workers, study, budget_ms) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    procs = [spawn.Process(target=_worker, args=(settings, storage_url, study_name, i)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    with tqdm(total=settings.trials, desc=f"search ({workers} workers)", unit="trial") as bar:
+        while any(p.is_alive() for p in procs):
+            _update_bar(bar, study, budget_ms)
+            time.sleep(1.0)
+        _update_bar(bar, study, budget_ms)
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise AutopruneError(f"{len(failed)} of {workers} search workers failed (exit codes {failed})")
