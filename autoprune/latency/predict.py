@@ -1,0 +1,126 @@
+"""LatencyPredictor: config -> milliseconds, from a table's entries and the model's calibration.
+
+    ms = a * sum(entry ms of the config's kernels) + b * (weight MB the config streams) + c
+
+The search calls predict() thousands of times, so each layer memoizes its (cin, cout) -> (ms, MB);
+after the first visit of a channel pair a call is a few dict look-ups per layer.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+from ..errors import AutopruneError
+from ..space import Config, SearchSpace
+from .layout import channels, model_key, signature, weight_mb
+from .runner import CALIBRATION_FEATURES
+from .table import LatencyTable
+
+_CHANNELS = re.compile(r"^([^:]*):(\d+)>(\d+):(.*)$")
+NEIGHBOURS = 4
+
+
+class LatencyPredictor:
+    def __init__(self, table: LatencyTable, space: SearchSpace, strict: bool = False):
+        self.table, self.strict = table, strict
+        self.key = model_key(space)
+        model = table.model(self.key)
+        groups = {g.name: g.channels for g in space.groups}
+        if model["groups"] != groups:
+            raise AutopruneError(
+                f"the table's layout of {self.key} has other channel groups than this search space "
+                "(another model version or input size?): profile it again"
+            )
+        cal = model.get("calibration")
+        if cal is None:
+            raise AutopruneError(f"the table's {self.key} has no calibration: its profile did not finish")
+        if cal["features"] != CALIBRATION_FEATURES:
+            raise AutopruneError(f"the table's calibration uses {cal['features']}, this autoprune reads "
+                                 f"{CALIBRATION_FEATURES}: profile it again")
+        self.a, self.b, self.c = cal["coef"]
+        self.layers = model["layers"]
+        self.full = dict(groups)
+        self._memo: list[dict] = [{} for _ in self.layers]
+        self._families: dict | None = None
+
+    def _layer_cost(self, i: int, cin: int, cout: int) -> tuple[float, float]:
+        memo = self._memo[i]
+        if (cin, cout) not in memo:
+            layer = self.layers[i]
+            memo[(cin, cout)] = (self._entry_ms(signature(layer, cin, cout)), weight_mb(layer, cin, cout))
+        return memo[(cin, cout)]
+
+    def _complete(self, config: Config) -> Config:
+        full = dict(self.full)
+        for name, kept in config.items():
+            if name not in full:
+                raise AutopruneError(f"unknown group '{name}' for {self.key}")
+            if not isinstance(kept, int) or not 1 <= kept <= full[name]:
+                raise AutopruneError(f"group '{name}': kept channels must be an integer in 1..{full[name]}, got {kept!r}")
+        full.update(config)
+        return full
+
+    def _costs(self, config: Config):
+        full = self._complete(config)
+        for i, layer in enumerate(self.layers):
+            yield layer["name"], self._layer_cost(i, channels(layer["in"], full), channels(layer["out"], full))
+
+    def predict(self, config: Config) -> float:
+        """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
+        total_ms = total_mb = 0.0
+        for _, (ms, mb) in self._costs(config):
+            total_ms += ms
+            total_mb += mb
+        return self.a * total_ms + self.b * total_mb + self.c
+
+    def breakdown(self, config: Config) -> dict[str, float]:
+        """Per-layer ms (calibration slope applied) plus the calibration's weight and constant terms;
+        the parts sum to predict(config)."""
+        parts, total_mb = {}, 0.0
+        for name, (ms, mb) in self._costs(config):
+            parts[name] = self.a * ms
+            total_mb += mb
+        parts["(weight streaming)"] = self.b * total_mb
+        parts["(overhead: calls, layers between)"] = self.c
+        return parts
+
+    # ------------------------------------------------------------ missing entries
+
+    def _entry_ms(self, key: str) -> float:
+        entry = self.table.entries.get(key)
+        if entry is not None:
+            return entry["ms"]
+        if self.strict:
+            raise AutopruneError(f"kernel {key} is not in the table (strict mode): profile this search space onto it")
+        ms = self._interpolate(key)
+        warnings.warn(f"kernel {key} is not in the table: interpolated {ms:.4f} ms from its neighbours", stacklevel=4)
+        return ms
+
+    def _interpolate(self, key: str) -> float:
+        """Scales the nearest measured kernels of the same family (equal but for channels) by their MAC
+        ratio, and averages them weighted by closeness in log-channels."""
+        if self._families is None:
+            self._families = {}
+            for k, e in self.table.entries.items():
+                m = _CHANNELS.match(k)
+                if m:
+                    self._families.setdefault((m[1], m[4]), []).append((int(m[2]), int(m[3]), e["ms"]))
+        m = _CHANNELS.match(key)
+        family = self._families.get((m[1], m[4]), [])
+        if not family:
+            raise AutopruneError(f"kernel {key} is not in the table and no kernel like it is: profile this model")
+        cin, cout = int(m[2]), int(m[3])
+        # Depthwise convs and pools cost in proportion to their channels, dense layers to cin*cout.
+        linear = m[1].endswith("pool") or ":" in m[4] and "gdw" in m[4].split(":")[1]
+
+        def macs(i: int, o: int) -> int:
+            return i if linear else i * o
+
+        def dist(n):
+            return math.hypot(math.log(n[0] / cin), math.log(n[1] / cout))
+
+        nearest = sorted(family, key=dist)[:NEIGHBOURS]
+        weights = [1 / (dist(n) + 1e-6) for n in nearest]
+        estimates = [n[2] * macs(cin, cout) / macs(n[0], n[1]) for n in nearest]
+        return sum(w * e for w, e in zip(weights, estimates)) / sum(weights)

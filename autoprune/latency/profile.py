@@ -1,0 +1,184 @@
+"""`autoprune profile`: writes a profiling job (micro-benchmarks + calibration models) and measures it.
+
+The job is a directory the standalone runner understands. Locally it runs in a fresh process (ORT)
+or in this one (torch); for another device it is zipped into a kit. Building is resumable like
+measuring: files already written are reused, entries already measured are not measured again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import AutopruneError
+from ..models import LoadedModel
+from ..onnx_io import to_onnx_bytes
+from ..prune import prune
+from ..space import SearchSpace
+from . import backends, runner
+from .layout import build_layout, config_signatures, enumerate_signatures, model_key
+from .micro import micro_model
+from .table import LatencyTable
+
+RUNNER = Path(runner.__file__)
+# Beyond this many kernels (concat-heavy nets with fine steps) profiling would take hours.
+MAX_ENTRIES = 5000
+DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "rounds": 7, "per_round": 3}
+
+
+def profile(
+    loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = 1, batch: int = 1,
+    dtype: str = "float32", calibration: int = 20, validation: int = 0, kit: str | Path | None = None,
+    seed: int = 0, settings: dict | None = None,
+) -> Path:
+    """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
+    be = backends.get_backend(backend, dtype, here=kit is None)
+    if kit is not None and be.runtime != "ort":
+        raise AutopruneError(f"a kit runs ONNX Runtime on the device: use --backend ort-cpu or ort-cuda, not {backend}")
+    if threads < 1 or batch < 1 or calibration < 4:
+        raise AutopruneError("--threads and --batch must be positive and --calibration at least 4 configs")
+    layers = build_layout(loaded, space)
+    found = enumerate_signatures(layers, space)
+    if len(found) > MAX_ENTRIES:
+        raise AutopruneError(
+            f"{space.model}'s space has {len(found)} distinct kernels (over {MAX_ENTRIES}): use coarser "
+            "choices (--steps 4 or --multiple-of 16) or freeze groups"
+        )
+    known = _known_entries(Path(out), be, threads, batch, dtype) if out and kit is None else {}
+    key = model_key(space)
+    job = _job_dir(out, kit, key)
+    manifest = {
+        "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": dtype,
+        "settings": {**DEFAULT_SETTINGS, **(settings or {})}, "model_key": key,
+        "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
+                  "groups": {g.name: g.channels for g in space.groups}},
+        "known_entries": {k: known[k] for k in found if k in known},
+        "validation_seed": seed + 1,
+    }
+    todo = {k: v for k, v in found.items() if k not in known}
+    rng = random.Random(seed)
+    configs = [space.full_config()] + [space.random_config(rng) for _ in range(calibration - 1)]
+    vrng = random.Random(seed + 1)
+    print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
+          f"{calibration} calibration configs", file=sys.stderr)
+    if be.runtime == "ort":
+        manifest["entries"] = _write_entries(job, todo, batch)
+        manifest["calibration"] = _write_configs(job, "calibration", loaded, space, layers, configs, batch)
+        manifest["validation"] = _write_configs(
+            job, "validation", loaded, space, layers, [space.random_config(vrng) for _ in range(validation)], batch
+        )
+    runner.write_json(job / "manifest.json", manifest)
+    if kit is not None:
+        from .kit import write_kit
+
+        return write_kit(job, Path(kit))
+    out = Path(out)
+    start = time.time()
+    if be.runtime == "ort":
+        _run_ort_job(job, out)
+    else:
+        _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype)
+    print(f"measured in {time.time() - start:.0f} s; wrote {out}", file=sys.stderr)
+    shutil.rmtree(job, ignore_errors=True)
+    return out
+
+
+def _known_entries(out: Path, be, threads: int, batch: int, dtype: str) -> dict:
+    """Entries of an existing table at `out` need no new measurement; a table of other settings is refused."""
+    if not out.exists():
+        return {}
+    table = LatencyTable.load(out)
+    for field, value in (("backend", be.name), ("threads", threads), ("batch", batch), ("dtype", dtype)):
+        if table.device[field] != value:
+            raise AutopruneError(
+                f"{out} was measured with {field} {table.device[field]}, this profile uses {value}: choose another --out"
+            )
+    return table.entries
+
+
+def _job_dir(out, kit, key: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")
+    if kit is not None:
+        job = Path(kit).with_name(f".{Path(kit).name}.job")
+        shutil.rmtree(job, ignore_errors=True)  # a kit is built whole, never resumed
+    else:
+        out = Path(out)
+        job = out.with_name(f".{out.name}.{slug}.job")  # an interrupted profile of this model resumes here
+    job.mkdir(parents=True, exist_ok=True)
+    return job
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _write_entries(job: Path, todo: dict, batch: int) -> dict[str, str]:
+    """One ONNX micro-model per kernel not yet in the table, named by a hash of its key."""
+    (job / "entries").mkdir(exist_ok=True)
+    measured = runner.read_log(job / "measured.jsonl")
+    files = {}
+    for key, (layer, cin, cout) in tqdm(todo.items(), desc="exporting kernels", unit="kernel", file=sys.stderr):
+        rel = f"entries/{hashlib.sha1(key.encode()).hexdigest()[:16]}.onnx"
+        files[key] = rel
+        if key in measured or (job / rel).is_file():
+            continue
+        module, inputs = micro_model(layer, cin, cout, batch)
+        _write_file(job / rel, to_onnx_bytes(module, inputs))
+    return files
+
+
+def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, batch: int) -> list[dict]:
+    """Pruned whole models, exported, with the keys and weight MB the predictor will use for them."""
+    (job / part).mkdir(exist_ok=True)
+    written = []
+    example = loaded.example_input(batch)
+    for i, config in enumerate(tqdm(configs, desc=f"pruning {part} configs", unit="model", file=sys.stderr)):
+        rel = f"{part}/{i:03d}.onnx"
+        stamp = job / f"{part}/{i:03d}.json"
+        if not ((job / rel).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == config):
+            _write_file(job / rel, to_onnx_bytes(prune(loaded.model, space, config), example))
+            stamp.write_text(json.dumps(config))
+        keys, weight = config_signatures(layers, space.complete(config))
+        written.append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+    return written
+
+
+def _run_ort_job(job: Path, out: Path) -> None:
+    """Runs the runner in a fresh process that only runs ORT (steadier than this one, see DESIGN.md)."""
+    done = subprocess.run([sys.executable, str(RUNNER), str(job), "--out", str(out)])
+    if done.returncode != 0:
+        raise AutopruneError(f"measuring failed (runner exit {done.returncode}); run the same command again to "
+                             f"resume from {job}")
+
+
+def _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype) -> None:
+    """torch backends are timed in this process on the modules themselves (no ONNX in between)."""
+    torch.set_num_threads(threads)
+    batch = manifest["batch"]
+    example = (loaded.example_input(batch),)
+    layers = manifest["model"]["layers"]
+    calib = {f"calibration/{i:03d}": c for i, c in enumerate(configs)}
+    manifest["entries"] = {k: k for k in todo}
+    manifest["calibration"] = []
+    for rel, config in calib.items():
+        keys, weight = config_signatures(layers, space.complete(config))
+        manifest["calibration"].append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+    runner.write_json(job / "manifest.json", manifest)
+
+    def make_timed(ident: str):
+        if ident in calib:
+            return backends.torch_timed(prune(loaded.model, space, calib[ident]), example, be, dtype)
+        return backends.torch_timed(*micro_model(*todo[ident], batch), be, dtype)
+
+    runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Standalone latency runner: measures a profiling job and writes an autoprune latency table.
+
+It needs only python3, numpy and onnxruntime (no torch, no autoprune), so the same file measures on
+this machine (autoprune runs it in a fresh process, which times steadier than the process that just
+pruned and exported) and on a remote device from a kit:
+
+    python3 runner.py [JOB_DIR] --out table.json [--threads 1]
+    python3 runner.py --time a.onnx b.onnx --json out.json   # end-to-end medians of whole models
+
+A job directory holds manifest.json (written by `autoprune profile`), the micro-benchmark ONNX files
+and the calibration models. Every measured entry is appended to JOB_DIR/measured.jsonl at once, so
+an interrupted run continues where it stopped. autoprune imports the measuring loops, the
+calibration fit and the error figures from here, so remote and local tables are made the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "autoprune-latency-table"
+SCHEMA_VERSION = 1
+# Calibration: measured ~ a * (sum of entries) + b * (weight MB) + c. The weight term models the cache:
+# a lone micro-benchmark keeps its weights in cache, the whole network streams them (DESIGN.md).
+CALIBRATION_FEATURES = ["entries_ms", "weight_mb", "const"]
+
+
+class RunnerError(Exception):
+    """A problem the person running the job must fix; printed as one line."""
+
+
+# ---------------------------------------------------------------- timing loops
+
+def _progress(total: int, desc: str):
+    """tqdm where installed (it is with autoprune); a plain ETA line on bare devices."""
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="entry", file=sys.stderr, dynamic_ncols=True)
+    except ImportError:
+        return _PlainProgress(total, desc)
+
+
+class _PlainProgress:
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.done, self.start, self.shown = total, desc, 0, time.time(), 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.time()
+        if now - self.shown > 5 or self.done == self.total:
+            self.shown = now
+            eta = (now - self.start) / max(self.done, 1) * (self.total - self.done)
+            print(f"{self.desc}: {self.done}/{self.total}, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def summarize(samples: list[float]) -> dict:
+    """Median and relative interquartile spread of timing samples (ms)."""
+    a = np.asarray(samples, dtype=float)
+    med = float(np.median(a))
+    q1, q3 = np.percentile(a, [25, 75])
+    return {"ms": med, "spread": float((q3 - q1) / med) if med > 0 else 0.0, "n": int(a.size)}
+
+
+def measure_entries(keys, make_timed, warmup: int, repeats: int, log_path: Path | None, desc: str) -> dict:
+    """Times each key's micro-benchmark once; `make_timed(key)` returns a callable that runs it once and
+    returns the elapsed milliseconds. Results already in `log_path` are kept and not re-measured."""
+    results = read_log(log_path) if log_path else {}
+    todo = [k for k in keys if k not in results]
+    bar = _progress(len(todo), desc)
+    try:
+        for key in todo:
+            run = make_timed(key)
+            for _ in range(warmup):
+                run()
+            results[key] = summarize([run() for _ in range(repeats)])
+            if log_path:
+                with open(log_path, "a") as f:  # one line per entry: an interruption loses at most one
+                    f.write(json.dumps({"key": key, **results[key]}) + "\n")
+            bar.update(1)
+    finally:
+        bar.close()
+    return {k: results[k] for k in keys}
+
+
+def read_log(path: Path) -> dict:
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                out[rec.pop("key")] = rec
+            except (ValueError, KeyError, AttributeError):
+                continue  # a line cut by an interruption
+    return out
+
+
+def time_models(runs: list, warmup: int = 2, rounds: int = 7, per_round: int = 3, seed: int = 0) -> list[dict]:
+    """End-to-end medians of several models, interleaved: each round visits the models in a new random
+    order, so drift of the machine spreads over all of them instead of biasing some."""
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    samples: list[list[float]] = [[] for _ in runs]
+    order = list(range(len(runs)))
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for i in order:
+            samples[i].extend(runs[i]() for _ in range(per_round))
+    return [summarize(s) for s in samples]
+
+
+def ort_timed(path: str | Path, threads: int, provider: str = "CPUExecutionProvider"):
+    """A callable running the ONNX model once on fixed random inputs and returning the elapsed ms."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=[provider])
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([int(d) for d in i.shape]).astype(np.float32) for i in session.get_inputs()}
+    run = session.run
+
+    def timed() -> float:
+        start = time.perf_counter()
+        run(None, feeds)
+        return (time.perf_counter() - start) * 1e3
+
+    return timed
+
+
+# ---------------------------------------------------------------- statistics
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau-b (ties counted as in scipy), written out because the runner may not have scipy."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    iu = np.triu_indices(len(x), 1)
+    dx, dy = dx[iu], dy[iu]
+    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
+    return float(np.sum(dx * dy) / denom) if denom else 0.0
+
+
+def error_figures(predicted, measured) -> dict:
+    """The predictor's error on end-to-end measurements, as README and tables report it."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = (p - m) / m * 100
+    return {
+        "n": int(m.size),
+        "mape_pct": round(float(np.mean(np.abs(err))), 3),
+        "worst_pct": round(float(err[np.argmax(np.abs(err))]), 3),
+        "within_5pct": round(float(np.mean(np.abs(err) <= 5)), 4),
+        "within_10pct": round(float(np.mean(np.abs(err) <= 10)), 4),
+        "kendall_tau": round(kendall_tau(p, m), 4),
+    }
+
+
+def calibration_features(entries_ms: float, weight_mb: float) -> list[float]:
+    return [entries_ms, weight_mb, 1.0]
+
+
+def fit_calibration(entries_ms, weight_mb, measured) -> dict:
+    """Least-squares fit of what the sum of entries misses; stores the fit's own residuals."""
+    X = np.array([calibration_features(s, w) for s, w in zip(entries_ms, weight_mb)])
+    y = np.asarray(measured, float)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    fitted = X @ coef
+    return {
+        "features": CALIBRATION_FEATURES,
+        "coef": [float(c) for c in coef],
+        "configs": int(y.size),
+        "residuals_pct": [round(float(r), 3) for r in (fitted - y) / y * 100],
+        "fit": error_figures(fitted, y),
+    }
+
+
+def predict_with(calibration: dict, entries_ms: float, weight_mb: float) -> float:
+    return float(np.dot(calibration["coef"], calibration_features(entries_ms, weight_mb)))
+
+
+# ---------------------------------------------------------------- the table file
+
+def device_block(backend: str, backend_version: str, threads: int, batch: int, dtype: str, gpu: str | None) -> dict:
+    """What the table was measured on, read from the machine running this."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "backend": backend,
+        "backend_version": backend_version,
+        "threads": threads,
+        "batch": batch,
+        "dtype": dtype,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def merge_into(path: Path, device: dict, settings: dict, entries: dict, model_key: str, model: dict) -> dict:
+    """Adds entries and a model to the table at `path` (created if absent); a table never mixes backends,
+    thread counts, batch sizes or dtypes, because its entries would not be comparable."""
+    if path.is_file():
+        try:
+            table = json.loads(path.read_text())
+        except ValueError as exc:
+            raise RunnerError(f"{path} exists but is not valid JSON ({exc}); choose another --out") from exc
+        if not isinstance(table, dict) or table.get("schema") != SCHEMA:
+            raise RunnerError(f"{path} exists and is not an autoprune latency table; choose another --out")
+        old = table.get("device", {})
+        for field in ("backend", "threads", "batch", "dtype"):
+            if old.get(field) != device[field]:
+                raise RunnerError(
+                    f"{path} holds {field}={old.get(field)!r}, this run measures {device[field]!r}: use another --out"
+                )
+    else:
+        table = {"schema": SCHEMA, "version": SCHEMA_VERSION, "entries": {}, "models": {}}
+    table["device"] = device
+    table["settings"] = settings
+    table["entries"].update(entries)
+    table["entries"] = dict(sorted(table["entries"].items()))
+    table["models"][model_key] = model
+    write_json(path, table)
+    return table
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Writes via a temporary file so an interruption never leaves a truncated table behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- a profiling job
+
+def run_job(job: Path, out: Path, threads: int | None = None, make_timed=None, backend_version: str | None = None,
+            gpu: str | None = None) -> dict:
+    """Measures the job's entries and calibration models, fits, validates and merges into `out`.
+
+    `make_timed(path)` defaults to ONNX Runtime on the manifest's provider; autoprune passes torch
+    timers for the torch backends.
+    """
+    manifest = json.loads((job / "manifest.json").read_text())
+    settings = manifest["settings"]
+    threads = threads or manifest["threads"]
+    if make_timed is None:
+        import onnxruntime as ort
+
+        provider = manifest["provider"]
+        if provider not in ort.get_available_providers():
+            raise RunnerError(f"onnxruntime here has no {provider} (it has {', '.join(ort.get_available_providers())})")
+        make_timed = lambda path: ort_timed(job / path, threads, provider)  # noqa: E731
+        backend_version = ort.__version__
+    files = manifest["entries"]
+    entries = measure_entries(
+        list(files), lambda key: make_timed(files[key]), settings["warmup"], settings["repeats"],
+        job / "measured.jsonl", "entries",
+    )
+    known = dict(manifest.get("known_entries", {}))
+    known.update(entries)
+    model = dict(manifest["model"])
+    for part in ("calibration", "validation"):
+        configs = manifest.get(part, [])
+        if not configs:
+            continue
+        measured = _measure_configs(job, part, configs, make_timed, settings)
+        sums = [sum(known[k]["ms"] for k in c["keys"]) for c in configs]
+        weights = [c["weight_mb"] for c in configs]
+        if part == "calibration":
+            model["calibration"] = fit_calibration(sums, weights, measured)
+        else:
+            predicted = [predict_with(model["calibration"], s, w) for s, w in zip(sums, weights)]
+            model["validation"] = {**error_figures(predicted, measured), "seed": manifest.get("validation_seed"),
+                                   "measured_by": "runner"}
+    device = device_block(manifest["backend"], backend_version, threads, manifest["batch"], manifest["dtype"], gpu)
+    return merge_into(out, device, settings, entries, manifest["model_key"], model)
+
+
+def _measure_configs(job: Path, part: str, configs: list, make_timed, settings: dict) -> list[float]:
+    """End-to-end medians of whole pruned models, cached in the job so a resumed run reuses them."""
+    cache = job / f"{part}.json"
+    ids = [c["file"] for c in configs]
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("files") == ids:
+            return saved["ms"]
+    print(f"{part}: timing {len(configs)} whole models end to end", file=sys.stderr, flush=True)
+    stats = time_models([make_timed(f) for f in ids], rounds=settings["rounds"], per_round=settings["per_round"])
+    ms = [s["ms"] for s in stats]
+    write_json(cache, {"files": ids, "ms": ms, "stats": stats})
+    return ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure an autoprune latency job (needs numpy and onnxruntime).")
+    parser.add_argument("job", nargs="?", default=str(Path(__file__).resolve().parent), help="job directory")
+    parser.add_argument("--out", help="table file to write or grow")
+    parser.add_argument("--threads", type=int, default=None, help="override the job's thread count")
+    parser.add_argument("--time", nargs="+", metavar="ONNX", help="only time these whole models end to end")
+    parser.add_argument("--json", help="with --time: where to write the medians")
+    parser.add_argument("--provider", default="CPUExecutionProvider")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--per-round", type=int, default=3)
+    args = parser.parse_args(argv)
+    try:
+        if args.time:
+            runs = [ort_timed(p, args.threads or 1, args.provider) for p in args.time]
+            stats = time_models(runs, rounds=args.rounds, per_round=args.per_round)
+            text = json.dumps(stats)
+            Path(args.json).write_text(text) if args.json else print(text)
+            return 0
+        job = Path(args.job)
+        if not (job / "manifest.json").is_file():
+            raise RunnerError(f"no manifest.json in {job}: run this inside an unpacked autoprune kit")
+        out = Path(args.out or job / "table.json")
+        table = run_job(job, out, args.threads)
+    except RunnerError as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return 2
+    model = next(iter(table["models"].values())) if len(table["models"]) == 1 else None
+    print(f"wrote {out} ({len(table['entries'])} entries)")
+    if model and "validation" in model:
+        print("validation:", json.dumps(model["validation"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

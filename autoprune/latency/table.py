@@ -1,0 +1,141 @@
+"""The latency table file: JSON (never a pickle), validated when loaded.
+
+    {"schema": "autoprune-latency-table", "version": 1,
+     "device":   {cpu, cores, gpu, os, python, backend, backend_version, threads, batch, dtype, date},
+     "settings": {warmup, repeats, rounds, per_round},
+     "entries":  {signature: {"ms", "spread", "n"}},            # shared by all models of the table
+     "models":   {"spec@CxHxW": {"layers": [...], "groups": {name: channels},
+                                 "calibration": {features, coef, configs, residuals_pct, fit},
+                                 "validation": {n, mape_pct, worst_pct, within_5pct, within_10pct, kendall_tau}}}}
+
+Entries are deduplicated across layers and models; a model's calibration is its own, because what
+the sum of kernels misses (the layers between, per-call overhead, cache) differs per network.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AutopruneError
+from .runner import SCHEMA, SCHEMA_VERSION, write_json
+
+DEVICE_FIELDS = ("backend", "backend_version", "threads", "batch", "dtype", "date")
+LAYER_FIELDS = ("name", "op", "in", "out", "hw", "attrs", "epilogue")
+
+
+@dataclass
+class LatencyTable:
+    data: dict
+    path: Path | None = None
+
+    @property
+    def device(self) -> dict:
+        return self.data["device"]
+
+    @property
+    def entries(self) -> dict:
+        return self.data["entries"]
+
+    @property
+    def models(self) -> dict:
+        return self.data["models"]
+
+    @property
+    def backend(self) -> str:
+        return self.device["backend"]
+
+    @property
+    def batch(self) -> int:
+        return self.device["batch"]
+
+    def model(self, key: str) -> dict:
+        if key not in self.models:
+            have = ", ".join(self.models) or "none"
+            spec = key.split("@")[0]
+            raise AutopruneError(
+                f"table {self.path or ''} has no layout for {key} (it has: {have}); profile it onto the table "
+                f"with `autoprune profile --model {spec} --out {self.path or 'TABLE'}`"
+            )
+        return self.models[key]
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path or self.path)
+        write_json(path, self.data)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str | None = None, batch: int | None = None,
+             force: bool = False) -> "LatencyTable":
+        """Reads and validates a table; a backend or batch other than the requested one is refused
+        unless `force` (then it is only a warning)."""
+        path = Path(path)
+        if not path.is_file():
+            raise AutopruneError(f"latency table not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except UnicodeDecodeError as exc:
+            raise AutopruneError(f"{path} is not a latency table (binary data, not JSON)") from exc
+        except ValueError as exc:
+            raise AutopruneError(f"{path} is corrupt or truncated: invalid JSON ({exc})") from exc
+        problem = validate_data(data)
+        if problem:
+            raise AutopruneError(f"{path} is not a valid latency table: {problem}")
+        table = cls(data, path)
+        for field, wanted in (("backend", backend), ("batch", batch)):
+            if wanted is not None and table.device[field] != wanted:
+                msg = f"table {path} was measured with {field} {table.device[field]}, not {wanted}"
+                if not force:
+                    raise AutopruneError(msg + " (pass --force to use it anyway)")
+                warnings.warn(msg + "; using it because of --force", stacklevel=2)
+        return table
+
+
+def validate_data(data) -> str | None:
+    """What is wrong with a parsed table, or None; checks the structure the predictor relies on."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return "no 'schema': \"autoprune-latency-table\" field (a foreign file?)"
+    if not isinstance(data.get("version"), int) or data["version"] > SCHEMA_VERSION:
+        return f"schema version {data.get('version')!r} is not one this autoprune reads (<= {SCHEMA_VERSION})"
+    device = data.get("device")
+    if not isinstance(device, dict) or any(f not in device for f in DEVICE_FIELDS):
+        return f"the device block must name {', '.join(DEVICE_FIELDS)}"
+    if not isinstance(device["batch"], int) or device["batch"] < 1:
+        return f"device batch {device['batch']!r} is not a positive integer"
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        return "no 'entries' mapping"
+    for key, e in entries.items():
+        ms = e.get("ms") if isinstance(e, dict) else None
+        if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
+            return f"entry '{key}' has no valid 'ms'"
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return "no 'models' mapping"
+    for key, model in models.items():
+        problem = _model_problem(model)
+        if problem:
+            return f"model '{key}': {problem}"
+    return None
+
+
+def _model_problem(model) -> str | None:
+    if not isinstance(model, dict) or not isinstance(model.get("layers"), list) or not isinstance(model.get("groups"), dict):
+        return "needs 'layers' and 'groups'"
+    for layer in model["layers"]:
+        if not isinstance(layer, dict) or any(f not in layer for f in LAYER_FIELDS):
+            return f"every layer needs {', '.join(LAYER_FIELDS)}"
+        for side in ("in", "out"):
+            expr = layer[side]
+            if not isinstance(expr, dict) or not isinstance(expr.get("groups"), dict) or "base" not in expr:
+                return f"layer '{layer['name']}' has no valid '{side}' channels"
+            unknown = [g for g in expr["groups"] if g not in model["groups"]]
+            if unknown:
+                return f"layer '{layer['name']}' refers to unknown group '{unknown[0]}'"
+    cal = model.get("calibration")
+    if cal is not None and (not isinstance(cal, dict) or not isinstance(cal.get("coef"), list)
+                            or len(cal["coef"]) != len(cal.get("features", []))):
+        return "calibration needs as many 'coef' as 'features'"
+    return None
