@@ -77,7 +77,7 @@ def export(req: ExportRequest) -> dict:
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
     export_onnx(model, example, out / "model.onnx")
     table = ctx.predictor.table
-    measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
+    measured_ms, spread = measure_model_ms(model, example, table.backend, table.device["threads"])
     predicted = ctx.predictor.predict(config)
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
     report = {
@@ -88,7 +88,7 @@ def export(req: ExportRequest) -> dict:
         "unpruned_test_accuracy": evaluate_top1(ctx.loaded.model, ctx.splits.test),
         "macs": count_macs(model, ctx.loaded.example_input()), "params": count_params(model),
         "finetune_epochs": req.finetune_epochs, "distill": req.distill,
-        "backend": table.backend, "threads": table.threads, "batch": table.batch,
+        "backend": table.backend, "threads": table.device["threads"], "batch": table.batch,
         "files": {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))

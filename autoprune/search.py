@@ -64,14 +64,21 @@ class SearchContext:
     budget_ms: float
 
 
-def default_table(model: str) -> str:
-    """The shipped table for a model, if the project ships one."""
-    from .latency import shipped_table_for
+SHIPPED_TABLES = Path(__file__).resolve().parent.parent / "latency_tables"
 
-    path = shipped_table_for(model)
-    if path is None:
-        raise AutopruneError(f"no shipped latency table holds {model}: profile one with `autoprune profile` and pass --table")
-    return str(path)
+
+def default_table(model: str) -> str:
+    """The first shipped table (sorted by name) that holds a layout of `model`."""
+    import json
+
+    for path in sorted(SHIPPED_TABLES.glob("*.json")):
+        try:
+            models = json.loads(path.read_text()).get("models", {})
+        except (OSError, ValueError):
+            continue
+        if any(key.split("@")[0] == model for key in models):
+            return str(path)
+    raise AutopruneError(f"no shipped latency table holds {model}: profile one with `autoprune profile` and pass --table")
 
 
 def build_context(settings: SearchSettings) -> SearchContext:
@@ -120,11 +127,13 @@ def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budge
     """Moves every group toward its smallest width by one shared factor until the prediction fits.
 
     The factor is found by bisection on the predictor, so no accuracy is spent on a candidate that
-    would break the budget, and the sampled proportions between groups are kept.
+    would break the budget and the sampled proportions between groups are kept. Rounding to the
+    allowed counts leaves slack under the budget, which is then given back one step at a time to the
+    groups furthest below what was sampled.
     """
-    config = config_from_ratios(space, ratios)
-    if predictor.predict(config) <= budget_ms:
-        return config
+    wanted = config_from_ratios(space, ratios)
+    if predictor.predict(wanted) <= budget_ms:
+        return wanted
     floor = {g.name: g.choices[0] / g.channels for g in space.searchable}
 
     def at(shrink: float) -> Config:
@@ -137,7 +146,18 @@ def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budge
             high = mid
         else:
             low = mid
-    return at(high)
+    config = at(high)
+    groups = {g.name: g for g in space.searchable}
+    grown = True
+    while grown:  # one step per group and pass, neediest first, until nothing more fits
+        grown = False
+        for name in sorted(config, key=lambda n: config[n] / wanted[n]):
+            choices = groups[name].choices
+            if config[name] < wanted[name]:
+                step = {**config, name: choices[choices.index(config[name]) + 1]}
+                if predictor.predict(step) <= budget_ms:
+                    config, grown = step, True
+    return config
 
 
 def _worker_id() -> str:
@@ -168,25 +188,20 @@ class Objective:
         attrs = {
             "config": config, "predicted_ms": predicted, "macs": count_macs(pruned, example),
             "params": count_params(pruned), "proxy_accuracy": accuracy, "proxy_seconds": seconds,
-            "constraint": predicted - ctx.budget_ms,
         }
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
+        # Feasible when <= 0: the samplers and the Pareto front read it.
+        trial.set_constraint("latency_over_budget_ms", predicted - ctx.budget_ms)
         return accuracy, predicted
-
-
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return [trial.user_attrs.get("constraint", 1.0)]
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints, population_size=20)
-        return optuna.samplers.TPESampler(
-            seed=seed, constraints_func=_constraints, multivariate=True, n_startup_trials=10
-        )
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -197,7 +212,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         try:
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=5, grace_period=20,
-                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except Exception as exc:  # SQLAlchemy and drivers raise many types for a bad or unreachable URL
             raise AutopruneError(f"cannot open storage {url}: {str(exc).splitlines()[0]}") from exc
@@ -233,6 +248,7 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
 
 def open_study(settings: SearchSettings, storage_url: str, study_name: str) -> optuna.Study:
     """Creates the study or reopens it; a stored study with other settings is refused, never overwritten."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(storage_url)
     study = optuna.create_study(
         study_name=study_name, storage=storage, directions=["maximize", "minimize"],
@@ -266,7 +282,6 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     settings = ctx.settings
     seeded = SearchSettings(**{**asdict(settings), "seed": settings.seed + index})
     study = open_study(seeded, storage_url, study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if index == 0 and not study.trials:
         # The unpruned model first: within the budget it tops the front, above it the fit
         # turns it into uniform pruning at the budget, a strong baseline to start from.

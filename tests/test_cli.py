@@ -31,8 +31,9 @@ def _fails_with_one_line(args, capsys, message):
         (["inspect", "--model", "torchvision:shufflenet_v2_x0_5", "--input-shape", "64"], "channel shuffle"),
         (["inspect", "--freeze", "layer7.*"], "matches no group"),
         (["inspect", "--min-keep", "0"], "--min-keep"),
-        (["search"], "not available yet"),
-        (["export"], "not available yet"),
+        (["search", "--budget", "1ms", "--model", "torchvision:resnet18"], "--weights is required"),
+        (["export"], "--out is required"),
+        (["pareto", "--out", "no/such/run"], "no search results in no/such/run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):

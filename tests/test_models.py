@@ -74,6 +74,7 @@ def test_weights_of_another_model_are_refused(tmp_path):
         load_model("cifar:resnet56", weights=path)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_pickled_code_is_never_run(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:

@@ -1,0 +1,155 @@
+"""The search end to end on the embedded default: front, resume after a kill, workers, storage, export."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from autoprune.checkpoint import load_pruned
+from autoprune.cli import main
+from autoprune.front import SearchResult
+from autoprune.onnx_io import ort_session, run_onnx
+from postgres import start_server
+
+FAST = ["--proxy", "adaptive-bn", "--seed", "1"]
+
+
+def _search_cmd(out, trials, *extra):
+    return [sys.executable, "-m", "autoprune.cli", "search", "--budget", "0.6x", "--trials", str(trials),
+            "--out", str(out), *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["search", "--budget", "0.8x", "--trials", "8", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_small_search_writes_a_front_within_budget(small_run):
+    result = SearchResult.load(small_run)
+    assert result.front and result.trials >= 8
+    assert all(m.predicted_ms <= result.budget_ms for m in result.front)
+    assert result.budget_ms == pytest.approx(0.8 * result.unpruned_ms)
+    # Real accuracies from real images: far above chance (10%) for a lightly pruned trained model.
+    assert max(m.proxy_accuracy for m in result.front) > 0.3
+    assert result.feasible >= 0.95 * result.trials
+    for name in ("study.db", "pareto.json", "pareto.csv", "pareto.png", "pareto.html"):
+        assert (small_run / name).stat().st_size > 0
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{small_run / 'study.db'}")
+    attrs = study.trials[-1].user_attrs
+    for key in ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds"):
+        assert key in attrs
+
+
+def test_pareto_command_prints_the_front(small_run, capsys):
+    assert main(["pareto", "--out", str(small_run)]) == 0
+    out = capsys.readouterr().out
+    best = SearchResult.load(small_run).front[0]
+    assert f"{100 * best.proxy_accuracy:.2f}%" in out
+
+
+def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
+    result = SearchResult.load(small_run)
+    chosen = result.select()
+    model = load_pruned(chosen.model_path)
+    assert model.autoprune_config == chosen.config
+    assert main(["export", "--out", str(small_run), "--trial", str(chosen.trial), "--finetune-epochs", "0.05"]) in (0, 2)
+    report = json.loads((small_run / "export" / "report.json").read_text())
+    assert report["trial"] == chosen.trial and 0 < report["test_accuracy"] <= 1
+    assert report["measured_ms"] > 0 and report["predicted_ms"] == pytest.approx(chosen.predicted_ms)
+    exported = load_pruned(small_run / "export" / "model.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = exported(x).numpy()
+    got = run_onnx(ort_session(small_run / "export" / "model.onnx"), x)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def _complete(db):
+    with sqlite3.connect(db) as con:
+        return con.execute("select trial_id, number from trials where state='COMPLETE'").fetchall()
+
+
+def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
+    cmd = _search_cmd(tmp_path, 10)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (tmp_path / "study.db").exists() and len(_complete(tmp_path / "study.db")) >= 3:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = set(_complete(tmp_path / "study.db"))
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    after = {(t._trial_id, t.number) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert before <= after and len(after) >= 10
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    if failed:  # killed inside a trial: it is failed and its sample run again
+        assert {t.user_attrs["retry_of"] for t in retried} == {t.number for t in failed}
+        for t in retried:
+            assert t.params == study.trials[t.user_attrs["retry_of"]].params
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def _two_workers(tmp_path, *storage):
+    done = subprocess.run(_search_cmd(tmp_path, 6, "--workers", "2", *storage), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads((tmp_path / "pareto.json").read_text())
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    _two_workers(tmp_path)
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    workers = {t.user_attrs["worker"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(workers) == 2
+
+
+def test_two_workers_share_one_postgresql_study(tmp_path):
+    url, stop = start_server()
+    try:
+        front = _two_workers(tmp_path, "--storage", url, "--study", "pg")
+        study = optuna.load_study(study_name="pg", storage=url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(done) >= 6 and len({t.user_attrs["worker"] for t in done}) == 2
+        assert front["front"]
+        assert not (tmp_path / "study.db").exists()
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [("fast", "bad budget 'fast'"), ("30", "bad budget"), ("0.001ms", "below the fastest model this space can reach")],
+)
+def test_bad_budgets(tmp_path, capsys, budget, message):
+    assert main(["search", "--budget", budget, "--trials", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_budget_above_the_unpruned_latency_returns_the_unpruned_model(tmp_path, capsys):
+    assert main(["search", "--budget", "1.5x", "--trials", "3", "--out", str(tmp_path), *FAST]) == 0
+    assert "the unpruned model is the front's top" in capsys.readouterr().out
+    result = SearchResult.load(tmp_path)
+    top = result.front[0]
+    assert top.predicted_ms == pytest.approx(result.unpruned_ms)
+
+
+def test_a_stored_study_is_never_overwritten_by_other_settings(small_run, capsys):
+    before = (small_run / "pareto.json").read_text()
+    assert main(["search", "--budget", "0.4x", "--trials", "8", "--out", str(small_run), *FAST]) == 2
+    assert "was run with budget='0.8x'" in capsys.readouterr().err
+    assert (small_run / "pareto.json").read_text() == before
