@@ -28,24 +28,28 @@ from . import backends, runner
 from .layout import build_layout, config_signatures, enumerate_signatures, model_key
 from .micro import micro_model
 from .table import LatencyTable
+from .validate import DEFAULT_SEED as VALIDATION_SEED
 
 RUNNER = Path(runner.__file__)
 # Beyond this many kernels (concat-heavy nets with fine steps) profiling would take hours.
 MAX_ENTRIES = 5000
+# The calibration fits 5 coefficients: fewer configs than this would fit noise.
+MIN_CALIBRATION = 8
 DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "rounds": 7, "per_round": 3}
 
 
 def profile(
     loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = 1, batch: int = 1,
-    dtype: str = "float32", calibration: int = 20, validation: int = 0, kit: str | Path | None = None,
+    dtype: str = "float32", calibration: int = 30, validation: int = 0, kit: str | Path | None = None,
     seed: int = 0, settings: dict | None = None,
 ) -> Path:
     """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
+    began = time.time()
     be = backends.get_backend(backend, dtype, here=kit is None)
     if kit is not None and be.runtime != "ort":
         raise AutopruneError(f"a kit runs ONNX Runtime on the device: use --backend ort-cpu or ort-cuda, not {backend}")
-    if threads < 1 or batch < 1 or calibration < 4:
-        raise AutopruneError("--threads and --batch must be positive and --calibration at least 4 configs")
+    if threads < 1 or batch < 1 or calibration < MIN_CALIBRATION:
+        raise AutopruneError(f"--threads and --batch must be positive and --calibration at least {MIN_CALIBRATION} configs")
     layers = build_layout(loaded, space)
     found = enumerate_signatures(layers, space)
     if len(found) > MAX_ENTRIES:
@@ -62,12 +66,12 @@ def profile(
         "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
                   "groups": {g.name: g.channels for g in space.groups}},
         "known_entries": {k: known[k] for k in found if k in known},
-        "validation_seed": seed + 1,
+        "validation_seed": VALIDATION_SEED,
     }
     todo = {k: v for k, v in found.items() if k not in known}
     rng = random.Random(seed)
     configs = [space.full_config()] + [space.random_config(rng) for _ in range(calibration - 1)]
-    vrng = random.Random(seed + 1)
+    vrng = random.Random(VALIDATION_SEED)  # the configs `autoprune validate` draws by default
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
     if be.runtime == "ort":
@@ -87,7 +91,7 @@ def profile(
         _run_ort_job(job, out)
     else:
         _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype)
-    print(f"measured in {time.time() - start:.0f} s; wrote {out}", file=sys.stderr)
+    print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     return out
 
@@ -149,9 +153,14 @@ def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, b
         if not ((job / rel).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == config):
             _write_file(job / rel, to_onnx_bytes(prune(loaded.model, space, config), example))
             stamp.write_text(json.dumps(config))
-        keys, weight = config_signatures(layers, space.complete(config))
-        written.append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+        written.append(_config_record(rel, layers, space, config))
     return written
+
+
+def _config_record(rel: str, layers: list, space, config: dict) -> dict:
+    """What the runner needs to compute a config's calibration features without autoprune."""
+    keys, weight, acts = config_signatures(layers, space.complete(config))
+    return {"file": rel, "keys": keys, "weight_mb": weight, "activation_mb": acts, "config": config}
 
 
 def _run_ort_job(job: Path, out: Path) -> None:
@@ -170,10 +179,7 @@ def _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads
     layers = manifest["model"]["layers"]
     calib = {f"calibration/{i:03d}": c for i, c in enumerate(configs)}
     manifest["entries"] = {k: k for k in todo}
-    manifest["calibration"] = []
-    for rel, config in calib.items():
-        keys, weight = config_signatures(layers, space.complete(config))
-        manifest["calibration"].append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+    manifest["calibration"] = [_config_record(rel, layers, space, config) for rel, config in calib.items()]
     runner.write_json(job / "manifest.json", manifest)
 
     def make_timed(ident: str):
