@@ -104,14 +104,19 @@ def cmd_profile(args) -> int:
     if args.kit:
         print(f"wrote kit {path}: unzip it on the device and run `python3 runner.py . --out table.json`")
         return 0
-    if args.validate:
-        from .latency.validate import DEFAULT_SEED
+    if args.validate:  # measured by the runner right after calibration, in the same fresh process
+        from .latency import LatencyTable
+        from .latency.layout import model_key
 
-        args.table, args.backend, args.batch, args.force, args.samples = str(path), None, None, False, args.validate
-        args.plot, args.no_save, args.seed = None, False, DEFAULT_SEED
-        return _validate(args, loaded, space)
+        figures = LatencyTable.load(path).model(model_key(space))["validation"]
+        print(_figures_line(space.model, args.backend, figures))
     print(f"wrote {path}")
     return 0
+
+
+def _figures_line(model: str, backend: str, f: dict) -> str:
+    return (f"{model} on {backend} ({f['n']} random configs): MAPE {f['mape_pct']:.2f}%, worst {f['worst_pct']:+.2f}%, "
+            f"within 5% {f['within_5pct']:.0%}, within 10% {f['within_10pct']:.0%}, Kendall tau {f['kendall_tau']:.3f}")
 
 
 def _read_config(path: str | None) -> dict:
@@ -156,9 +161,7 @@ def _validate(args, loaded, space) -> int:
 
     table = _load_table(args)
     figures = validate(loaded, space, table, args.samples, args.seed, save=not args.no_save, plot=args.plot)
-    print(f"{space.model} on {table.backend} ({figures['n']} random configs): MAPE {figures['mape_pct']:.2f}%, "
-          f"worst {figures['worst_pct']:+.2f}%, within 5% {figures['within_5pct']:.0%}, "
-          f"within 10% {figures['within_10pct']:.0%}, Kendall tau {figures['kendall_tau']:.3f}")
+    print(_figures_line(space.model, table.backend, figures))
     if not args.no_save:
         print(f"stored the figures in {args.table}")
     if args.plot:
@@ -217,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="table JSON to write, or to grow if it exists")
     p.add_argument("--kit", default=None, help="instead of measuring here, write a zip to measure on another device")
     p.add_argument("--calibration", type=int, default=30, help="random configs timed end to end to calibrate (30)")
-    p.add_argument("--validate", type=int, default=0, metavar="N", help="then validate on N random configs")
+    p.add_argument("--validate", type=int, default=0, metavar="N",
+                   help="also time N random configs (those `validate` draws) and store the figures")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration configs")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per kernel (default 50)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per kernel (default 10)")

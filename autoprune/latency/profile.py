@@ -72,14 +72,13 @@ def profile(
     rng = random.Random(seed)
     configs = [space.full_config()] + [space.random_config(rng) for _ in range(calibration - 1)]
     vrng = random.Random(VALIDATION_SEED)  # the configs `autoprune validate` draws by default
+    parts = {"calibration": configs, "validation": [space.random_config(vrng) for _ in range(validation)]}
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
     if be.runtime == "ort":
         manifest["entries"] = _write_entries(job, todo, batch)
-        manifest["calibration"] = _write_configs(job, "calibration", loaded, space, layers, configs, batch)
-        manifest["validation"] = _write_configs(
-            job, "validation", loaded, space, layers, [space.random_config(vrng) for _ in range(validation)], batch
-        )
+        for part, cfgs in parts.items():
+            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch)
     runner.write_json(job / "manifest.json", manifest)
     if kit is not None:
         from .kit import write_kit
@@ -90,7 +89,7 @@ def profile(
     if be.runtime == "ort":
         _run_ort_job(job, out)
     else:
-        _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype)
+        _run_torch_job(job, out, manifest, todo, loaded, space, parts, be, threads, dtype)
     print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     return out
@@ -171,20 +170,24 @@ def _run_ort_job(job: Path, out: Path) -> None:
                              f"resume from {job}")
 
 
-def _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype) -> None:
+def _run_torch_job(job, out, manifest, todo, loaded, space, parts: dict, be, threads, dtype) -> None:
     """torch backends are timed in this process on the modules themselves (no ONNX in between)."""
     torch.set_num_threads(threads)
     batch = manifest["batch"]
     example = (loaded.example_input(batch),)
     layers = manifest["model"]["layers"]
-    calib = {f"calibration/{i:03d}": c for i, c in enumerate(configs)}
+    configs = {f"{part}/{i:03d}": c for part, cfgs in parts.items() for i, c in enumerate(cfgs)}
     manifest["entries"] = {k: k for k in todo}
-    manifest["calibration"] = [_config_record(rel, layers, space, config) for rel, config in calib.items()]
+    for part in parts:
+        manifest[part] = [_config_record(rel, layers, space, c) for rel, c in configs.items() if rel.startswith(part)]
     runner.write_json(job / "manifest.json", manifest)
 
     def make_timed(ident: str):
-        if ident in calib:
-            return backends.torch_timed(prune(loaded.model, space, calib[ident]), example, be, dtype)
+        if ident in configs:
+            return backends.torch_timed(prune(loaded.model, space, configs[ident]), example, be, dtype)
         return backends.torch_timed(*micro_model(*todo[ident], batch), be, dtype)
 
-    runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))
+    try:
+        runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))
+    except runner.RunnerError as exc:
+        raise AutopruneError(str(exc)) from exc
