@@ -149,15 +149,20 @@ def test_table_for_another_model_is_refused(table_path):
         LatencyPredictor(LatencyTable.load(table_path), build_space(other))
 
 
-def test_a_second_model_grows_the_table(table_path, tmp_path):
+def test_tables_grow_and_share_entries_across_models(table_path, tmp_path):
     grown = tmp_path / "grown.json"
     grown.write_text(table_path.read_text())
-    loaded = load_model("cifar:resnet32")
-    space = build_space(loaded)
     before = set(LatencyTable.load(grown).entries)
-    profile(loaded, space, "ort-cpu", grown, calibration=8, settings=FAST)
+    # resnet32 runs exactly resnet20's kernels: nothing new to measure, one more model.
+    deeper = load_model("cifar:resnet32")
+    profile(deeper, build_space(deeper), "ort-cpu", grown, calibration=8, settings=FAST)
+    assert set(LatencyTable.load(grown).entries) == before
+    # At another input size every kernel is new.
+    smaller = load_model("cifar:resnet20", input_shape="3x16x16")
+    space = build_space(smaller)
+    profile(smaller, space, "ort-cpu", grown, calibration=8, settings=FAST)
     table = LatencyTable.load(grown)
-    assert before < set(table.entries) and len(table.models) == 2
+    assert before < set(table.entries) and len(table.models) == 3
     assert math.isfinite(LatencyPredictor(table, space).predict({}))
 
 
