@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import warnings
+from pathlib import Path
 
 from .errors import AutopruneError
 from .models import parse_input_shape
@@ -132,20 +135,121 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _not_yet(name: str, what: str):
-    def run(args) -> int:
-        raise AutopruneError(f"`autoprune {name}` is not available yet: it arrives with {what}")
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", required=True, help="latency table JSON (from `autoprune profile`)")
+    p.add_argument("--backend", default=None, help="refuse a table measured on another backend")
+    p.add_argument("--batch", type=int, default=None, help="refuse a table measured at another batch size")
+    p.add_argument("--force", action="store_true", help="use a table whose backend or batch does not match")
 
-    return run
+
+def _load_table(args):
+    from .latency import LatencyTable
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = LatencyTable.load(args.table, args.backend, args.batch, args.force)
+    _print_warnings(caught)
+    return table
+
+
+def _print_warnings(caught) -> None:
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"autoprune: warning: {message}", file=sys.stderr)
+
+
+def cmd_profile(args) -> int:
+    from .latency.profile import profile
+
+    if (args.out is None) == (args.kit is None):
+        raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
+    loaded = load_from_args(args)
+    space = space_from_args(args, loaded)
+    settings = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup)) if v is not None}
+    path = profile(loaded, space, args.backend, args.out, args.threads, args.batch, args.dtype, args.calibration,
+                   args.validate, args.kit, args.seed, settings)
+    if args.kit:
+        print(f"wrote kit {path}: unzip it on the device and run `python3 runner.py . --out table.json`")
+        return 0
+    if args.validate:  # measured by the runner right after calibration, in the same fresh process
+        from .latency import LatencyTable
+        from .latency.layout import model_key
+
+        figures = LatencyTable.load(path).model(model_key(space))["validation"]
+        print(_figures_line(space.model, args.backend, figures))
+    print(f"wrote {path}")
+    return 0
+
+
+def _figures_line(model: str, backend: str, f: dict) -> str:
+    return (f"{model} on {backend} ({f['n']} random configs): MAPE {f['mape_pct']:.2f}%, worst {f['worst_pct']:+.2f}%, "
+            f"within 5% {f['within_5pct']:.0%}, within 10% {f['within_10pct']:.0%}, Kendall tau {f['kendall_tau']:.3f}")
+
+
+def _read_config(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        config = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise AutopruneError(f"cannot read config {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise AutopruneError(f"config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise AutopruneError(f"config {path} must be a JSON object {{group: kept channels}}")
+    return config
+
+
+def cmd_predict(args) -> int:
+    from .latency import LatencyPredictor
+
+    loaded = load_from_args(args)
+    space = space_from_args(args, loaded)
+    table = _load_table(args)
+    config = space.complete(_read_config(args.config))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = LatencyPredictor(table, space, strict=args.strict)
+        ms = predictor.predict(config)
+        parts = predictor.breakdown(config)
+    _print_warnings(caught)
+    d = table.device
+    print(f"{space.model}: predicted {ms:.3f} ms per forward pass ({d['backend']} {d['backend_version']}, "
+          f"{d['threads']} thread(s), batch {d['batch']}, {d['cpu']})")
+    shown = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[: args.top or None]
+    width = max(len(name) for name, _ in shown)
+    for name, part in shown:
+        print(f"  {name:<{width}}  {part:9.4f} ms  {part / ms * 100:5.1f}%")
+    return 0
+
+
+def _validate(args, loaded, space) -> int:
+    from .latency.validate import validate
+
+    table = _load_table(args)
+    figures = validate(loaded, space, table, args.samples, args.seed, save=not args.no_save, plot=args.plot)
+    print(_figures_line(space.model, table.backend, figures))
+    if not args.no_save:
+        print(f"stored the figures in {args.table}")
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .latency.validate import DEFAULT_SEED
+
+    if args.samples < 2:
+        raise AutopruneError("--samples must be at least 2")
+    args.seed = DEFAULT_SEED if args.seed is None else args.seed
+    loaded = load_from_args(args)
+    return _validate(args, loaded, space_from_args(args, loaded))
 
 
 COMMANDS = {
     "inspect": ("print a model's prunable channel groups and save its search space", cmd_inspect),
-    "profile": ("measure a latency table on this machine, or write a kit for another device",
-                _not_yet("profile", "the latency tables")),
-    "predict": ("predicted latency of a model or a config, per layer", _not_yet("predict", "the latency tables")),
-    "validate": ("measure random configs end to end and report the predictor's error",
-                 _not_yet("validate", "the latency tables")),
+    "profile": ("measure a latency table on this machine, or write a kit for another device", cmd_profile),
+    "predict": ("predicted latency of a model or a config, per layer", cmd_predict),
+    "validate": ("measure random configs end to end and report the predictor's error", cmd_validate),
     "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
     "pareto": ("print the front of a finished search", cmd_pareto),
     "export": ("fine-tune, save and check a chosen pruned model", cmd_export),
@@ -164,6 +268,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_space_args(p)
     p.add_argument("--save", default=None, help="write the search space as YAML")
     p.add_argument("--verify", action="store_true", help="check on random channels that pruning is exact")
+
+    p = parsers["profile"]
+    _add_model_args(p)
+    _add_space_args(p)
+    p.add_argument("--backend", default="ort-cpu", help="ort-cpu (default), torch-cpu, ort-cuda or torch-cuda")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32 (default); float16 on torch-cuda")
+    p.add_argument("--out", default=None, help="table JSON to write, or to grow if it exists")
+    p.add_argument("--kit", default=None, help="instead of measuring here, write a zip to measure on another device")
+    p.add_argument("--calibration", type=int, default=30, help="random configs timed end to end to calibrate (30)")
+    p.add_argument("--validate", type=int, default=0, metavar="N",
+                   help="also time N random configs (those `validate` draws) and store the figures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration configs")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per kernel (default 50)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per kernel (default 10)")
+
+    p = parsers["predict"]
+    _add_model_args(p)
+    _add_space_args(p)
+    _add_table_args(p)
+    p.add_argument("--config", default=None, help="JSON {group: kept channels}; default: the unpruned model")
+    p.add_argument("--strict", action="store_true", help="refuse kernels missing from the table (no interpolation)")
+    p.add_argument("--top", type=int, default=15, help="show the N largest parts of the breakdown (0: all)")
+
+    p = parsers["validate"]
+    _add_model_args(p)
+    _add_space_args(p)
+    _add_table_args(p)
+    p.add_argument("--samples", type=int, default=30, help="random configs to measure (default 30)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the random configs")
+    p.add_argument("--plot", default=None, help="write a PNG scatter of predicted vs measured")
+    p.add_argument("--no-save", action="store_true", help="do not store the figures in the table")
 
     p = parsers["search"]
     _add_model_args(p)

@@ -256,14 +256,23 @@ def signature(layer: dict, cin: int, cout: int) -> str:
     return f"{layer['op']}:{cin}>{cout}:{hw}:{static}:{layer['epilogue']}"
 
 
-def config_signatures(layers: list[dict], config: Config) -> tuple[list[str], float]:
-    """The table keys a complete config runs, and the weight MB it streams."""
-    keys, weights = [], 0.0
+def activation_mb(layer: dict, cin: int, bytes_per_value: int = 4) -> float:
+    """The layer's input feature map per sample, in MB: what a micro-model's layout conversion copies."""
+    size = 1
+    for v in layer["hw"]:
+        size *= v
+    return cin * size * bytes_per_value / 1e6
+
+
+def config_signatures(layers: list[dict], config: Config) -> tuple[list[str], float, float]:
+    """The table keys a complete config runs, and the weight and activation MB it streams."""
+    keys, weights, acts = [], 0.0, 0.0
     for layer in layers:
         cin, cout = channels(layer["in"], config), channels(layer["out"], config)
         keys.append(signature(layer, cin, cout))
         weights += weight_mb(layer, cin, cout)
-    return keys, weights
+        acts += activation_mb(layer, cin)
+    return keys, weights, acts
 
 
 def _values(expr: dict, choices: dict[str, list[int]]) -> set[int]:

@@ -1,9 +1,10 @@
 """LatencyPredictor: config -> milliseconds, from a table's entries and the model's calibration.
 
-    ms = a * sum(entry ms of the config's kernels) + b * (weight MB the config streams) + c
+    ms = a * (dense kernels' ms) + b * (depthwise kernels' ms) + c * weight MB + d * activation MB + e
 
-The search calls predict() thousands of times, so each layer memoizes its (cin, cout) -> (ms, MB);
-after the first visit of a channel pair a call is a few dict look-ups per layer.
+(the features and why: runner.CALIBRATION_FEATURES). The search calls predict() thousands of times,
+so each layer memoizes its (cin, cout) -> contribution to the features; after the first visit of a
+channel pair a call is a few dict look-ups and additions per layer.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import warnings
 
 from ..errors import AutopruneError
 from ..space import Config, SearchSpace
-from .layout import channels, model_key, signature, weight_mb
-from .runner import CALIBRATION_FEATURES
+from .layout import activation_mb, channels, model_key, signature, weight_mb
+from .runner import CALIBRATION_FEATURES, is_depthwise
 from .table import LatencyTable
 
 _CHANNELS = re.compile(r"^([^:]*):(\d+)>(\d+):(.*)$")
@@ -38,17 +39,20 @@ class LatencyPredictor:
         if cal["features"] != CALIBRATION_FEATURES:
             raise AutopruneError(f"the table's calibration uses {cal['features']}, this autoprune reads "
                                  f"{CALIBRATION_FEATURES}: profile it again")
-        self.a, self.b, self.c = cal["coef"]
+        self.coef = cal["coef"]
         self.layers = model["layers"]
         self.full = dict(groups)
         self._memo: list[dict] = [{} for _ in self.layers]
         self._families: dict | None = None
 
-    def _layer_cost(self, i: int, cin: int, cout: int) -> tuple[float, float]:
+    def _layer_cost(self, i: int, cin: int, cout: int) -> tuple[float, int, float, float]:
+        """(entry ms, its feature index: 0 dense or 1 depthwise, weight MB, activation MB)."""
         memo = self._memo[i]
         if (cin, cout) not in memo:
             layer = self.layers[i]
-            memo[(cin, cout)] = (self._entry_ms(signature(layer, cin, cout)), weight_mb(layer, cin, cout))
+            key = signature(layer, cin, cout)
+            memo[(cin, cout)] = (self._entry_ms(key), int(is_depthwise(key)), weight_mb(layer, cin, cout),
+                                 activation_mb(layer, cin))
         return memo[(cin, cout)]
 
     def _complete(self, config: Config) -> Config:
@@ -68,21 +72,24 @@ class LatencyPredictor:
 
     def predict(self, config: Config) -> float:
         """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
-        total_ms = total_mb = 0.0
-        for _, (ms, mb) in self._costs(config):
-            total_ms += ms
-            total_mb += mb
-        return self.a * total_ms + self.b * total_mb + self.c
+        features = [0.0, 0.0, 0.0, 0.0, 1.0]
+        for _, (ms, kind, mb, act) in self._costs(config):
+            features[kind] += ms
+            features[2] += mb
+            features[3] += act
+        return sum(c * f for c, f in zip(self.coef, features))
 
     def breakdown(self, config: Config) -> dict[str, float]:
-        """Per-layer ms (calibration slope applied) plus the calibration's weight and constant terms;
-        the parts sum to predict(config)."""
-        parts, total_mb = {}, 0.0
-        for name, (ms, mb) in self._costs(config):
-            parts[name] = self.a * ms
-            total_mb += mb
-        parts["(weight streaming)"] = self.b * total_mb
-        parts["(overhead: calls, layers between)"] = self.c
+        """Per-layer ms (its kind's calibration slope applied) plus the weight, activation and constant
+        terms of the calibration; the parts sum to predict(config)."""
+        parts, weights, acts = {}, 0.0, 0.0
+        for name, (ms, kind, mb, act) in self._costs(config):
+            parts[name] = self.coef[kind] * ms
+            weights += mb
+            acts += act
+        parts["(weight streaming)"] = self.coef[2] * weights
+        parts["(layout conversions of micro-benchmarks)"] = self.coef[3] * acts
+        parts["(overhead: calls, layers between)"] = self.coef[4]
         return parts
 
     # ------------------------------------------------------------ missing entries

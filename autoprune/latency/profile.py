@@ -28,24 +28,28 @@ from . import backends, runner
 from .layout import build_layout, config_signatures, enumerate_signatures, model_key
 from .micro import micro_model
 from .table import LatencyTable
+from .validate import DEFAULT_SEED as VALIDATION_SEED
 
 RUNNER = Path(runner.__file__)
 # Beyond this many kernels (concat-heavy nets with fine steps) profiling would take hours.
 MAX_ENTRIES = 5000
+# The calibration fits 5 coefficients: fewer configs than this would fit noise.
+MIN_CALIBRATION = 8
 DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "rounds": 7, "per_round": 3}
 
 
 def profile(
     loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = 1, batch: int = 1,
-    dtype: str = "float32", calibration: int = 20, validation: int = 0, kit: str | Path | None = None,
+    dtype: str = "float32", calibration: int = 30, validation: int = 0, kit: str | Path | None = None,
     seed: int = 0, settings: dict | None = None,
 ) -> Path:
     """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
+    began = time.time()
     be = backends.get_backend(backend, dtype, here=kit is None)
     if kit is not None and be.runtime != "ort":
         raise AutopruneError(f"a kit runs ONNX Runtime on the device: use --backend ort-cpu or ort-cuda, not {backend}")
-    if threads < 1 or batch < 1 or calibration < 4:
-        raise AutopruneError("--threads and --batch must be positive and --calibration at least 4 configs")
+    if threads < 1 or batch < 1 or calibration < MIN_CALIBRATION:
+        raise AutopruneError(f"--threads and --batch must be positive and --calibration at least {MIN_CALIBRATION} configs")
     layers = build_layout(loaded, space)
     found = enumerate_signatures(layers, space)
     if len(found) > MAX_ENTRIES:
@@ -62,20 +66,19 @@ def profile(
         "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
                   "groups": {g.name: g.channels for g in space.groups}},
         "known_entries": {k: known[k] for k in found if k in known},
-        "validation_seed": seed + 1,
+        "validation_seed": VALIDATION_SEED,
     }
     todo = {k: v for k, v in found.items() if k not in known}
     rng = random.Random(seed)
     configs = [space.full_config()] + [space.random_config(rng) for _ in range(calibration - 1)]
-    vrng = random.Random(seed + 1)
+    vrng = random.Random(VALIDATION_SEED)  # the configs `autoprune validate` draws by default
+    parts = {"calibration": configs, "validation": [space.random_config(vrng) for _ in range(validation)]}
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
     if be.runtime == "ort":
         manifest["entries"] = _write_entries(job, todo, batch)
-        manifest["calibration"] = _write_configs(job, "calibration", loaded, space, layers, configs, batch)
-        manifest["validation"] = _write_configs(
-            job, "validation", loaded, space, layers, [space.random_config(vrng) for _ in range(validation)], batch
-        )
+        for part, cfgs in parts.items():
+            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch)
     runner.write_json(job / "manifest.json", manifest)
     if kit is not None:
         from .kit import write_kit
@@ -86,8 +89,8 @@ def profile(
     if be.runtime == "ort":
         _run_ort_job(job, out)
     else:
-        _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype)
-    print(f"measured in {time.time() - start:.0f} s; wrote {out}", file=sys.stderr)
+        _run_torch_job(job, out, manifest, todo, loaded, space, parts, be, threads, dtype)
+    print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     return out
 
@@ -149,9 +152,14 @@ def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, b
         if not ((job / rel).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == config):
             _write_file(job / rel, to_onnx_bytes(prune(loaded.model, space, config), example))
             stamp.write_text(json.dumps(config))
-        keys, weight = config_signatures(layers, space.complete(config))
-        written.append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+        written.append(_config_record(rel, layers, space, config))
     return written
+
+
+def _config_record(rel: str, layers: list, space, config: dict) -> dict:
+    """What the runner needs to compute a config's calibration features without autoprune."""
+    keys, weight, acts = config_signatures(layers, space.complete(config))
+    return {"file": rel, "keys": keys, "weight_mb": weight, "activation_mb": acts, "config": config}
 
 
 def _run_ort_job(job: Path, out: Path) -> None:
@@ -162,23 +170,24 @@ def _run_ort_job(job: Path, out: Path) -> None:
                              f"resume from {job}")
 
 
-def _run_torch_job(job, out, manifest, todo, loaded, space, configs, be, threads, dtype) -> None:
+def _run_torch_job(job, out, manifest, todo, loaded, space, parts: dict, be, threads, dtype) -> None:
     """torch backends are timed in this process on the modules themselves (no ONNX in between)."""
     torch.set_num_threads(threads)
     batch = manifest["batch"]
     example = (loaded.example_input(batch),)
     layers = manifest["model"]["layers"]
-    calib = {f"calibration/{i:03d}": c for i, c in enumerate(configs)}
+    configs = {f"{part}/{i:03d}": c for part, cfgs in parts.items() for i, c in enumerate(cfgs)}
     manifest["entries"] = {k: k for k in todo}
-    manifest["calibration"] = []
-    for rel, config in calib.items():
-        keys, weight = config_signatures(layers, space.complete(config))
-        manifest["calibration"].append({"file": rel, "keys": keys, "weight_mb": weight, "config": config})
+    for part in parts:
+        manifest[part] = [_config_record(rel, layers, space, c) for rel, c in configs.items() if rel.startswith(part)]
     runner.write_json(job / "manifest.json", manifest)
 
     def make_timed(ident: str):
-        if ident in calib:
-            return backends.torch_timed(prune(loaded.model, space, calib[ident]), example, be, dtype)
+        if ident in configs:
+            return backends.torch_timed(prune(loaded.model, space, configs[ident]), example, be, dtype)
         return backends.torch_timed(*micro_model(*todo[ident], batch), be, dtype)
 
-    runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))
+    try:
+        runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))
+    except runner.RunnerError as exc:
+        raise AutopruneError(str(exc)) from exc

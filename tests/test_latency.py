@@ -1,0 +1,270 @@
+"""Latency tables: layout, table file, predictor, validation, kit and CLI, on small models with few repeats.
+
+No test asserts a timing: measured numbers only have to exist, be finite and flow through correctly.
+"""
+import json
+import math
+import random
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from autoprune.cli import main
+from autoprune.errors import AutopruneError
+from autoprune.latency import LatencyPredictor, LatencyTable, measure_model_ms
+from autoprune.latency import backends, runner
+from autoprune.latency.layout import build_layout, channels, config_signatures, model_key
+from autoprune.latency.profile import profile
+from autoprune.latency.validate import validate
+from autoprune.models import load_model
+from autoprune.prune import prune
+from autoprune.space import build_space
+
+FAST = {"warmup": 1, "repeats": 3, "rounds": 2, "per_round": 1}
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    loaded = load_model("cifar:resnet20")
+    return loaded, build_space(loaded)
+
+
+@pytest.fixture(scope="module")
+def table_path(small, tmp_path_factory):
+    loaded, space = small
+    out = tmp_path_factory.mktemp("tables") / "r20.json"
+    profile(loaded, space, "ort-cpu", out, calibration=8, settings=FAST)
+    return out
+
+
+def _conv_channels(model, x):
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0].shape[1], o.shape[1])))
+             for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("spec", ["cifar:resnet20", "torchvision:mobilenet_v2", "torchvision:densenet121"])
+def test_layout_channels_match_pruned_model(spec):
+    loaded = load_model(spec, input_shape=None if spec.startswith("cifar") else "3x32x32")
+    space = build_space(loaded)
+    layers = build_layout(loaded, space)
+    rng = random.Random(1)
+    for _ in range(2):
+        config = space.complete(space.random_config(rng))
+        real = _conv_channels(prune(loaded.model, space, config), loaded.example_input())
+        for layer in layers:
+            if layer["name"] in real:
+                assert real[layer["name"]] == (channels(layer["in"], config), channels(layer["out"], config)), layer["name"]
+
+
+def test_table_round_trip(table_path, tmp_path):
+    table = LatencyTable.load(table_path)
+    copy = table.save(tmp_path / "copy.json")
+    again = LatencyTable.load(copy)
+    assert again.data == table.data
+    assert table.device["threads"] == 1 and table.device["batch"] == 1 and table.device["backend"] == "ort-cpu"
+    assert table.entries and all(e["ms"] > 0 for e in table.entries.values())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "binary", "foreign", "bad_entry", "bad_layer", "future"])
+def test_bad_table_files_are_refused(table_path, tmp_path, damage):
+    text = table_path.read_text()
+    data = json.loads(text)
+    path = tmp_path / "bad.json"
+    if damage == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        path.write_text("not json at all {")
+    elif damage == "binary":
+        path.write_bytes(b"\x80\x04\x95pickle\xff\xfe")
+    elif damage == "foreign":
+        path.write_text(json.dumps({"name": "something else", "entries": {}}))
+    elif damage == "bad_entry":
+        next(iter(data["entries"].values()))["ms"] = "fast"
+        path.write_text(json.dumps(data))
+    elif damage == "bad_layer":
+        next(iter(data["models"].values()))["layers"][0]["in"]["groups"] = {"no.such.group": 1}
+        path.write_text(json.dumps(data))
+    else:
+        data["version"] = 99
+        path.write_text(json.dumps(data))
+    with pytest.raises(AutopruneError) as err:
+        LatencyTable.load(path)
+    assert "\n" not in str(err.value)
+
+
+def test_backend_and_batch_mismatch_refused_unless_forced(table_path):
+    with pytest.raises(AutopruneError, match="backend"):
+        LatencyTable.load(table_path, backend="torch-cpu")
+    with pytest.raises(AutopruneError, match="batch"):
+        LatencyTable.load(table_path, batch=8)
+    with pytest.warns(UserWarning, match="force"):
+        assert LatencyTable.load(table_path, backend="torch-cpu", batch=8, force=True).backend == "ort-cpu"
+
+
+def test_predict_and_breakdown(table_path, small):
+    _, space = small
+    table = LatencyTable.load(table_path)
+    predictor = LatencyPredictor(table, space)
+    smallest = {g.name: g.choices[0] for g in space.searchable}
+    # The predictor's fast path must agree with the features the runner calibrated on.
+    keys, weight, acts = config_signatures(predictor.layers, space.complete(smallest))
+    expected = float(np.dot(predictor.coef, runner.config_features(table.entries, keys, weight, acts)))
+    assert predictor.predict(smallest) == pytest.approx(expected)
+    parts = predictor.breakdown(smallest)
+    assert sum(parts.values()) == pytest.approx(expected)
+    assert {layer["name"] for layer in predictor.layers} <= set(parts)
+    with pytest.raises(AutopruneError, match="unknown group"):
+        predictor.predict({"nope": 3})
+
+
+def test_missing_entry_is_interpolated_or_refused_in_strict_mode(table_path, small):
+    _, space = small
+    table = LatencyTable.load(table_path)
+    keys = config_signatures(table.model(model_key(space))["layers"], space.full_config())[0]
+    missing = next(k for k in keys if k.startswith("conv:") and "add" in k)
+    del table.entries[missing]
+    predictor = LatencyPredictor(table, space)
+    with pytest.warns(UserWarning, match="interpolated"):
+        assert math.isfinite(predictor.predict({}))
+    assert predictor._entry_ms(missing) > 0
+    with pytest.raises(AutopruneError, match="strict"):
+        LatencyPredictor(table, space, strict=True).predict({})
+
+
+def test_table_for_another_model_is_refused(table_path):
+    other = load_model("cifar:resnet32")
+    with pytest.raises(AutopruneError, match="no layout"):
+        LatencyPredictor(LatencyTable.load(table_path), build_space(other))
+
+
+def test_tables_grow_and_share_entries_across_models(table_path, tmp_path):
+    grown = tmp_path / "grown.json"
+    grown.write_text(table_path.read_text())
+    before = set(LatencyTable.load(grown).entries)
+    # resnet32 runs exactly resnet20's kernels: nothing new to measure, one more model.
+    deeper = load_model("cifar:resnet32")
+    profile(deeper, build_space(deeper), "ort-cpu", grown, calibration=8, settings=FAST)
+    assert set(LatencyTable.load(grown).entries) == before
+    # At another input size every kernel is new.
+    smaller = load_model("cifar:resnet20", input_shape="3x16x16")
+    space = build_space(smaller)
+    profile(smaller, space, "ort-cpu", grown, calibration=8, settings=FAST)
+    table = LatencyTable.load(grown)
+    assert before < set(table.entries) and len(table.models) == 3
+    assert math.isfinite(LatencyPredictor(table, space).predict({}))
+
+
+def test_validate_stores_figures(table_path, small, tmp_path):
+    loaded, space = small
+    table = LatencyTable.load(table_path)
+    figures = validate(loaded, space, table, samples=4, rounds=2, per_round=1, plot=tmp_path / "v.png")
+    for name in ("mape_pct", "worst_pct", "within_5pct", "within_10pct", "kendall_tau"):
+        assert math.isfinite(figures[name])
+    assert LatencyTable.load(table_path).models[model_key(space)]["validation"]["n"] == 4
+    assert (tmp_path / "v.png").stat().st_size > 0
+
+
+def test_measure_model_ms_in_a_fresh_process(small):
+    loaded, _ = small
+    ms, spread = measure_model_ms(loaded.model, loaded.example_input(), "ort-cpu", rounds=2, per_round=1)
+    assert ms > 0 and spread >= 0
+
+
+def test_kit_runner_writes_a_loadable_table(small, tmp_path):
+    loaded, space = small
+    kit = profile(loaded, space, "ort-cpu", None, calibration=8, validation=3, kit=tmp_path / "kit.zip", settings=FAST)
+    with zipfile.ZipFile(kit) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path / "device")
+    assert "runner.py" in names and "manifest.json" in names
+    # The runner must not need torch, autoprune or tqdm: run it isolated with those imports blocked.
+    blocked = ("import sys, runpy; sys.modules.update(torch=None, autoprune=None, tqdm=None); "
+               "sys.argv = ['runner.py', '.', '--out', 'table.json']; runpy.run_path('runner.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-I", "-c", blocked], cwd=tmp_path / "device", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = LatencyTable.load(tmp_path / "device" / "table.json", backend="ort-cpu", batch=1)
+    model = table.model(model_key(space))
+    assert model["validation"]["n"] == 3
+    assert math.isfinite(LatencyPredictor(table, space).predict({}))
+
+
+def test_interrupted_measurement_resumes(tmp_path):
+    log = tmp_path / "measured.jsonl"
+    calls = []
+
+    def make_timed(key):
+        calls.append(key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return lambda: 1.0
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.measure_entries(list("abcde"), make_timed, 0, 2, log, "test")
+    calls.clear()
+    done = runner.measure_entries(list("abcde"), lambda key: calls.append(key) or (lambda: 1.0), 0, 2, log, "test")
+    assert calls == ["c", "d", "e"] and list(done) == list("abcde")
+
+
+def test_torch_cpu_backend_profiles(small, tmp_path):
+    loaded, space = small
+    out = profile(loaded, space, "torch-cpu", tmp_path / "torch.json", calibration=8, settings=FAST)
+    table = LatencyTable.load(out, backend="torch-cpu")
+    assert math.isfinite(LatencyPredictor(table, space).predict({}))
+
+
+def test_cuda_backends_need_a_gpu():
+    import onnxruntime as ort
+
+    have = {"torch-cuda": torch.cuda.is_available(), "ort-cuda": "CUDAExecutionProvider" in ort.get_available_providers()}
+    for name, available in have.items():
+        if available:
+            assert backends.get_backend(name).cuda
+        else:
+            with pytest.raises(AutopruneError, match="CUDA"):
+                backends.get_backend(name)
+
+
+def test_kendall_tau_matches_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=20), rng.normal(size=20)
+    y[3] = y[4]  # a tie
+    assert runner.kendall_tau(x, y) == pytest.approx(scipy.stats.kendalltau(x, y).statistic)
+
+
+@pytest.mark.parametrize("argv", [
+    ["profile", "--model", "cifar:resnet20"],  # neither --out nor --kit
+    ["profile", "--model", "cifar:resnet20", "--backend", "tpu", "--out", "x.json"],
+    ["predict", "--model", "cifar:resnet20", "--table", "missing.json"],
+    ["predict", "--model", "cifar:resnet20", "--table", "TABLE", "--config", "BADCONFIG"],
+    ["predict", "--model", "cifar:resnet20", "--table", "TABLE", "--backend", "torch-cpu"],
+    ["predict", "--model", "cifar:resnet20", "--table", "CORRUPT"],
+    ["validate", "--model", "cifar:resnet20", "--table", "TABLE", "--samples", "1"],
+    ["predict", "--model", "cifar:resnet32", "--table", "TABLE"],
+])
+def test_cli_bad_inputs_give_one_line_and_exit_2(argv, table_path, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"layer1.0.conv1": "many"')
+    (tmp_path / "corrupt.json").write_text(table_path.read_text()[:100])
+    swap = {"TABLE": str(table_path), "BADCONFIG": str(tmp_path / "bad.json"), "CORRUPT": str(tmp_path / "corrupt.json")}
+    assert main([swap.get(a, a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0]
+
+
+def test_cli_predict_prints_breakdown(table_path, tmp_path, capsys):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"layer1.0.conv1": 8}))
+    assert main(["predict", "--model", "cifar:resnet20", "--table", str(table_path), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "predicted" in out and "layer1.0.conv1" in out
