@@ -75,7 +75,7 @@ def _slug(spec: str) -> str:
 
 
 def settings_from_args(args):
-    from .search import SearchSettings
+    from .study import SearchSettings
 
     model, weights = args.model, args.weights
     if model is None:
@@ -97,7 +97,7 @@ def settings_from_args(args):
 
 def cmd_search(args) -> int:
     from .front import format_front
-    from .search import run_search
+    from .study import run_search
 
     settings = settings_from_args(args)
     out = args.out or f"runs/{_slug(settings.model)}"

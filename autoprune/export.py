@@ -10,7 +10,7 @@ import optuna
 from .budget import parse_budget
 from .errors import AutopruneError
 from .front import SearchResult
-from .search import STUDY_NAME, SearchSettings, build_context, completed, make_storage
+from .study import STUDY_NAME, SearchSettings, build_context, completed, make_storage
 
 # How far the measured latency may exceed the budget before the export fails.
 TOLERANCE = 0.10

@@ -83,7 +83,7 @@ def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
     """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
     from .checkpoint import save_pruned
     from .prune import channels_to_remove, prune_channels
-    from .search import completed
+    from .study import completed
 
     done = completed(study)
     front = front_members(study, ctx.budget_ms)

@@ -1,0 +1,182 @@
+"""autoprune's pick against uniform L1 and torch-pruning's global magnitude pruning at equal latency.
+
+Protocol (every cost is a flag; every finished piece is cached under --cache, so a run that is stopped
+or hits --max-seconds continues where it was when started again):
+ 1. base: the shipped cifar:resnet56 fine-tuned for --base-epochs on the CIFAR-10 JPEG train set, so model
+    and data share one domain (or --base-weights FILE, e.g. the proxy-fidelity benchmark's base);
+ 2. for each budget (a share of the unpruned latency on the shipped ORT-CPU table): autoprune searches
+    --trials trials (default proxy on the shipped subset) and selects the most accurate front member;
+ 3. baselines at the latency autoprune's pick predicts: uniform L1 (one keep ratio for every group, the
+    largest that fits) and torch-pruning's global magnitude pruning (one global ratio, the largest that fits);
+ 4. all three are fine-tuned the same way (--ft-epochs on the JPEG train set, same seed, cosine schedule),
+    then scored on --test-size JPEG test images, and timed end to end together, interleaved, on ORT CPU.
+
+    flock /work/cpu.lock python benchmarks/search_quality.py --jpeg ../shared/data/cifar10-jpeg.tar.gz
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+import torch_pruning as tp
+
+from autoprune.data import load_data
+from autoprune.graph import CUSTOM_PRUNERS
+from autoprune.latency import LatencyPredictor, LatencyTable, measure_models_ms
+from autoprune.models import load_model
+from autoprune.proxy import evaluate_top1, finetune
+from autoprune.prune import prune
+from autoprune.report import table
+from autoprune.space import build_space
+from autoprune.study import SearchSettings, config_from_ratios, default_table, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "cifar:resnet56"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jpeg", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
+                   help="cifar10-jpeg.tar.gz or the folder it unpacks to")
+    p.add_argument("--cache", default="/tmp/autoprune-search-quality")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.35])
+    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--base-weights", default=None, help="skip step 1 and start from these weights")
+    p.add_argument("--base-epochs", type=float, default=1.0)
+    p.add_argument("--ft-epochs", type=float, default=1.0)
+    p.add_argument("--test-size", type=int, default=0, help="JPEG test images, 0 = all 10,000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
+    return p.parse_args()
+
+
+def jpeg_folder(source: str, cache: Path) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        return path
+    target = cache / "cifar10-jpeg"
+    if not (target / "test").is_dir():
+        with tarfile.open(path) as tar:
+            tar.extractall(cache, filter="data")
+        found = next(p.parent for p in cache.rglob("train") if (p.parent / "test").is_dir())
+        if found != target:
+            found.rename(target)
+    return target
+
+
+def largest_fitting(make_config, predictor, limit_ms: float, low: float = 0.0, high: float = 1.0):
+    """Bisection on a scalar knob (larger keeps more) for the largest value whose config predicts <= limit."""
+    for _ in range(20):
+        mid = (low + high) / 2
+        if predictor.predict(make_config(mid)) <= limit_ms:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def global_magnitude(model, space, loaded, ratio: float):
+    pruned = copy.deepcopy(model).eval()
+    pruner = tp.pruner.MetaPruner(
+        pruned, loaded.example_input(), importance=tp.importance.MagnitudeImportance(p=1), global_pruning=True,
+        pruning_ratio=ratio, max_pruning_ratio=0.875, ignored_layers=[pruned.linear],
+        customized_pruners=CUSTOM_PRUNERS,
+    )
+    pruner.step()
+    modules = dict(pruned.named_modules())
+    return pruned, {g.name: modules[g.name].out_channels for g in space.groups}
+
+
+class Pieces:
+    """A JSON file of finished results, so the benchmark resumes."""
+
+    def __init__(self, path: Path, max_seconds: float):
+        self.path, self.start, self.max_seconds = path, time.time(), max_seconds
+        self.done = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str, compute):
+        if key not in self.done:
+            if time.time() - self.start > self.max_seconds:
+                raise SystemExit(f"stopped at --max-seconds before '{key}': run again to continue")
+            self.done[key] = compute()
+            self.path.write_text(json.dumps(self.done, indent=1))
+        return self.done[key]
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(2)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(cache / "pieces.json", args.max_seconds)
+    folder = jpeg_folder(args.jpeg, cache)
+    shipped = load_model(MODEL, weights="shipped")
+    jpeg = load_data(f"imagefolder:{folder}", shipped, seed=args.seed)
+    test = jpeg.test if not args.test_size else jpeg.test.sample(args.test_size, seed=args.seed)
+
+    base_path = Path(args.base_weights) if args.base_weights else cache / "base.pt"
+    if not base_path.exists():
+        tuned = finetune(copy.deepcopy(shipped.model), jpeg, epochs=args.base_epochs, checkpoint=str(cache / "base.ckpt"),
+                         seed=args.seed)
+        torch.save(tuned.state_dict(), base_path)
+    base = load_model(MODEL, weights=base_path)
+    space = build_space(base)
+    table_path = default_table(MODEL)
+    predictor = LatencyPredictor(LatencyTable.load(table_path), space)
+    unpruned_ms = predictor.predict(space.full_config())
+    pieces.get("base_test_top1", lambda: evaluate_top1(base.model, test))
+
+    rows, results = [], {}
+    for share in args.budgets:
+        key = f"{share:g}x"
+        out = cache / f"search-{key}"
+        settings = SearchSettings(budget=key, weights=str(base_path), trials=args.trials, seed=args.seed)
+        picked = pieces.get(f"{key}/search", lambda: run_search(settings, out).select().config)
+        limit = predictor.predict(picked)
+        r = largest_fitting(lambda v: config_from_ratios(space, {g.name: v for g in space.searchable}), predictor, limit)
+        uniform = config_from_ratios(space, {g.name: r for g in space.searchable})
+        g = 1 - largest_fitting(lambda v: global_magnitude(base.model, space, base, 1 - v)[1], predictor, limit)
+        models = {
+            "autoprune": prune(base.model, space, picked, "l1"),
+            "uniform L1": prune(base.model, space, uniform, "l1"),
+            "global magnitude (torch-pruning)": global_magnitude(base.model, space, base, g)[0],
+        }
+        configs = {"autoprune": picked, "uniform L1": uniform,
+                   "global magnitude (torch-pruning)": global_magnitude(base.model, space, base, g)[1]}
+        for name, model in models.items():
+            def tune(model=model, name=name):
+                tuned = finetune(model, jpeg, epochs=args.ft_epochs, seed=args.seed,
+                                 checkpoint=str(cache / f"{key}-{name.split()[0]}.ckpt"))
+                torch.save(tuned.state_dict(), cache / f"{key}-{name.split()[0]}.pt")
+                return evaluate_top1(tuned, test)
+
+            pieces.get(f"{key}/{name}/top1", tune)
+        timed = pieces.get(f"{key}/measured", lambda: [m for m, _ in measure_models_ms(
+            list(models.values()), base.example_input(), "ort-cpu", threads=1, rounds=9, per_round=3)])
+        for (name, model), measured in zip(models.items(), timed):
+            predicted = predictor.predict(configs[name])
+            top1 = pieces.done[f"{key}/{name}/top1"]
+            results[f"{key}/{name}"] = {"top1": top1, "measured_ms": measured, "predicted_ms": predicted,
+                                        "config": configs[name]}
+            rows.append([key, name, f"{100 * top1:.2f}%", f"{measured:.3f}", f"{predicted:.3f}",
+                         f"{100 * (predicted - measured) / measured:+.1f}%"])
+    text = (
+        f"# Search quality: {MODEL}\n\nBase: shipped weights fine-tuned on the JPEG train set "
+        f"({100 * pieces.done['base_test_top1']:.2f}% on {len(test)} JPEG test images); unpruned "
+        f"{unpruned_ms:.3f} ms predicted on `{Path(table_path).name}`. Settings: `{json.dumps(vars(args))}`.\n\n"
+        + table(["budget", "method", "test top-1", "measured ms", "predicted ms", "pred. error"], rows) + "\n"
+    )
+    results_dir = ROOT / "benchmarks" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "search_quality.md").write_text(text)
+    (results_dir / "search_quality.json").write_text(json.dumps(results, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
