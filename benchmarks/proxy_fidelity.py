@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
+    p.add_argument("--repeat-truth", type=int, default=0, help="re-run the truth of N evenly spread configs, another seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -106,6 +107,11 @@ class Pieces:
         self.path.write_text(json.dumps(self.data, indent=1))
 
 
+def repeated(count: int, n: int) -> list[int]:
+    """The configs whose truth runs again: `count` of the n, spread evenly over the sizes."""
+    return sorted({int(i) for i in np.linspace(0, n - 1, count).round()}) if count else []
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -155,17 +161,20 @@ def main() -> None:
             pieces.put(name, result)
             print(f"{name}: {result}")
 
-    for i, c in enumerate(configs):
-        name = f"truth/{i}"
+    # The repeats (another seed for batch order and augmentation) say how far the truth agrees with itself.
+    runs = [("truth", i, args.seed) for i in range(len(configs))]
+    runs += [("truth-repeat", i, args.seed + 1) for i in repeated(args.repeat_truth, len(configs))]
+    for kind, i, seed in runs:
+        name = f"{kind}/{i}"
         if pieces.get(name) is not None or out_of_time():
             continue
         start = time.perf_counter()
-        pruned = prune(base, space, c["config"])
-        finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"truth-{i}.ckpt", seed=args.seed, progress=False)
+        pruned = prune(base, space, configs[i]["config"])
+        finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"{kind}-{i}.ckpt", seed=seed, progress=False)
         pieces.put(name, {"accuracy": evaluate_top1(pruned, test), "seconds": time.perf_counter() - start})
         print(f"{name}: {pieces.get(name)}")
 
-    missing = [k for k in [f"truth/{i}" for i in range(len(configs))] if pieces.get(k) is None]
+    missing = [f"{kind}/{i}" for kind, i, _ in runs if pieces.get(f"{kind}/{i}") is None]
     if missing:
         print(f"{len(missing)} truth runs still to do: run again")
         return
@@ -203,6 +212,16 @@ def report(args, settings: dict, pieces: Pieces, specs: list[str], n: int) -> No
         "truth_seconds_mean": round(float(np.mean([pieces.get(f"truth/{i}")["seconds"] for i in range(n)])), 1),
         "proxies": rows,
     }
+    which = repeated(args.repeat_truth, n)
+    repeats = [pieces.get(f"truth-repeat/{i}") for i in which]
+    if repeats and all(repeats):
+        again, first = [r["accuracy"] for r in repeats], truth[which]
+        result["truth_vs_itself"] = {
+            "configs": which,
+            "kendall_tau": round(float(stats.kendalltau(again, first).statistic), 3),
+            "spearman_rho": round(float(stats.spearmanr(again, first).statistic), 3),
+            "repeat_top1": again,
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "proxy_fidelity.json").write_text(json.dumps(result, indent=1))
     lines = [
@@ -211,11 +230,12 @@ def report(args, settings: dict, pieces: Pieces, specs: list[str], n: int) -> No
         *[f"| {r['proxy']} | {r['kendall_tau']} | {r['spearman_rho']} | {r['seconds_per_eval']} |" for r in rows],
     ]
     table = "\n".join(lines)
+    scores = rows[1:]  # the MACs share has a column of its own
     per_config = [
-        "| config | MACs share | truth top-1 | " + " | ".join(r["proxy"] for r in rows) + " |",
-        "|---" * (3 + len(rows)) + "|",
+        "| config | MACs share | truth top-1 | " + " | ".join(r["proxy"] for r in scores) + " |",
+        "|---" * (3 + len(scores)) + "|",
         *[
-            f"| {i} | {shares[i]:.3f} | {truth[i]:.4f} | " + " | ".join(f"{r['accuracy'][i]:.3f}" for r in rows) + " |"
+            f"| {i} | {shares[i]:.3f} | {truth[i]:.4f} | " + " | ".join(f"{r['accuracy'][i]:.3f}" for r in scores) + " |"
             for i in range(n)
         ],
     ]
@@ -227,6 +247,13 @@ def report(args, settings: dict, pieces: Pieces, specs: list[str], n: int) -> No
         f"images (the shipped weights {result['shipped_test_top1']:.3f}, after the JPEG fine-tune "
         f"{result['base_test_top1']:.3f}); {result['truth_seconds_mean']} s per truth run. `none` is pruning alone, "
         f"scored on proxy-val without re-estimating batch-norm statistics.\n\n{table}\n\n"
+        + (
+            f"The truth against itself (configs {result['truth_vs_itself']['configs']} fine-tuned again "
+            f"with seed {args.seed + 1}): Kendall's tau {result['truth_vs_itself']['kendall_tau']}, "
+            f"Spearman's rho {result['truth_vs_itself']['spearman_rho']}.\n\n"
+            if "truth_vs_itself" in result
+            else ""
+        )
         + "\n".join(per_config)
         + "\n"
     )
