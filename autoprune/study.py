@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
+import torch.nn as nn
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -123,6 +124,17 @@ def config_from_ratios(space: SearchSpace, ratios: dict[str, float]) -> Config:
     return config
 
 
+def boundary(fits, failing: float, fitting: float, steps: int = 14) -> float:
+    """Bisection between a value that does not fit and one that does; returns the fitting side."""
+    for _ in range(steps):
+        mid = (failing + fitting) / 2
+        if fits(mid):
+            fitting = mid
+        else:
+            failing = mid
+    return fitting
+
+
 def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budget_ms: float) -> Config:
     """Moves every group toward its smallest width by one shared factor until the prediction fits.
 
@@ -139,14 +151,7 @@ def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budge
     def at(shrink: float) -> Config:
         return config_from_ratios(space, {n: r - shrink * (r - floor[n]) for n, r in ratios.items()})
 
-    low, high = 0.0, 1.0
-    for _ in range(14):
-        mid = (low + high) / 2
-        if predictor.predict(at(mid)) <= budget_ms:
-            high = mid
-        else:
-            low = mid
-    config = at(high)
+    config = at(boundary(lambda shrink: predictor.predict(at(shrink)) <= budget_ms, 0.0, 1.0))
     groups = {g.name: g for g in space.searchable}
     grown = True
     while grown:  # one step per group and pass, neediest first, until nothing more fits
@@ -273,6 +278,27 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
 
 
+def starting_points(ctx: SearchContext) -> list[dict[str, float]]:
+    """Samples worth trying before the sampler has learnt anything.
+
+    The unpruned model first: within the budget it tops the front, above it the fit turns it into
+    uniform pruning at the budget. Then candidates that keep the shared groups (channels written by
+    several layers, e.g. a residual stream) and prune the groups inside blocks: removing a shared
+    channel removes it from every layer that writes or reads it, which costs the most accuracy.
+    """
+    modules = dict(ctx.loaded.model.named_modules())
+
+    def shared(group) -> bool:
+        return sum(isinstance(modules.get(p), (nn.Conv2d, nn.Linear)) for p in group.producers) > 1
+
+    groups = ctx.space.searchable
+    points = [{g.name: 1.0 for g in groups}]
+    if any(shared(g) for g in groups) and not all(shared(g) for g in groups):
+        for inner in (0.5, 0.0):
+            points.append({g.name: 1.0 if shared(g) else max(inner, g.choices[0] / g.channels) for g in groups})
+    return points
+
+
 def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int) -> None:
     ctx = build_context(settings)
     run_trials(ctx, storage_url, study_name, index, progress=False)
@@ -283,9 +309,8 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     seeded = SearchSettings(**{**asdict(settings), "seed": settings.seed + index})
     study = open_study(seeded, storage_url, study_name)
     if index == 0 and not study.trials:
-        # The unpruned model first: within the budget it tops the front, above it the fit
-        # turns it into uniform pruning at the budget, a strong baseline to start from.
-        study.enqueue_trial({g.name: 1.0 for g in ctx.space.searchable})
+        for params in starting_points(ctx):
+            study.enqueue_trial(params)
     callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=(TrialState.COMPLETE,))]
     bar = None
     if progress:

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import random
-import tarfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 from scipy import stats
 
 from autoprune.data import load_data
+from common import jpeg_folder
 from autoprune.metrics import count_macs
 from autoprune.models import load_model
 from autoprune.proxy import evaluate_top1, finetune, make_proxy
@@ -56,17 +56,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
-
-
-def jpeg_folder(arg: str, cache: Path) -> Path:
-    path = Path(arg)
-    if path.is_dir():
-        return path
-    folder = cache / "cifar10-jpeg"
-    if not (folder / "test").is_dir():
-        with tarfile.open(path) as tar:
-            tar.extractall(folder, filter="data")
-    return folder
 
 
 def spread_configs(space, base, n: int, low: float, high: float, seed: int) -> list[dict]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import tarfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 import torch_pruning as tp
 
 from autoprune.data import load_data
+from common import jpeg_folder
 from autoprune.graph import CUSTOM_PRUNERS
 from autoprune.latency import LatencyPredictor, LatencyTable, measure_models_ms
 from autoprune.models import load_model
@@ -33,7 +33,7 @@ from autoprune.proxy import evaluate_top1, finetune
 from autoprune.prune import prune
 from autoprune.report import table
 from autoprune.space import build_space
-from autoprune.study import SearchSettings, config_from_ratios, default_table, run_search
+from autoprune.study import SearchSettings, boundary, config_from_ratios, default_table, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cifar:resnet56"
@@ -53,31 +53,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
-
-
-def jpeg_folder(source: str, cache: Path) -> Path:
-    path = Path(source)
-    if path.is_dir():
-        return path
-    target = cache / "cifar10-jpeg"
-    if not (target / "test").is_dir():
-        with tarfile.open(path) as tar:
-            tar.extractall(cache, filter="data")
-        found = next(p.parent for p in cache.rglob("train") if (p.parent / "test").is_dir())
-        if found != target:
-            found.rename(target)
-    return target
-
-
-def largest_fitting(make_config, predictor, limit_ms: float, low: float = 0.0, high: float = 1.0):
-    """Bisection on a scalar knob (larger keeps more) for the largest value whose config predicts <= limit."""
-    for _ in range(20):
-        mid = (low + high) / 2
-        if predictor.predict(make_config(mid)) <= limit_ms:
-            low = mid
-        else:
-            high = mid
-    return low
 
 
 def global_magnitude(model, space, loaded, ratio: float):
@@ -138,9 +113,11 @@ def main() -> None:
         settings = SearchSettings(budget=key, weights=str(base_path), trials=args.trials, seed=args.seed)
         picked = pieces.get(f"{key}/search", lambda: run_search(settings, out).select().config)
         limit = predictor.predict(picked)
-        r = largest_fitting(lambda v: config_from_ratios(space, {g.name: v for g in space.searchable}), predictor, limit)
-        uniform = config_from_ratios(space, {g.name: r for g in space.searchable})
-        g = 1 - largest_fitting(lambda v: global_magnitude(base.model, space, base, 1 - v)[1], predictor, limit)
+        def uniform_at(keep):
+            return config_from_ratios(space, {g.name: keep for g in space.searchable})
+
+        uniform = uniform_at(boundary(lambda keep: predictor.predict(uniform_at(keep)) <= limit, 1.0, 0.0, 20))
+        g = boundary(lambda r: predictor.predict(global_magnitude(base.model, space, base, r)[1]) <= limit, 0.0, 0.875)
         models = {
             "autoprune": prune(base.model, space, picked, "l1"),
             "uniform L1": prune(base.model, space, uniform, "l1"),
