@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,8 +33,8 @@ from autoprune.models import load_model
 from autoprune.proxy import evaluate_top1, finetune
 from autoprune.prune import prune
 from autoprune.report import table
-from autoprune.space import build_space
-from autoprune.study import SearchSettings, boundary, config_from_ratios, default_table, run_search
+from autoprune.space import Granularity, build_space
+from autoprune.study import SearchSettings, boundary, default_table, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cifar:resnet56"
@@ -53,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
+
+
+def measure(model, loaded) -> float:
+    return measure_models_ms([model], loaded.example_input(), "ort-cpu", threads=1, rounds=5, per_round=3)[0][0]
 
 
 def global_magnitude(model, space, loaded, ratio: float):
@@ -86,6 +91,8 @@ class Pieces:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(2)
+    # The baselines' channel counts are outside the table's kernels: interpolated, and said each time.
+    warnings.filterwarnings("ignore", message="kernel .* is not in the table")
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(cache / "pieces.json", args.max_seconds)
@@ -101,6 +108,7 @@ def main() -> None:
         torch.save(tuned.state_dict(), base_path)
     base = load_model(MODEL, weights=base_path)
     space = build_space(base)
+    fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
     table_path = default_table(MODEL)
     predictor = LatencyPredictor(LatencyTable.load(table_path), space)
     unpruned_ms = predictor.predict(space.full_config())
@@ -112,19 +120,28 @@ def main() -> None:
         out = cache / f"search-{key}"
         settings = SearchSettings(budget=key, weights=str(base_path), trials=args.trials, seed=args.seed)
         picked = pieces.get(f"{key}/search", lambda: run_search(settings, out).select().config)
-        limit = predictor.predict(picked)
-        def uniform_at(keep):
-            return config_from_ratios(space, {g.name: keep for g in space.searchable})
+        ours = prune(base.model, space, picked, "l1")
+        target = pieces.get(f"{key}/target_ms", lambda: measure(ours, base))
 
-        uniform = uniform_at(boundary(lambda keep: predictor.predict(uniform_at(keep)) <= limit, 1.0, 0.0, 20))
-        g = boundary(lambda r: predictor.predict(global_magnitude(base.model, space, base, r)[1]) <= limit, 0.0, 0.875)
-        models = {
-            "autoprune": prune(base.model, space, picked, "l1"),
-            "uniform L1": prune(base.model, space, uniform, "l1"),
-            "global magnitude (torch-pruning)": global_magnitude(base.model, space, base, g)[0],
+        # The baselines get any channel count (not only the search space's), so that one knob can bring
+        # them to autoprune's measured latency: bisection on measured, not predicted, latency.
+        def uniform_at(keep):
+            config = {g.name: max(1, round(keep * g.channels)) for g in space.searchable}
+            return prune(base.model, fine, config, "l1"), config
+
+        def fits(make):
+            return lambda knob: measure(make(knob)[0], base) <= target
+
+        keep = pieces.get(f"{key}/uniform_keep", lambda: boundary(fits(uniform_at), 1.0, 0.05, 10))
+        ratio = pieces.get(f"{key}/global_ratio", lambda: boundary(
+            fits(lambda r: global_magnitude(base.model, space, base, r)), 0.0, 0.875, 10))
+        built = {
+            "autoprune": (ours, picked),
+            "uniform L1": uniform_at(keep),
+            "global magnitude (torch-pruning)": global_magnitude(base.model, space, base, ratio),
         }
-        configs = {"autoprune": picked, "uniform L1": uniform,
-                   "global magnitude (torch-pruning)": global_magnitude(base.model, space, base, g)[1]}
+        models = {name: model for name, (model, _) in built.items()}
+        configs = {name: config for name, (_, config) in built.items()}
         for name, model in models.items():
             def tune(model=model, name=name):
                 tuned = finetune(model, jpeg, epochs=args.ft_epochs, seed=args.seed,
