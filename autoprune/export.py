@@ -56,7 +56,7 @@ def export(req: ExportRequest) -> dict:
     from .metrics import count_macs, count_params
     from .onnx_io import export_onnx
     from .proxy import evaluate_top1, finetune
-    from .prune import channels_to_remove, prune_channels
+    from .prune import prune_recorded
 
     study = _load_study(req)
     settings = SearchSettings(**study.user_attrs["settings"])
@@ -66,8 +66,7 @@ def export(req: ExportRequest) -> dict:
     out = Path(req.out) / "export"
     out.mkdir(parents=True, exist_ok=True)
 
-    removed = channels_to_remove(ctx.loaded.model, ctx.space, config, settings.criterion)
-    model = prune_channels(ctx.loaded.model, ctx.space, removed)
+    model, removed = prune_recorded(ctx.loaded.model, ctx.space, config, settings.criterion)
     teacher = ctx.loaded.model if req.distill else None
     model = finetune(model, ctx.splits, epochs=req.finetune_epochs, lr=req.lr, teacher=teacher,
                      checkpoint=str(out / "finetune.ckpt"), seed=req.seed)
@@ -77,7 +76,7 @@ def export(req: ExportRequest) -> dict:
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
     export_onnx(model, example, out / "model.onnx")
     table = ctx.predictor.table
-    measured_ms, spread = measure_model_ms(model, example, table.backend, table.device["threads"])
+    measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
     predicted = ctx.predictor.predict(config)
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
     report = {
@@ -88,7 +87,7 @@ def export(req: ExportRequest) -> dict:
         "unpruned_test_accuracy": evaluate_top1(ctx.loaded.model, ctx.splits.test),
         "macs": count_macs(model, ctx.loaded.example_input()), "params": count_params(model),
         "finetune_epochs": req.finetune_epochs, "distill": req.distill,
-        "backend": table.backend, "threads": table.device["threads"], "batch": table.batch,
+        "backend": table.backend, "threads": table.threads, "batch": table.batch,
         "files": {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -82,14 +82,13 @@ def front_members(study: optuna.Study, budget_ms: float) -> list[FrontMember]:
 def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
     """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
     from .checkpoint import save_pruned
-    from .prune import channels_to_remove, prune_channels
+    from .prune import prune_recorded
     from .study import completed
 
     done = completed(study)
     front = front_members(study, ctx.budget_ms)
     for m in front:
-        removed = channels_to_remove(ctx.loaded.model, ctx.space, m.config, ctx.settings.criterion)
-        model = prune_channels(ctx.loaded.model, ctx.space, removed)
+        model, removed = prune_recorded(ctx.loaded.model, ctx.space, m.config, ctx.settings.criterion)
         path = save_pruned(out / "front" / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
         m.model_path = str(path)
     result = SearchResult(

@@ -172,7 +172,7 @@ def _worker_id() -> str:
 class Objective:
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx
-        self.seen: dict[tuple, tuple[float, float]] = {}
+        self.seen: dict[tuple, dict] = {}
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         from .metrics import count_macs, count_params
@@ -183,22 +183,20 @@ class Objective:
         ratios = {g.name: trial.suggest_float(g.name, g.choices[0] / g.channels, 1.0) for g in ctx.space.searchable}
         config = fit_to_budget(ctx.space, ctx.predictor, ratios, ctx.budget_ms)
         predicted = ctx.predictor.predict(config)
-        pruned = prune(ctx.loaded.model, ctx.space, config, ctx.settings.criterion)
         key = tuple(sorted(config.items()))
-        if key not in self.seen:  # the budget fit maps many samples onto one config
+        if key not in self.seen:  # the budget fit maps many samples onto one config: score it once
+            pruned = prune(ctx.loaded.model, ctx.space, config, ctx.settings.criterion)
             result = ctx.proxy.evaluate(pruned, ctx.splits)
-            self.seen[key] = (result.accuracy, result.seconds)
-        accuracy, seconds = self.seen[key]
-        example = ctx.loaded.example_input()
-        attrs = {
-            "config": config, "predicted_ms": predicted, "macs": count_macs(pruned, example),
-            "params": count_params(pruned), "proxy_accuracy": accuracy, "proxy_seconds": seconds,
-        }
+            self.seen[key] = {
+                "macs": count_macs(pruned, ctx.loaded.example_input()), "params": count_params(pruned),
+                "proxy_accuracy": result.accuracy, "proxy_seconds": result.seconds,
+            }
+        attrs = {"config": config, "predicted_ms": predicted, **self.seen[key]}
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
         # Feasible when <= 0: the samplers and the Pareto front read it.
         trial.set_constraint("latency_over_budget_ms", predicted - ctx.budget_ms)
-        return accuracy, predicted
+        return attrs["proxy_accuracy"], predicted
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -51,6 +51,10 @@ class LatencyTable:
     def batch(self) -> int:
         return self.device["batch"]
 
+    @property
+    def threads(self) -> int:
+        return self.device["threads"]
+
     def model(self, key: str) -> dict:
         if key not in self.models:
             have = ", ".join(self.models) or "none"
