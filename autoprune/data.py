@@ -51,15 +51,6 @@ def _standardise(pixels: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-@torch.no_grad()
-def top1(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 256) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(images), batch):
-        correct += (model(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum().item()
-    return correct / len(images)
-
-
 @dataclass(frozen=True)
 class Transform:
     """What a model family expects: geometry (once, at decode), normalisation and training augmentation."""

@@ -1,7 +1,9 @@
 """What the benchmarks share."""
 from __future__ import annotations
 
+import json
 import tarfile
+import time
 from pathlib import Path
 
 
@@ -15,3 +17,23 @@ def jpeg_folder(source: str, cache: Path) -> Path:
         with tarfile.open(path) as tar:
             tar.extractall(folder, filter="data")
     return folder
+
+
+class Pieces:
+    """A JSON file of finished results, saved after each one, so that a benchmark resumes where it stopped.
+
+    A run stops before starting a new piece after `max_seconds`: on a shared machine, run it again until
+    it finishes.
+    """
+
+    def __init__(self, path: Path, max_seconds: float = float("inf")):
+        self.path, self.start, self.max_seconds = path, time.time(), max_seconds
+        self.done = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str, compute):
+        if key not in self.done:
+            if time.time() - self.start > self.max_seconds:
+                raise SystemExit(f"stopped at --max-seconds before '{key}': run again to continue")
+            self.done[key] = compute()
+            self.path.write_text(json.dumps(self.done, indent=1))
+        return self.done[key]

@@ -2,13 +2,17 @@
 
 Protocol (the full one is the default; every cost is a flag so that a smaller one fits a small machine):
  1. base: the shipped ResNet-56 fine-tuned for --base-epochs on the CIFAR-10 JPEG train set, so that the
-    model and the data share one domain (the published weights lose about 10 points on JPEG pixels);
- 2. --configs random configs of the whole search space, spread evenly over --spread of the base's MACs
-    (this branch has no latency table: MACs share stands in for the latency share);
+    model and the data share one domain (the published weights lose about 5 points on JPEG pixels);
+ 2. configs, each pruning every group by its own random amount around a common level that is bisected
+    until the shipped latency table predicts the wanted share of the unpruned model's latency:
+    - the spread set: --configs of them at evenly spaced shares over --spread;
+    - the equal-latency set: --equal-latency of them all at --equal-share, which is the choice the search
+      actually faces (at one latency, where should the channels go?) and which no size measure can rank;
  3. each proxy scores each pruned config on its proxy-val part of the JPEG train set;
  4. truth: each pruned config fine-tuned for --truth-epochs on the JPEG train set (L1 pruning from the base,
     cosine schedule), then top-1 on the JPEG test set (--test-size images of it, 0 = all 10,000);
- 5. Kendall's tau and Spearman's rho between each proxy's scores and the truth, and seconds per evaluation.
+ 5. per set, Kendall's tau and Spearman's rho between each proxy's scores and the truth, and seconds per
+    evaluation; a scatter plot of the default proxy against the truth.
 
 Every finished piece is cached under --cache (keyed by the settings), and a run stops starting new pieces
 after --max-seconds: on a shared machine, run it again until it prints the table, e.g.
@@ -28,225 +32,258 @@ import torch
 from scipy import stats
 
 from autoprune.data import load_data
-from common import jpeg_folder
+from common import Pieces, jpeg_folder
+from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.metrics import count_macs
 from autoprune.models import load_model
 from autoprune.proxy import evaluate_top1, finetune, make_proxy
 from autoprune.prune import prune
 from autoprune.space import build_space
+from autoprune.study import default_table
 
 ROOT = Path(__file__).resolve().parents[1]
 JPEG_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "cifar:resnet56"
+SIZE_FLOORS = ("latency share alone", "MACs share alone")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jpeg", default=str(JPEG_TAR), help="cifar10-jpeg.tar.gz or the folder it unpacks to")
     p.add_argument("--cache", default="/tmp/autoprune-proxy-fidelity", help="folder for the resumable pieces")
-    p.add_argument("--configs", type=int, default=20)
-    p.add_argument("--spread", type=float, nargs=2, default=(0.3, 0.8), help="MACs share range of the configs")
-    p.add_argument("--proxies", default="adaptive-bn,finetune:50", help="comma-separated proxy specs")
+    p.add_argument("--configs", type=int, default=20, help="configs in the spread set")
+    p.add_argument("--spread", type=float, nargs=2, default=(0.3, 0.8), help="latency share range of the spread set")
+    p.add_argument("--equal-latency", type=int, default=8, help="configs in the equal-latency set (0: none)")
+    p.add_argument("--equal-share", type=float, default=0.55, help="latency share of the equal-latency set")
+    p.add_argument("--noise", type=float, default=0.15, help="sd of each group's keep ratio around the common level")
+    p.add_argument("--proxies", default="adaptive-bn,adaptive-bn:16,finetune:20", help="comma-separated proxy specs")
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
-    p.add_argument("--repeat-truth", type=int, default=0, help="re-run the truth of N evenly spread configs, another seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
 
 
-def spread_configs(space, base, n: int, low: float, high: float, seed: int) -> list[dict]:
-    """n configs whose MACs shares sit near evenly spaced targets in [low, high].
+def config_at(space, predictor, share: float, noise: float, rng: random.Random, tolerance: float = 0.01) -> dict:
+    """A config whose predicted latency is within `tolerance` of `share` of the unpruned model's.
 
-    Each config keeps about sqrt(target) of every group (a conv's MACs scale with its input times its
-    output width), with per-group noise so that configs differ in where they prune, not only how much.
+    Each group keeps (level + its own noise) of its channels and the level is bisected, so configs at one
+    share differ in where they prune, not in how fast they run. A width change can cross one of the
+    backend's block sizes and jump the latency past the target: then the noise is drawn again.
     """
-    rng = random.Random(seed)
-    full = count_macs(base, torch.randn(1, *space.input_shape))
+    full_ms = predictor.predict(space.full_config())
+    best, best_miss = None, float("inf")
+    for _ in range(50):
+        offsets = {g.name: rng.gauss(0.0, noise) for g in space.searchable}
+
+        def at(level: float) -> dict:
+            keep = {g.name: min(1.0, max(0.0, level + offsets[g.name])) * g.channels for g in space.searchable}
+            return {g.name: min(g.choices, key=lambda c: abs(c - keep[g.name])) for g in space.searchable}
+
+        low, high = -1.0, 2.0
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if predictor.predict(at(mid)) < share * full_ms else (low, mid)
+        for config in (at(low), at(high)):
+            miss = abs(predictor.predict(config) / full_ms - share)
+            if miss < best_miss:
+                best, best_miss = config, miss
+        if best_miss <= tolerance * share:
+            break
+    return best
+
+
+def make_configs(space, predictor, base, args) -> list[dict]:
+    rng = random.Random(args.seed)
+    example = torch.randn(1, *space.input_shape)
+    full_ms, full_macs = predictor.predict(space.full_config()), count_macs(base, example)
+    low, high = args.spread
+    targets = [("spread", low + (high - low) * (i + 0.5) / args.configs) for i in range(args.configs)]
+    targets += [("equal", args.equal_share)] * args.equal_latency
     configs = []
-    for i in range(n):
-        target = low + (high - low) * (i + 0.5) / n
-        for _ in range(50):
-            config = {}
-            for g in space.searchable:
-                keep = min(1.0, max(0.0, rng.gauss(target**0.5, 0.15))) * g.channels
-                config[g.name] = min(g.choices, key=lambda c: abs(c - keep))
-            share = count_macs(prune(base, space, config), torch.randn(1, *space.input_shape)) / full
-            if abs(share - target) <= (high - low) / n:
-                break
-        configs.append({"config": config, "macs_share": round(share, 4)})
+    for kind, share in targets:
+        config = config_at(space, predictor, share, args.noise, rng)
+        configs.append({
+            "set": kind,
+            "config": config,
+            "latency_share": round(predictor.predict(config) / full_ms, 4),
+            "macs_share": round(count_macs(prune(base, space, config), example) / full_macs, 4),
+        })
     return configs
 
 
-class Pieces:
-    """A JSON file of finished results, saved after every piece."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get(self, key):
-        return self.data.get(key)
-
-    def put(self, key, value) -> None:
-        self.data[key] = value
-        self.path.write_text(json.dumps(self.data, indent=1))
-
-
-def repeated(count: int, n: int) -> list[int]:
-    """The configs whose truth runs again: `count` of the n, spread evenly over the sizes."""
-    return sorted({int(i) for i in np.linspace(0, n - 1, count).round()}) if count else []
+def timed(run):
+    start = time.perf_counter()
+    accuracy = run()
+    return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    began = time.perf_counter()
-    out_of_time = lambda: time.perf_counter() - began > args.max_seconds  # noqa: E731
-    settings = {k: v for k, v in vars(args).items() if k in ("configs", "spread", "base_epochs", "truth_epochs", "test_size", "seed")}
+    keyed = ("configs", "spread", "equal_latency", "equal_share", "noise", "base_epochs", "truth_epochs", "test_size", "seed")
+    settings = {k: v for k, v in vars(args).items() if k in keyed}
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    cache = Path(args.cache)
-    work = cache / key
+    work = Path(args.cache) / key
     work.mkdir(parents=True, exist_ok=True)
-    pieces = Pieces(work / "pieces.json")
-    folder = jpeg_folder(args.jpeg, cache)
+    pieces = Pieces(work / "pieces.json", args.max_seconds)
+    folder = jpeg_folder(args.jpeg, Path(args.cache))
 
     loaded = load_model(MODEL, weights="shipped")
     splits = load_data(f"imagefolder:{folder}", loaded, seed=args.seed)
     test = splits.test.sample(args.test_size, args.seed) if args.test_size else splits.test
+    pieces.get("shipped_test", lambda: evaluate_top1(loaded.model, test))
 
     base_path = work / "base.pt"
-    if pieces.get("shipped_test") is None:
-        pieces.put("shipped_test", evaluate_top1(loaded.model, test))
     if not base_path.is_file():
         print(f"base: fine-tuning {MODEL} for {args.base_epochs} epochs on the JPEG train set")
         finetune(loaded.model, splits, epochs=args.base_epochs, checkpoint=work / "base.ckpt", seed=args.seed)
         torch.save(loaded.model.state_dict(), base_path)
     loaded.model.load_state_dict(torch.load(base_path, weights_only=True))
     base = loaded.model.eval()
-    if pieces.get("base_test") is None:
-        pieces.put("base_test", evaluate_top1(base, test))
+    pieces.get("base_test", lambda: evaluate_top1(base, test))
     space = build_space(loaded)
+    predictor = LatencyPredictor(LatencyTable.load(default_table(MODEL)), space)
+    configs = pieces.get("configs", lambda: make_configs(space, predictor, base, args))
 
-    if pieces.get("configs") is None:
-        pieces.put("configs", spread_configs(space, base, args.configs, *args.spread, args.seed))
-    configs = pieces.get("configs")
-
-    for spec in ["none"] + args.proxies.split(","):
+    specs = ["none"] + args.proxies.split(",")
+    for spec in specs:
         for i, c in enumerate(configs):
-            name = f"proxy/{spec}/{i}"
-            if pieces.get(name) is not None or out_of_time():
-                continue
-            pruned = prune(base, space, c["config"])
-            if spec == "none":  # pruning alone, no BN re-estimation: what the proxies improve on
-                start = time.perf_counter()
-                result = {"accuracy": evaluate_top1(pruned, splits.proxy_val), "seconds": time.perf_counter() - start}
-            else:
+            def score(spec=spec, c=c):
+                pruned = prune(base, space, c["config"])
+                if spec == "none":  # pruning alone, no BN re-estimation: what the proxies improve on
+                    return timed(lambda: evaluate_top1(pruned, splits.proxy_val))
                 r = make_proxy(spec, seed=args.seed).evaluate(pruned, splits)
-                result = {"accuracy": r.accuracy, "seconds": r.seconds}
-            pieces.put(name, result)
-            print(f"{name}: {result}")
+                return {"accuracy": r.accuracy, "seconds": r.seconds}
 
-    # The repeats (another seed for batch order and augmentation) say how far the truth agrees with itself.
-    runs = [("truth", i, args.seed) for i in range(len(configs))]
-    runs += [("truth-repeat", i, args.seed + 1) for i in repeated(args.repeat_truth, len(configs))]
-    for kind, i, seed in runs:
-        name = f"{kind}/{i}"
-        if pieces.get(name) is not None or out_of_time():
+            print(f"proxy/{spec}/{i}: {pieces.get(f'proxy/{spec}/{i}', score)}")
+
+    for i, c in enumerate(configs):
+        def truth(i=i, c=c):
+            def tuned_top1():
+                pruned = prune(base, space, c["config"])
+                finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"truth-{i}.ckpt",
+                         seed=args.seed, progress=False)
+                return evaluate_top1(pruned, test)
+
+            return timed(tuned_top1)
+
+        print(f"truth/{i}: {pieces.get(f'truth/{i}', truth)}")
+    report(args, settings, pieces.done, specs)
+
+
+def rank_rows(scored: dict[str, list[dict]], truth: np.ndarray) -> list[dict]:
+    return [
+        {
+            "proxy": name,
+            "kendall_tau": round(float(stats.kendalltau([s["accuracy"] for s in rows], truth).statistic), 3),
+            "spearman_rho": round(float(stats.spearmanr([s["accuracy"] for s in rows], truth).statistic), 3),
+            "seconds_per_eval": round(float(np.mean([s["seconds"] for s in rows])), 2),
+        }
+        for name, rows in scored.items()
+    ]
+
+
+def report(args, settings: dict, done: dict, specs: list[str]) -> None:
+    configs = done["configs"]
+    sets = {}
+    for kind in ("spread", "equal"):
+        index = [i for i, c in enumerate(configs) if c["set"] == kind]
+        if len(index) < 3:
             continue
-        start = time.perf_counter()
-        pruned = prune(base, space, configs[i]["config"])
-        finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"{kind}-{i}.ckpt", seed=seed, progress=False)
-        pieces.put(name, {"accuracy": evaluate_top1(pruned, test), "seconds": time.perf_counter() - start})
-        print(f"{name}: {pieces.get(name)}")
+        truth = np.array([done[f"truth/{i}"]["accuracy"] for i in index])
+        # A config's size alone ranks a spread of sizes well: the floor any proxy must beat there.
+        scored = {
+            "latency share alone": [{"accuracy": configs[i]["latency_share"], "seconds": 0.0} for i in index],
+            "MACs share alone": [{"accuracy": configs[i]["macs_share"], "seconds": 0.0} for i in index],
+        }
+        scored.update({spec: [done[f"proxy/{spec}/{i}"] for i in index] for spec in specs})
+        sets[kind] = {"configs": index, "truth_top1": truth.round(4).tolist(), "ranking": rank_rows(scored, truth)}
 
-    missing = [f"{kind}/{i}" for kind, i, _ in runs if pieces.get(f"{kind}/{i}") is None]
-    if missing:
-        print(f"{len(missing)} truth runs still to do: run again")
-        return
-    report(args, settings, pieces, ["none"] + args.proxies.split(","), len(configs))
-
-
-def report(args, settings: dict, pieces: Pieces, specs: list[str], n: int) -> None:
-    truth = np.array([pieces.get(f"truth/{i}")["accuracy"] for i in range(n)])
-    shares = [c["macs_share"] for c in pieces.get("configs")]
-    # The size of a config alone ranks a spread of sizes somewhat: the floor any proxy must beat.
-    size_only = [{"accuracy": share, "seconds": 0.0} for share in shares]
-    rows = []
-    for spec in ["MACs share alone"] + specs:
-        scored = size_only if spec == "MACs share alone" else [pieces.get(f"proxy/{spec}/{i}") for i in range(n)]
-        if any(s is None for s in scored):
-            continue
-        acc = np.array([s["accuracy"] for s in scored])
-        rows.append(
-            {
-                "proxy": spec,
-                "kendall_tau": round(float(stats.kendalltau(acc, truth).statistic), 3),
-                "spearman_rho": round(float(stats.spearmanr(acc, truth).statistic), 3),
-                "seconds_per_eval": round(float(np.mean([s["seconds"] for s in scored])), 2),
-                "accuracy": [round(a, 4) for a in acc.tolist()],
-            }
-        )
     result = {
         "model": MODEL,
         "settings": settings,
         "threads": args.threads,
-        "macs_share": shares,
-        "shipped_test_top1": pieces.get("shipped_test"),
-        "base_test_top1": pieces.get("base_test"),
-        "truth_top1": [round(t, 4) for t in truth.tolist()],
-        "truth_seconds_mean": round(float(np.mean([pieces.get(f"truth/{i}")["seconds"] for i in range(n)])), 1),
-        "proxies": rows,
+        "shipped_test_top1": done["shipped_test"],
+        "base_test_top1": done["base_test"],
+        "truth_seconds_mean": round(float(np.mean([done[f"truth/{i}"]["seconds"] for i in range(len(configs))])), 1),
+        "sets": sets,
+        "configs": [
+            {k: c[k] for k in ("set", "latency_share", "macs_share")}
+            | {"truth_top1": done[f"truth/{i}"]["accuracy"]}
+            | {spec: round(done[f"proxy/{spec}/{i}"]["accuracy"], 4) for spec in specs}
+            for i, c in enumerate(configs)
+        ],
     }
-    which = repeated(args.repeat_truth, n)
-    repeats = [pieces.get(f"truth-repeat/{i}") for i in which]
-    if repeats and all(repeats):
-        again, first = [r["accuracy"] for r in repeats], truth[which]
-        result["truth_vs_itself"] = {
-            "configs": which,
-            "kendall_tau": round(float(stats.kendalltau(again, first).statistic), 3),
-            "spearman_rho": round(float(stats.spearmanr(again, first).statistic), 3),
-            "repeat_top1": again,
-        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "proxy_fidelity.json").write_text(json.dumps(result, indent=1))
-    lines = [
-        "| proxy | Kendall's tau | Spearman's rho | seconds per evaluation |",
-        "|---|---|---|---|",
-        *[f"| {r['proxy']} | {r['kendall_tau']} | {r['spearman_rho']} | {r['seconds_per_eval']} |" for r in rows],
-    ]
-    table = "\n".join(lines)
-    scores = rows[1:]  # the MACs share has a column of its own
+    plot(result, specs[1], RESULTS / "proxy_fidelity.png")
+
+    titles = {
+        "spread": f"Spread set: {len(sets.get('spread', {}).get('configs', []))} configs over "
+                  f"{args.spread[0]:g}-{args.spread[1]:g} of the unpruned latency",
+        "equal": f"Equal-latency set: {len(sets.get('equal', {}).get('configs', []))} configs at "
+                 f"{args.equal_share:g} of the unpruned latency",
+    }
+    tables = []
+    for kind, s in sets.items():
+        truth = s["truth_top1"]
+        tables.append(
+            f"### {titles[kind]} (truth top-1 {min(truth):.3f}-{max(truth):.3f})\n\n"
+            "| proxy | Kendall's tau | Spearman's rho | seconds per evaluation |\n|---|---|---|---|\n"
+            + "\n".join(f"| {r['proxy']} | {r['kendall_tau']} | {r['spearman_rho']} | {r['seconds_per_eval']} |"
+                        for r in s["ranking"])
+        )
     per_config = [
-        "| config | MACs share | truth top-1 | " + " | ".join(r["proxy"] for r in scores) + " |",
-        "|---" * (3 + len(scores)) + "|",
+        "| config | set | latency share | MACs share | truth top-1 | " + " | ".join(specs) + " |",
+        "|---" * (5 + len(specs)) + "|",
         *[
-            f"| {i} | {shares[i]:.3f} | {truth[i]:.4f} | " + " | ".join(f"{r['accuracy'][i]:.3f}" for r in scores) + " |"
-            for i in range(n)
+            f"| {i} | {c['set']} | {c['latency_share']:.3f} | {c['macs_share']:.3f} | {c['truth_top1']:.4f} | "
+            + " | ".join(f"{c[spec]:.3f}" for spec in specs) + " |"
+            for i, c in enumerate(result["configs"])
         ],
     ]
     (RESULTS / "proxy_fidelity.md").write_text(
         f"# Proxy fidelity: {MODEL}\n\n"
         f"Written by `benchmarks/proxy_fidelity.py` (its docstring has the protocol). Settings: "
-        f"`{json.dumps(settings)}`, {args.threads} threads. {n} configs, MACs share "
-        f"{min(shares):.2f}-{max(shares):.2f}; truth top-1 {truth.min():.3f}-{truth.max():.3f} on the JPEG test "
-        f"images (the shipped weights {result['shipped_test_top1']:.3f}, after the JPEG fine-tune "
+        f"`{json.dumps(settings)}`, {args.threads} threads. Latency shares are predicted by the shipped ORT CPU "
+        f"table. Truth: top-1 on the JPEG test images after the fine-tune (the shipped weights "
+        f"{result['shipped_test_top1']:.3f} there, after the JPEG fine-tune of the base "
         f"{result['base_test_top1']:.3f}); {result['truth_seconds_mean']} s per truth run. `none` is pruning alone, "
-        f"scored on proxy-val without re-estimating batch-norm statistics.\n\n{table}\n\n"
-        + (
-            f"The truth against itself (configs {result['truth_vs_itself']['configs']} fine-tuned again "
-            f"with seed {args.seed + 1}): Kendall's tau {result['truth_vs_itself']['kendall_tau']}, "
-            f"Spearman's rho {result['truth_vs_itself']['spearman_rho']}.\n\n"
-            if "truth_vs_itself" in result
-            else ""
-        )
+        f"scored on proxy-val without re-estimating batch-norm statistics; the size rows rank by size alone.\n\n"
+        + "\n\n".join(tables)
+        + f"\n\n![{specs[1]} against the truth](proxy_fidelity.png)\n\n"
         + "\n".join(per_config)
         + "\n"
     )
-    print(table)
+    print("\n\n".join(tables))
+
+
+def plot(result: dict, spec: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for kind, marker in (("spread", "o"), ("equal", "s")):
+        points = [c for c in result["configs"] if c["set"] == kind]
+        if points:
+            ranking = {r["proxy"]: r for r in result["sets"][kind]["ranking"]} if kind in result["sets"] else {}
+            tau = f", tau {ranking[spec]['kendall_tau']}" if spec in ranking else ""
+            ax.scatter([c[spec] for c in points], [c["truth_top1"] for c in points], marker=marker,
+                       label=f"{kind} set ({len(points)}{tau})")
+    ax.set_xlabel(f"{spec} proxy top-1 (proxy-val)")
+    ax.set_ylabel("top-1 after the fine-tune (JPEG test)")
+    ax.set_title(f"{result['model']}: proxy against truth")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from autoprune.assets import load_cifar10_mini
-from autoprune.data import normalise, top1
+from autoprune.data import load_data
 from autoprune.models import load_model
+from autoprune.proxy import evaluate_top1
 from autoprune.prune import CRITERIA, prune
 from autoprune.report import table
 from autoprune.space import Granularity, build_space
@@ -21,19 +19,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--share", type=float, default=0.1, help="share of each group's channels to remove")
     args = parser.parse_args()
-    data = load_cifar10_mini()
-    x, y = normalise(data.test_images), torch.from_numpy(data.test_labels)
     loaded = load_model("cifar:resnet56", weights="shipped")
+    test = load_data("cifar10-mini", loaded).test
     space = build_space(loaded, Granularity(multiple_of=1))
     every = {g.name: round((1 - args.share) * g.channels) for g in space.searchable}
     # Groups with two producers (a conv and its BN) sit inside a block; the rest are residual streams.
     inner = {name: kept for name, kept in every.items() if len(space.group(name).producers) == 2}
-    batch = (x[:128], y[:128])
-    rows = [["unpruned", "-", f"{100 * top1(loaded.model, x, y):.1f}%", f"{100 * top1(loaded.model, x, y):.1f}%"]]
+    batch = next(test.batches(128))
+    whole = f"{100 * evaluate_top1(loaded.model, test):.1f}%"
+    rows = [["unpruned", "-", whole, whole]]
     for criterion in CRITERIA:
-        accs = [top1(prune(loaded.model, space, cfg, criterion, batch), x, y) for cfg in (inner, every)]
+        accs = [evaluate_top1(prune(loaded.model, space, cfg, criterion, batch), test) for cfg in (inner, every)]
         rows.append([f"-{100 * args.share:.0f}% channels", criterion] + [f"{100 * a:.1f}%" for a in accs])
-    print(f"cifar:resnet56, shipped weights, {len(x)} shipped CIFAR-10 test images, top-1")
+    print(f"cifar:resnet56, shipped weights, {len(test)} shipped CIFAR-10 test images, top-1")
     print(table(["model", "criterion", "inside blocks", "every group"], rows))
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 import torch_pruning as tp
 
 from autoprune.data import load_data
-from common import jpeg_folder
+from common import Pieces, jpeg_folder
 from autoprune.graph import CUSTOM_PRUNERS
 from autoprune.latency import LatencyPredictor, LatencyTable, measure_models_ms
 from autoprune.models import load_model
@@ -66,22 +65,6 @@ def global_magnitude(model, space, loaded, ratio: float):
     pruner.step()
     modules = dict(pruned.named_modules())
     return pruned, {g.name: modules[g.name].out_channels for g in space.groups}
-
-
-class Pieces:
-    """A JSON file of finished results, so the benchmark resumes."""
-
-    def __init__(self, path: Path, max_seconds: float):
-        self.path, self.start, self.max_seconds = path, time.time(), max_seconds
-        self.done = json.loads(path.read_text()) if path.exists() else {}
-
-    def get(self, key: str, compute):
-        if key not in self.done:
-            if time.time() - self.start > self.max_seconds:
-                raise SystemExit(f"stopped at --max-seconds before '{key}': run again to continue")
-            self.done[key] = compute()
-            self.path.write_text(json.dumps(self.done, indent=1))
-        return self.done[key]
 
 
 def main() -> None:

@@ -1,20 +1,19 @@
 import random
 
 import pytest
-import torch
 
-from autoprune.assets import load_cifar10_mini
-from autoprune.data import normalise, top1
+from autoprune.data import load_data
 from autoprune.errors import AutopruneError, UnsupportedModelError
 from autoprune.models import load_model
 from autoprune.prune import CRITERIA, prune
+from autoprune.proxy import evaluate_top1
 from autoprune.space import Granularity, SearchSpace, build_space
 
 
 @pytest.fixture(scope="module")
-def test_images():
-    d = load_cifar10_mini()
-    return normalise(d.test_images), torch.from_numpy(d.test_labels)
+def test_images(resnet56):
+    """The shipped CIFAR-10 test images."""
+    return load_data("cifar10-mini", resnet56).test
 
 
 def test_groups_of_the_cifar_resnet(resnet56_space):
@@ -74,19 +73,18 @@ def test_channel_shuffle_is_reported_unsupported():
 
 
 def test_pretrained_accuracy_and_light_pruning(resnet56, resnet56_space, test_images):
-    x, y = test_images
-    assert top1(resnet56.model, x, y) >= 0.92
+    assert evaluate_top1(resnet56.model, test_images) >= 0.92
     # 10% of the channels inside every block, L1 criterion, no re-training and no BN re-estimation.
     fine = build_space(resnet56, Granularity(multiple_of=1))
     inner = {g.name: round(0.9 * g.channels) for g in fine.groups if len(g.producers) == 2}
-    assert top1(prune(resnet56.model, fine, inner, criterion="l1"), x, y) >= 0.90
+    assert evaluate_top1(prune(resnet56.model, fine, inner, criterion="l1"), test_images) >= 0.90
 
 
 def test_every_criterion_prunes_to_the_config(resnet56, resnet56_space, test_images):
-    x, y = test_images
+    batch = next(test_images.batches(64))
     config = resnet56_space.random_config(random.Random(3))
     for name in CRITERIA:
-        pruned = prune(resnet56.model, resnet56_space, config, criterion=name, batch=(x[:64], y[:64]))
+        pruned = prune(resnet56.model, resnet56_space, config, criterion=name, batch=batch)
         assert pruned.layer3[4].conv1.out_channels == config["layer3.4.conv1"]
         assert pruned.layer2[0].conv2.out_channels == config["layer2.0.conv2"]
     with pytest.raises(AutopruneError, match="needs a batch"):
