@@ -7,10 +7,11 @@ Protocol (the full one is the default; every cost is a flag so that a smaller on
     until the shipped latency table predicts the wanted share of the unpruned model's latency:
     - the spread set: --configs of them at evenly spaced shares over --spread;
     - the equal-latency set: --equal-latency of them all at --equal-share, which is the choice the search
-      actually faces (at one latency, where should the channels go?) and which no size measure can rank;
+      actually faces (at one latency, where should the channels go?), where the latency share says nothing;
  3. each proxy scores each pruned config on its proxy-val part of the JPEG train set;
  4. truth: each pruned config fine-tuned for --truth-epochs on the JPEG train set (L1 pruning from the base,
-    cosine schedule), then top-1 on the JPEG test set (--test-size images of it, 0 = all 10,000);
+    cosine schedule), then top-1 on the JPEG test set (--test-size images of it, 0 = all 10,000); the
+    equal-latency set's truth once more with another seed, which bounds how well anything can rank it;
  5. per set, Kendall's tau and Spearman's rho between each proxy's scores and the truth, and seconds per
     evaluation; a scatter plot of the default proxy against the truth.
 
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JPEG_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "cifar:resnet56"
-SIZE_FLOORS = ("latency share alone", "MACs share alone")
+TRUTH_AGAIN = "the truth again (another seed)"
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +62,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
+    p.add_argument("--repeat-truth", type=int, default=8,
+                   help="fine-tune the first N of the equal-latency set again with another seed (the truth's own noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -161,18 +164,25 @@ def main() -> None:
 
             print(f"proxy/{spec}/{i}: {pieces.get(f'proxy/{spec}/{i}', score)}")
 
-    for i, c in enumerate(configs):
-        def truth(i=i, c=c):
-            def tuned_top1():
-                pruned = prune(base, space, c["config"])
-                finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"truth-{i}.ckpt",
-                         seed=args.seed, progress=False)
-                return evaluate_top1(pruned, test)
+    def truth(i: int, kind: str, seed: int):
+        def tuned_top1():
+            pruned = prune(base, space, configs[i]["config"])
+            finetune(pruned, splits, epochs=args.truth_epochs, checkpoint=work / f"{kind}-{i}.ckpt", seed=seed,
+                     progress=False)
+            return evaluate_top1(pruned, test)
 
-            return timed(tuned_top1)
+        print(f"{kind}/{i}: {pieces.get(f'{kind}/{i}', lambda: timed(tuned_top1))}")
 
-        print(f"truth/{i}: {pieces.get(f'truth/{i}', truth)}")
+    for i in range(len(configs)):
+        truth(i, "truth", args.seed)
+    # Another seed (batch order, augmentation) for the equal-latency set: how far the truth agrees with itself.
+    for i in repeated(configs, args.repeat_truth):
+        truth(i, "truth-again", args.seed + 1)
     report(args, settings, pieces.done, specs)
+
+
+def repeated(configs: list[dict], count: int) -> list[int]:
+    return [i for i, c in enumerate(configs) if c["set"] == "equal"][:count]
 
 
 def rank_rows(scored: dict[str, list[dict]], truth: np.ndarray) -> list[dict]:
@@ -201,6 +211,8 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
             "MACs share alone": [{"accuracy": configs[i]["macs_share"], "seconds": 0.0} for i in index],
         }
         scored.update({spec: [done[f"proxy/{spec}/{i}"] for i in index] for spec in specs})
+        if all(f"truth-again/{i}" in done for i in index):  # the ceiling: no proxy ranks better than this
+            scored[TRUTH_AGAIN] = [done[f"truth-again/{i}"] for i in index]
         sets[kind] = {"configs": index, "truth_top1": truth.round(4).tolist(), "ranking": rank_rows(scored, truth)}
 
     result = {
@@ -214,6 +226,7 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
         "configs": [
             {k: c[k] for k in ("set", "latency_share", "macs_share")}
             | {"truth_top1": done[f"truth/{i}"]["accuracy"]}
+            | ({"truth_again_top1": done[f"truth-again/{i}"]["accuracy"]} if f"truth-again/{i}" in done else {})
             | {spec: round(done[f"proxy/{spec}/{i}"]["accuracy"], 4) for spec in specs}
             for i, c in enumerate(configs)
         ],
@@ -238,10 +251,11 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
                         for r in s["ranking"])
         )
     per_config = [
-        "| config | set | latency share | MACs share | truth top-1 | " + " | ".join(specs) + " |",
-        "|---" * (5 + len(specs)) + "|",
+        "| config | set | latency share | MACs share | truth top-1 | truth again | " + " | ".join(specs) + " |",
+        "|---" * (6 + len(specs)) + "|",
         *[
             f"| {i} | {c['set']} | {c['latency_share']:.3f} | {c['macs_share']:.3f} | {c['truth_top1']:.4f} | "
+            + (f"{c['truth_again_top1']:.4f} | " if "truth_again_top1" in c else "- | ")
             + " | ".join(f"{c[spec]:.3f}" for spec in specs) + " |"
             for i, c in enumerate(result["configs"])
         ],
