@@ -61,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
-    p.add_argument("--repeat-truth", type=int, default=8,
+    p.add_argument("--repeat-truth", type=int, default=2,
                    help="fine-tune the first N of the equal-latency set again with another seed (the truth's own noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
