@@ -69,14 +69,14 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def config_at(space, predictor, share: float, noise: float, rng: random.Random, tolerance: float = 0.01) -> dict:
-    """A config whose predicted latency is within `tolerance` of `share` of the unpruned model's.
+def config_at(space, predictor, full_ms: float, share: float, noise: float, rng: random.Random,
+              tolerance: float = 0.01) -> dict:
+    """A config whose predicted latency is within `tolerance` of `share` of `full_ms`, the unpruned model's.
 
     Each group keeps (level + its own noise) of its channels and the level is bisected, so configs at one
     share differ in where they prune, not in how fast they run. A width change can cross one of the
     backend's block sizes and jump the latency past the target: then the noise is drawn again.
     """
-    full_ms = predictor.predict(space.full_config())
     best, best_miss = None, float("inf")
     for _ in range(50):
         offsets = {g.name: rng.gauss(0.0, noise) for g in space.searchable}
@@ -107,7 +107,7 @@ def make_configs(space, predictor, base, args) -> list[dict]:
     targets += [("equal", args.equal_share)] * args.equal_latency
     configs = []
     for kind, share in targets:
-        config = config_at(space, predictor, share, args.noise, rng)
+        config = config_at(space, predictor, full_ms, share, args.noise, rng)
         configs.append({
             "set": kind,
             "config": config,
