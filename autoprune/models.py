@@ -120,7 +120,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own text opens with advice to load unsafely; its reason follows "WeightsUnpickler error:".
+        reason = str(exc).partition("WeightsUnpickler error:")[2] or str(exc)
+        first = next((line.strip() for line in reason.splitlines() if line.strip()), type(exc).__name__)
         raise AutopruneError(
             f"cannot read weights {path} safely (weights_only=True): {first}; save a plain state dict "
             "with torch.save(model.state_dict(), path)"
