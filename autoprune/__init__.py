@@ -10,7 +10,7 @@ from __future__ import annotations
 from .checkpoint import load_pruned
 from .errors import AutopruneError
 
-__all__ = ["search", "load_pruned", "AutopruneError"]
+__all__ = ["search", "knapsack", "load_pruned", "AutopruneError"]
 __version__ = "0.1.0"
 
 
@@ -22,3 +22,11 @@ def search(budget: str, out: str = "runs/search", storage: str | None = None, st
     from .study import SearchSettings, run_search
 
     return run_search(SearchSettings(budget=budget, **settings), out, storage, study, workers)
+
+
+def knapsack(budget: str, **settings) -> dict[str, int]:
+    """The one-shot latency-saliency knapsack's config at `budget` (seconds, no accuracy evaluations);
+    `settings` as for `search` (model, weights, data, table, saliency, ...)."""
+    from .study import SearchSettings, build_context
+
+    return build_context(SearchSettings(budget=budget, **settings)).allocation.config({})

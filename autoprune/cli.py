@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .errors import AutopruneError
 from .models import parse_input_shape
+from .proxy import DEFAULT_PROXY
+from .saliency import SALIENCIES
 
 DEFAULT_MODEL = "cifar:resnet56"
 
@@ -89,7 +91,8 @@ def settings_from_args(args):
     shape = list(parse_input_shape(args.input_shape)) if args.input_shape else None
     return SearchSettings(
         budget=args.budget, model=model, weights=weights, input_shape=shape, data=args.data, table=args.table,
-        force_table=args.force, proxy=args.proxy, criterion=args.criterion, sampler=args.sampler,
+        force_table=args.force, proxy=args.proxy, distill=args.distill, saliency=args.saliency,
+        criterion=args.criterion, sampler=args.sampler,
         trials=args.trials, seed=args.seed, steps=args.steps, multiple_of=args.multiple_of,
         min_keep=args.min_keep, freeze=args.freeze, space_file=args.space,
     )
@@ -104,6 +107,19 @@ def cmd_search(args) -> int:
     result = run_search(settings, out, storage=args.storage, study_name=args.study, workers=args.workers)
     print(format_front(result))
     print(f"front, plots and pruned models in {out}/ (pareto.json, pareto.csv, pareto.png, pareto.html, front/)")
+    return 0
+
+
+def cmd_knapsack(args) -> int:
+    from .study import build_context
+
+    ctx = build_context(settings_from_args(args))
+    config = ctx.allocation.config({})
+    print(json.dumps(config))
+    print(f"predicted {ctx.predictor.predict(config):.3f} ms (budget {ctx.budget_ms:.3f} ms, unpruned "
+          f"{ctx.unpruned_ms:.3f} ms), {ctx.settings.saliency} saliency", file=sys.stderr)
+    if args.save:
+        Path(args.save).write_text(json.dumps(config, indent=1) + "\n")
     return 0
 
 
@@ -250,6 +266,8 @@ COMMANDS = {
     "profile": ("measure a latency table on this machine, or write a kit for another device", cmd_profile),
     "predict": ("predicted latency of a model or a config, per layer", cmd_predict),
     "validate": ("measure random configs end to end and report the predictor's error", cmd_validate),
+    "knapsack": ("one-shot allocation: the latency-saliency knapsack's config at a budget, no accuracy spent",
+                 cmd_knapsack),
     "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
     "pareto": ("print the front of a finished search", cmd_pareto),
     "export": ("fine-tune, save and check a chosen pruned model", cmd_export),
@@ -302,18 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write a PNG scatter of predicted vs measured")
     p.add_argument("--no-save", action="store_true", help="do not store the figures in the table")
 
+    for name in ("search", "knapsack"):
+        p = parsers[name]
+        _add_model_args(p)
+        _add_space_args(p)
+        p.add_argument("--budget", required=True, help="latency budget: 30ms, 500us, 0.03s, or 0.5x of the unpruned model")
+        p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
+        p.add_argument("--table", default=None, help="latency table (default: the shipped one holding the model)")
+        p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
+        p.add_argument("--saliency", default="taylor", choices=SALIENCIES,
+                       help="what a channel is worth to the knapsack (default taylor, over proxy-train batches)")
+        p.add_argument("--seed", type=int, default=0)
+    p = parsers["knapsack"]
+    p.add_argument("--save", default=None, help="also write the config as JSON (for predict --config)")
+    p.set_defaults(proxy=DEFAULT_PROXY, distill=False, criterion="l1", sampler="tpe", trials=1, workers=1)
     p = parsers["search"]
-    _add_model_args(p)
-    _add_space_args(p)
-    p.add_argument("--budget", required=True, help="latency budget: 30ms, 500us, 0.03s, or 0.5x of the unpruned model")
-    p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
-    p.add_argument("--table", default=None, help="latency table (default: the shipped one holding the model)")
-    p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
-    p.add_argument("--proxy", default="adaptive-bn", help="adaptive-bn or finetune:STEPS")
+    p.add_argument("--proxy", default=DEFAULT_PROXY,
+                   help=f"score of a candidate: a ladder of fidelities (default {DEFAULT_PROXY}), adaptive-bn[:N] or "
+                        "finetune:STEPS")
+    p.add_argument("--distill", action="store_true", help="fine-tuning proxies distil from the unpruned model")
     p.add_argument("--criterion", default="l1", help="which channels go: l1, l2, bn-scale, random, taylor")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2"])
-    p.add_argument("--trials", type=int, default=60, help="complete trials the study should hold (default 60)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=40,
+                   help="candidates to look at, scored in full or stopped early (default 40)")
     _add_run_args(p)
     p.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from .budget import parse_budget
 from .errors import AutopruneError
@@ -21,6 +22,7 @@ class FrontMember:
     macs: int
     params: int
     model_path: str | None = None
+    origin: str = "sampled"  # or "start": one of the fixed starting points (allocation.starting_points)
 
 
 @dataclass
@@ -67,16 +69,22 @@ class SearchResult:
 
 def member(t: optuna.trial.FrozenTrial) -> FrontMember:
     a = t.user_attrs
-    return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"])
+    origin = "start" if "fixed_params" in t.system_attrs else "sampled"
+    return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"], None, origin)
 
 
-def front_members(study: optuna.Study, budget_ms: float) -> list[FrontMember]:
-    """Optuna's Pareto-optimal trials that keep the budget, one per config, most accurate first."""
-    best = [t for t in study.best_trials if "config" in t.user_attrs and t.user_attrs["predicted_ms"] <= budget_ms]
-    unique = {}
-    for t in sorted(best, key=lambda t: t.number):
-        unique.setdefault(json.dumps(t.user_attrs["config"], sort_keys=True), member(t))
-    return sorted(unique.values(), key=lambda m: (-m.proxy_accuracy, m.predicted_ms))
+def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> list[FrontMember]:
+    """The trials within the budget that no other is both as accurate and faster than, one per config,
+    most accurate first. `trials` are the fully scored ones: a trial stopped at a cheaper fidelity has
+    a score of another kind and never enters."""
+    members = sorted((member(t) for t in trials if t.user_attrs["predicted_ms"] <= budget_ms),
+                     key=lambda m: (-m.proxy_accuracy, m.predicted_ms, m.trial))
+    front, fastest = [], float("inf")
+    for m in members:
+        if m.predicted_ms < fastest:
+            front.append(m)
+            fastest = m.predicted_ms
+    return front
 
 
 def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
@@ -86,7 +94,7 @@ def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
     from .study import completed
 
     done = completed(study)
-    front = front_members(study, ctx.budget_ms)
+    front = front_members(done, ctx.budget_ms)
     for m in front:
         model, removed = prune_recorded(ctx.loaded.model, ctx.space, m.config, ctx.settings.criterion)
         path = save_pruned(out / "front" / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
@@ -94,12 +102,13 @@ def write_outputs(ctx, study: optuna.Study, out: Path) -> SearchResult:
     result = SearchResult(
         str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
         sum(t.user_attrs["predicted_ms"] <= ctx.budget_ms for t in done),
-        {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name},
+        {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name,
+         "score": score_name(ctx.settings.proxy), "stopped_early": len(completed(study, (TrialState.PRUNED,)))},
     )
     (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
     _write_csv(out / "pareto.csv", front)
-    plot_front(out / "pareto.png", done, front, ctx.budget_ms, ctx.unpruned_ms)
-    _write_html(out / "pareto.html", study)
+    plot_front(out / "pareto.png", done, front, ctx.budget_ms, ctx.unpruned_ms, result.extra["score"])
+    _write_html(out / "pareto.html", study, score_name(ctx.settings.proxy))
     return result
 
 
@@ -113,7 +122,8 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
                             + [m.config[g] for g in groups])
 
 
-def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float) -> None:
+def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
+               score: str = "proxy accuracy") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +139,7 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
     ax.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
     ax.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")
     ax.set_xlabel("predicted latency (ms)")
-    ax.set_ylabel("proxy accuracy (%)")
+    ax.set_ylabel(f"{score} (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -137,18 +147,26 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
     plt.close(fig)
 
 
-def _write_html(path: Path, study: optuna.Study) -> None:
+def score_name(proxy: str) -> str:
+    """What the front's accuracy column is: top-1 on proxy-val after the ladder's last stage."""
+    return f"proxy-val top-1 after {proxy.split('>')[-1]}"
+
+
+def _write_html(path: Path, study: optuna.Study, score: str) -> None:
     from optuna.visualization import plot_pareto_front
 
-    figure = plot_pareto_front(study, target_names=["proxy accuracy", "predicted latency (ms)"])
+    figure = plot_pareto_front(study, target_names=[score, "predicted latency (ms)"],
+                               targets=lambda t: (t.value, t.user_attrs["predicted_ms"]))
     figure.write_html(str(path), include_plotlyjs=True)
 
 
 def format_front(result: SearchResult) -> str:
     from .report import table
 
-    rows = [[str(m.trial), f"{m.predicted_ms:.3f}", f"{100 * m.proxy_accuracy:.2f}%",
+    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", f"{100 * m.proxy_accuracy:.2f}%",
              f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
+    stopped = result.extra.get("stopped_early", 0)
     head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms  unpruned {result.unpruned_ms:.3f} ms  "
-            f"{result.trials} trials, {result.feasible} within budget")
-    return head + "\n" + table(["trial", "predicted ms", "proxy acc", "MACs", "params"], rows)
+            f"{result.trials} trials scored in full ({result.feasible} within budget), {stopped} stopped early\n"
+            f"score: {result.extra.get('score', 'proxy accuracy')}")
+    return head + "\n" + table(["trial", "from", "predicted ms", "score", "MACs", "params"], rows)

@@ -3,6 +3,8 @@
   adaptive-bn[:N]   reset every batch-norm layer's statistics, re-estimate them over N batches of
                     proxy-train (a cumulative average), then top-1 on proxy-val (EagleEye, Li et al. 2020)
   finetune:K        the same re-estimation, then K SGD steps from the pruned weights, then top-1 on proxy-val
+  A>B               a ladder of fidelities (the search's default: adaptive-bn>finetune:20): every candidate is
+                    scored by A, and only those the search's pruner promotes go on to B, whose score counts
 
 A proxy works on a copy: the candidate it is given is left as it was. Every random choice (batch order,
 augmentation) comes from the seed, so the same candidate gets the same score every time.
@@ -141,7 +143,13 @@ class Proxy:
         return ProxyResult(accuracy, time.perf_counter() - start)
 
 
-PROXIES = ("adaptive-bn", "adaptive-bn:N (batches)", "finetune:K (steps)")
+PROXIES = ("adaptive-bn", "adaptive-bn:N (batches)", "finetune:K (steps)", "A>B (a ladder, e.g. adaptive-bn>finetune:20)")
+DEFAULT_PROXY = "adaptive-bn>finetune:20"
+
+
+def make_ladder(spec: str, seed: int = 0) -> list[Proxy]:
+    """The proxies of a ladder spec, cheapest first; the last one's score is the candidate's."""
+    return [make_proxy(stage, seed) for stage in spec.split(">")]
 
 
 def make_proxy(spec: str, seed: int = 0) -> Proxy:

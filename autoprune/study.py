@@ -1,4 +1,9 @@
-"""The Optuna study: propose per-group keep ratios, fit them under the budget, score, keep every trial."""
+"""The Optuna study: sample the allocation's knobs, solve the knapsack at the budget, score, keep every trial.
+
+The study is single-objective (the proxy score, maximised) so that Optuna's successive-halving pruner can
+stop a candidate after a cheap fidelity; the predicted latency of every trial is stored beside it, and the
+Pareto front is computed from those (front.py).
+"""
 from __future__ import annotations
 
 import multiprocessing
@@ -10,18 +15,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
-import torch.nn as nn
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from .allocation import KNOB_RANGE, Allocation
 from .budget import parse_budget
 from .errors import AutopruneError
-from .space import Config, Granularity, SearchSpace
+from .proxy import DEFAULT_PROXY
+from .space import Granularity, SearchSpace
 
 SAMPLERS = ("tpe", "nsga2")
 STUDY_NAME = "autoprune"
 # Attributes every finished trial carries (they show in optuna-dashboard).
-ATTRS = ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds")
+ATTRS = ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds", "fidelity")
+# Successive halving between the proxy ladder's stages: a third of the candidates go on to the next one.
+REDUCTION_FACTOR = 3
 
 
 @dataclass
@@ -35,10 +43,12 @@ class SearchSettings:
     data: str = "cifar10-mini"
     table: str | None = None
     force_table: bool = False
-    proxy: str = "adaptive-bn"
+    proxy: str = DEFAULT_PROXY
+    distill: bool = False
+    saliency: str = "taylor"
     criterion: str = "l1"
     sampler: str = "tpe"
-    trials: int = 60
+    trials: int = 40
     seed: int = 0
     steps: int = 8
     multiple_of: int | None = None
@@ -59,7 +69,9 @@ class SearchContext:
     space: SearchSpace
     predictor: object
     splits: object
-    proxy: object
+    ladder: list
+    allocation: Allocation
+    teacher: object
     unpruned_ms: float
     min_ms: float
     budget_ms: float
@@ -86,13 +98,14 @@ def build_context(settings: SearchSettings) -> SearchContext:
     from .data import load_data
     from .latency import LatencyPredictor, LatencyTable
     from .models import load_model
-    from .proxy import make_proxy
+    from .proxy import make_ladder
+    from .saliency import channel_saliency
     from .space import build_space
 
     if settings.sampler not in SAMPLERS:
         raise AutopruneError(f"unknown sampler '{settings.sampler}' (choose {' or '.join(SAMPLERS)})")
     budget = parse_budget(settings.budget)
-    proxy = make_proxy(settings.proxy)
+    ladder = make_ladder(settings.proxy, settings.seed)
     loaded = load_model(settings.model, settings.weights, settings.input_shape)
     if settings.space_file:
         space = SearchSpace.load(settings.space_file)
@@ -112,57 +125,11 @@ def build_context(settings: SearchSettings) -> SearchContext:
             f"({min_ms:.3f} ms predicted, unpruned {unpruned_ms:.3f} ms)"
         )
     splits = load_data(settings.data, loaded, seed=settings.seed)
-    return SearchContext(settings, loaded, space, predictor, splits, proxy, unpruned_ms, min_ms, budget_ms)
-
-
-def config_from_ratios(space: SearchSpace, ratios: dict[str, float]) -> Config:
-    """Each group keeps the largest allowed count at or below its ratio of channels (at least the smallest)."""
-    config = {}
-    for g in space.searchable:
-        target = ratios[g.name] * g.channels + 1e-6
-        config[g.name] = max([c for c in g.choices if c <= target] or [g.choices[0]])
-    return config
-
-
-def boundary(fits, failing: float, fitting: float, steps: int = 14) -> float:
-    """Bisection between a value that does not fit and one that does; returns the fitting side."""
-    for _ in range(steps):
-        mid = (failing + fitting) / 2
-        if fits(mid):
-            fitting = mid
-        else:
-            failing = mid
-    return fitting
-
-
-def fit_to_budget(space: SearchSpace, predictor, ratios: dict[str, float], budget_ms: float) -> Config:
-    """Moves every group toward its smallest width by one shared factor until the prediction fits.
-
-    The factor is found by bisection on the predictor, so no accuracy is spent on a candidate that
-    would break the budget and the sampled proportions between groups are kept. Rounding to the
-    allowed counts leaves slack under the budget, which is then given back one step at a time to the
-    groups furthest below what was sampled.
-    """
-    wanted = config_from_ratios(space, ratios)
-    if predictor.predict(wanted) <= budget_ms:
-        return wanted
-    floor = {g.name: g.choices[0] / g.channels for g in space.searchable}
-
-    def at(shrink: float) -> Config:
-        return config_from_ratios(space, {n: r - shrink * (r - floor[n]) for n, r in ratios.items()})
-
-    config = at(boundary(lambda shrink: predictor.predict(at(shrink)) <= budget_ms, 0.0, 1.0))
-    groups = {g.name: g for g in space.searchable}
-    grown = True
-    while grown:  # one step per group and pass, neediest first, until nothing more fits
-        grown = False
-        for name in sorted(config, key=lambda n: config[n] / wanted[n]):
-            choices = groups[name].choices
-            if config[name] < wanted[name]:
-                step = {**config, name: choices[choices.index(config[name]) + 1]}
-                if predictor.predict(step) <= budget_ms:
-                    config, grown = step, True
-    return config
+    saliency = channel_saliency(loaded.model, space, splits.proxy_train, settings.saliency, seed=settings.seed)
+    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, budget_ms, loaded.example_input())
+    teacher = loaded.model if settings.distill else None
+    return SearchContext(settings, loaded, space, predictor, splits, ladder, allocation, teacher, unpruned_ms, min_ms,
+                         budget_ms)
 
 
 def _worker_id() -> str:
@@ -170,41 +137,59 @@ def _worker_id() -> str:
 
 
 class Objective:
+    """Knobs -> the knapsack's config at the budget -> the proxy ladder, reported stage by stage to the pruner."""
+
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx
-        self.seen: dict[tuple, dict] = {}
+        self.seen: dict[tuple, dict] = {}  # config -> its attributes and the scores of the stages run so far
 
-    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> float:
         from .metrics import count_macs, count_params
         from .prune import prune
 
         ctx = self.ctx
         trial.set_user_attr("worker", _worker_id())
-        ratios = {g.name: trial.suggest_float(g.name, g.choices[0] / g.channels, 1.0) for g in ctx.space.searchable}
-        config = fit_to_budget(ctx.space, ctx.predictor, ratios, ctx.budget_ms)
-        predicted = ctx.predictor.predict(config)
+        low, high = KNOB_RANGE
+        knobs = {k: trial.suggest_float(k, low, high, log=True) for k in ctx.allocation.knobs()}
+        config = ctx.allocation.config(knobs)
         key = tuple(sorted(config.items()))
-        if key not in self.seen:  # the budget fit maps many samples onto one config: score it once
+        if key not in self.seen:  # neighbouring knobs often give one config: prune and measure it once
             pruned = prune(ctx.loaded.model, ctx.space, config, ctx.settings.criterion)
-            result = ctx.proxy.evaluate(pruned, ctx.splits)
-            self.seen[key] = {
-                "macs": count_macs(pruned, ctx.loaded.example_input()), "params": count_params(pruned),
-                "proxy_accuracy": result.accuracy, "proxy_seconds": result.seconds,
-            }
-        attrs = {"config": config, "predicted_ms": predicted, **self.seen[key]}
-        for name, value in attrs.items():
+            self.seen[key] = {"model": pruned, "scores": [],
+                              "attrs": {"config": config, "predicted_ms": ctx.predictor.predict(config),
+                                        "macs": count_macs(pruned, ctx.loaded.example_input()),
+                                        "params": count_params(pruned)}}
+        seen = self.seen[key]
+        for name, value in seen["attrs"].items():
             trial.set_user_attr(name, value)
-        # Feasible when <= 0: the samplers and the Pareto front read it.
-        trial.set_constraint("latency_over_budget_ms", predicted - ctx.budget_ms)
-        return attrs["proxy_accuracy"], predicted
+        # Feasible when <= 0 (the knapsack keeps every candidate within the budget; stored for the record).
+        trial.set_constraint("latency_over_budget_ms", seen["attrs"]["predicted_ms"] - ctx.budget_ms)
+        for stage, proxy in enumerate(ctx.ladder):
+            if stage == len(seen["scores"]):
+                result = proxy.evaluate(seen["model"], ctx.splits, ctx.teacher)
+                seen["scores"].append((result.accuracy, result.seconds))
+            accuracy, seconds = seen["scores"][stage]
+            trial.set_user_attr("proxy_accuracy", accuracy)
+            trial.set_user_attr("proxy_seconds", sum(s for _, s in seen["scores"][: stage + 1]))
+            trial.set_user_attr("fidelity", proxy.name)
+            if stage + 1 < len(ctx.ladder):
+                trial.report(accuracy, step=REDUCTION_FACTOR**stage)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"stopped after {proxy.name}")
+        return accuracy
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+
+
+def make_pruner() -> optuna.pruners.BasePruner:
+    # Stage i of the proxy ladder reports at step 3**i: the rungs of successive halving with min_resource 1.
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR)
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -254,8 +239,8 @@ def open_study(settings: SearchSettings, storage_url: str, study_name: str) -> o
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(storage_url)
     study = optuna.create_study(
-        study_name=study_name, storage=storage, directions=["maximize", "minimize"],
-        sampler=make_sampler(settings.sampler, settings.seed), load_if_exists=True,
+        study_name=study_name, storage=storage, direction="maximize",
+        sampler=make_sampler(settings.sampler, settings.seed), pruner=make_pruner(), load_if_exists=True,
     )
     stored = study.user_attrs.get("settings")
     mine = {k: v for k, v in asdict(settings).items() if k not in SearchSettings.RUN_ONLY}
@@ -272,29 +257,12 @@ def open_study(settings: SearchSettings, storage_url: str, study_name: str) -> o
     return study
 
 
-def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def starting_points(ctx: SearchContext) -> list[dict[str, float]]:
-    """Samples worth trying before the sampler has learnt anything.
-
-    The unpruned model first: within the budget it tops the front, above it the fit turns it into
-    uniform pruning at the budget. Then candidates that keep the shared groups (channels written by
-    several layers, e.g. a residual stream) and prune the groups inside blocks: removing a shared
-    channel removes it from every layer that writes or reads it, which costs the most accuracy.
-    """
-    modules = dict(ctx.loaded.model.named_modules())
-
-    def shared(group) -> bool:
-        return sum(isinstance(modules.get(p), (nn.Conv2d, nn.Linear)) for p in group.producers) > 1
-
-    groups = ctx.space.searchable
-    points = [{g.name: 1.0 for g in groups}]
-    if any(shared(g) for g in groups) and not all(shared(g) for g in groups):
-        for inner in (0.5, 0.0):
-            points.append({g.name: 1.0 if shared(g) else max(inner, g.choices[0] / g.channels) for g in groups})
-    return points
+def completed(study: optuna.Study, states: tuple = (TrialState.COMPLETE,)) -> list[optuna.trial.FrozenTrial]:
+    """Trials scored at the ladder's last stage (or in `states`): only they can reach the front."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if "config" in t.user_attrs]
 
 
 def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int) -> None:
@@ -307,14 +275,16 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     seeded = SearchSettings(**{**asdict(settings), "seed": settings.seed + index})
     study = open_study(seeded, storage_url, study_name)
     if index == 0 and not study.trials:
-        for params in starting_points(ctx):
+        for params in ctx.allocation.starting_points():
             study.enqueue_trial(params)
-    callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=(TrialState.COMPLETE,))]
+    # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
+    callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)]
     bar = None
     if progress:
-        bar = tqdm(total=settings.trials, initial=min(len(completed(study)), settings.trials), desc="search", unit="trial")
+        bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials), desc="search",
+                   unit="trial")
         callbacks.append(lambda s, t: _update_bar(bar, s, ctx.budget_ms))
-    if len(completed(study)) < settings.trials:
+    if len(completed(study, FINISHED)) < settings.trials:
         study.optimize(Objective(ctx), callbacks=callbacks, catch=(RuntimeError, ValueError))
     if bar is not None:
         bar.close()
@@ -322,16 +292,16 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
 
 
 def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float) -> None:
-    done = completed(study)
-    feasible = [t.user_attrs["proxy_accuracy"] for t in done if t.user_attrs["predicted_ms"] <= budget_ms]
-    bar.n = min(len(done), bar.total)
+    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if t.user_attrs["predicted_ms"] <= budget_ms]
+    bar.n = min(len(completed(study, FINISHED)), bar.total)
     bar.set_postfix_str(f"best under budget {100 * max(feasible):.1f}%" if feasible else "no feasible trial yet")
     bar.refresh()
 
 
 def run_search(settings: SearchSettings, out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
                workers: int = 1) -> "SearchResult":
-    """Runs (or resumes) the study until it holds `settings.trials` complete trials, then writes the front."""
+    """Runs (or resumes) the study until `settings.trials` trials are finished (scored or stopped early),
+    then writes the front."""
     from .front import SearchResult, write_outputs
 
     out = Path(out)

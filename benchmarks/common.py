@@ -19,6 +19,17 @@ def jpeg_folder(source: str, cache: Path) -> Path:
     return folder
 
 
+def bisect(fits, failing: float, fitting: float, steps: int = 14) -> float:
+    """The boundary between a knob value that does not fit and one that does; returns the fitting side."""
+    for _ in range(steps):
+        mid = (failing + fitting) / 2
+        if fits(mid):
+            fitting = mid
+        else:
+            failing = mid
+    return fitting
+
+
 class Pieces:
     """A JSON file of finished results, saved after each one, so that a benchmark resumes where it stopped.
 

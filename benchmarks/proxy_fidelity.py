@@ -63,6 +63,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
     p.add_argument("--repeat-truth", type=int, default=2,
                    help="fine-tune the first N of the equal-latency set again with another seed (the truth's own noise)")
+    p.add_argument("--reuse-truth", default=None, metavar="JSON",
+                   help="take the truths from an earlier proxy_fidelity.json of the same settings (its configs must "
+                        "match these): scores new proxies without repeating 28 fine-tunes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -150,6 +153,8 @@ def main() -> None:
     space = build_space(loaded)
     predictor = LatencyPredictor(LatencyTable.load(default_table(MODEL)), space)
     configs = pieces.get("configs", lambda: make_configs(space, predictor, base, args))
+    if args.reuse_truth:
+        reuse_truth(Path(args.reuse_truth), configs, settings, pieces)
 
     specs = ["none"] + args.proxies.split(",")
     for spec in specs:
@@ -178,6 +183,22 @@ def main() -> None:
     for i in repeated(configs, args.repeat_truth):
         truth(i, "truth-again", args.seed + 1)
     report(args, settings, pieces.done, specs)
+
+
+def reuse_truth(path: Path, configs: list[dict], settings: dict, pieces: Pieces) -> None:
+    """Copies the truths of an earlier run whose settings and regenerated configs are these."""
+    earlier = json.loads(path.read_text())
+    same = earlier["settings"] == settings and len(earlier["configs"]) == len(configs) and all(
+        abs(a["latency_share"] - b["latency_share"]) < 1e-4 and abs(a["macs_share"] - b["macs_share"]) < 1e-4
+        for a, b in zip(earlier["configs"], configs))
+    if not same:
+        raise SystemExit(f"{path} was made with other settings or configs: its truths do not apply")
+    seconds = earlier["truth_seconds_median"]
+    for i, c in enumerate(earlier["configs"]):
+        pieces.done.setdefault(f"truth/{i}", {"accuracy": c["truth_top1"], "seconds": seconds})
+        if "truth_again_top1" in c:
+            pieces.done.setdefault(f"truth-again/{i}", {"accuracy": c["truth_again_top1"], "seconds": seconds})
+    pieces.done["truth_from"] = {"file": str(path), "base_test_then": earlier["base_test_top1"]}
 
 
 def repeated(configs: list[dict], count: int) -> list[int]:
@@ -218,6 +239,7 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
         "threads": args.threads,
         "shipped_test_top1": done["shipped_test"],
         "base_test_top1": done["base_test"],
+        "truth_from": done.get("truth_from"),
         "truth_seconds_median": round(float(np.median([done[f"truth/{i}"]["seconds"] for i in range(len(configs))])), 1),
         "sets": sets,
         "configs": [
@@ -275,6 +297,9 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
         f"{result['shipped_test_top1']:.3f} there, after the JPEG fine-tune of the base "
         f"{result['base_test_top1']:.3f}); {result['truth_seconds_median']} s per truth run (median). `none` is pruning alone, "
         f"scored on proxy-val without re-estimating batch-norm statistics; the size rows rank by size alone.\n\n"
+        + (f"Truths reused (`--reuse-truth`) from a run with the same settings and configs, whose base scored "
+           f"{result['truth_from']['base_test_then']:.4f} (this base: {result['base_test_top1']:.4f}).\n\n"
+           if result["truth_from"] else "")
         + "\n\n".join(tables)
         + (
             f"\n\nThe truth against itself: configs {result['truth_again']['configs']} fine-tuned again with seed "
