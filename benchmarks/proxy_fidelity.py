@@ -8,7 +8,8 @@ Protocol (the full one is the default; every cost is a flag so that a smaller on
     - the spread set: --configs of them at evenly spaced shares over --spread;
     - the equal-latency set: --equal-latency of them all at --equal-share, which is the choice the search
       actually faces (at one latency, where should the channels go?), where the latency share says nothing;
- 3. each proxy scores each pruned config on its proxy-val part of the JPEG train set;
+ 3. each proxy scores each pruned config on its proxy-val part of the JPEG train set (a ladder such as the
+    search's default, adaptive-bn>finetune:20, by its last stage, with the seconds of all its stages);
  4. truth: each pruned config fine-tuned for --truth-epochs on the JPEG train set (L1 pruning from the base,
     cosine schedule), then top-1 on the JPEG test set (--test-size images of it, 0 = all 10,000); the
     equal-latency set's truth once more with another seed, which bounds how well anything can rank it;
@@ -37,7 +38,7 @@ from common import Pieces, jpeg_folder
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.metrics import count_macs
 from autoprune.models import load_model
-from autoprune.proxy import evaluate_top1, finetune, make_proxy
+from autoprune.proxy import DEFAULT_PROXY, evaluate_top1, finetune, make_ladder
 from autoprune.prune import prune
 from autoprune.space import build_space
 from autoprune.study import default_table
@@ -57,7 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--equal-latency", type=int, default=8, help="configs in the equal-latency set (0: none)")
     p.add_argument("--equal-share", type=float, default=0.55, help="latency share of the equal-latency set")
     p.add_argument("--noise", type=float, default=0.15, help="sd of each group's keep ratio around the common level")
-    p.add_argument("--proxies", default="adaptive-bn,adaptive-bn:16,finetune:20", help="comma-separated proxy specs")
+    p.add_argument("--proxies", default=f"{DEFAULT_PROXY},adaptive-bn,adaptive-bn:16,finetune:20",
+                   help="comma-separated proxy specs (the first is plotted)")
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
@@ -163,8 +165,9 @@ def main() -> None:
                 pruned = prune(base, space, c["config"])
                 if spec == "none":  # pruning alone, no BN re-estimation: what the proxies improve on
                     return timed(lambda: evaluate_top1(pruned, splits.proxy_val))
-                r = make_proxy(spec, seed=args.seed).evaluate(pruned, splits)
-                return {"accuracy": r.accuracy, "seconds": r.seconds}
+                # A ladder scores with its last stage; every stage's seconds count (no candidate is stopped here).
+                stages = [proxy.evaluate(pruned, splits) for proxy in make_ladder(spec, seed=args.seed)]
+                return {"accuracy": stages[-1].accuracy, "seconds": sum(r.seconds for r in stages)}
 
             print(f"proxy/{spec}/{i}: {pieces.get(f'proxy/{spec}/{i}', score)}")
 
@@ -188,7 +191,7 @@ def main() -> None:
 def reuse_truth(path: Path, configs: list[dict], settings: dict, pieces: Pieces) -> None:
     """Copies the truths of an earlier run whose settings and regenerated configs are these."""
     earlier = json.loads(path.read_text())
-    same = earlier["settings"] == settings and len(earlier["configs"]) == len(configs) and all(
+    same = earlier["settings"] == json.loads(json.dumps(settings)) and len(earlier["configs"]) == len(configs) and all(
         abs(a["latency_share"] - b["latency_share"]) < 1e-4 and abs(a["macs_share"] - b["macs_share"]) < 1e-4
         for a, b in zip(earlier["configs"], configs))
     if not same:

@@ -33,6 +33,7 @@ def _fails_with_one_line(args, capsys, message):
         (["inspect", "--min-keep", "0"], "--min-keep"),
         (["search", "--budget", "1ms", "--model", "torchvision:resnet18"], "--weights is required"),
         (["export"], "--out is required"),
+        (["search", "--budget", "0.5x", "--proxy", "adaptive-bn>tune:3"], "unknown proxy 'tune:3'"),
         (["pareto", "--out", "no/such/run"], "no search results in no/such/run"),
     ],
 )
@@ -53,5 +54,5 @@ def test_space_of_another_model_or_malformed(tmp_path, capsys):
 def test_module_entry_point_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "autoprune.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("inspect", "profile", "predict", "validate", "search", "pareto", "export"):
+    for command in ("inspect", "profile", "predict", "validate", "knapsack", "search", "pareto", "export"):
         assert command in out.stdout

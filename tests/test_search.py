@@ -1,6 +1,6 @@
-"""The search end to end on the embedded default: front, resume after a kill, workers, storage, export."""
+"""The search end to end on the embedded default: front, early stopping, resume after a kill, workers,
+storage, export, and the one-shot knapsack command."""
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +18,9 @@ from autoprune.front import SearchResult
 from autoprune.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
-FAST = ["--proxy", "adaptive-bn", "--seed", "1"]
+FAST = ["--proxy", "adaptive-bn", "--saliency", "l1", "--seed", "1"]
+# A two-stage ladder as cheap as the real one allows: stage 1 decides who is stopped, stage 2 scores.
+LADDER = ["--proxy", "adaptive-bn:1>finetune:2", "--saliency", "l1", "--seed", "1"]
 
 
 def _search_cmd(out, trials, *extra):
@@ -45,8 +47,56 @@ def test_small_search_writes_a_front_within_budget(small_run):
         assert (small_run / name).stat().st_size > 0
     study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{small_run / 'study.db'}")
     attrs = study.trials[-1].user_attrs
-    for key in ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds"):
+    for key in ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds", "fidelity"):
         assert key in attrs
+    # The first trials are the fixed starting points: the one-shot knapsack first.
+    assert study.trials[0].system_attrs["fixed_params"] == {k: 1.0 for k in ("res32", "res16", "res8", "shared")}
+
+
+def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
+    assert main(["search", "--budget", "0.5x", "--trials", "9", "--out", str(tmp_path), *LADDER]) == 0
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.load_study(study_name="autoprune", storage=storage)
+    stopped = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    scored = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert stopped and scored and len(stopped) + len(scored) == 9
+    assert all(t.user_attrs["fidelity"] == "adaptive-bn:1" for t in stopped)
+    assert all(t.user_attrs["fidelity"] == "finetune:2" for t in scored)
+    # Stopped: its stage-1 score is below the best third of those that reached stage 1 before it.
+    for t in stopped:
+        earlier = [u.intermediate_values[1] for u in study.trials[: t.number + 1]]
+        assert sorted(earlier, reverse=True).index(t.intermediate_values[1]) >= max(1, len(earlier) // 3)
+    result = SearchResult.load(tmp_path)
+    assert {m.trial for m in result.front} <= {t.number for t in scored}
+    assert result.extra["stopped_early"] == len(stopped) and result.trials == len(scored)
+    assert result.extra["score"] == "proxy-val top-1 after finetune:2"
+
+    # Resumed with a larger total: every stored trial stays as it was and counts toward it.
+    assert main(["search", "--budget", "0.5x", "--trials", "12", "--out", str(tmp_path), *LADDER]) == 0
+    again = optuna.load_study(study_name="autoprune", storage=storage)
+    assert len([t for t in again.trials if t.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE)]) == 12
+    for t in stopped + scored:
+        assert again.trials[t.number].state == t.state and again.trials[t.number].params == t.params
+    result = SearchResult.load(tmp_path)
+    assert {m.trial for m in result.front} <= {t.number for t in again.trials if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def test_knapsack_command_prints_a_config_within_the_budget(tmp_path, capsys):
+    from autoprune.latency import LatencyPredictor, LatencyTable
+    from autoprune.space import build_space
+    from autoprune.models import load_model
+    from autoprune.study import default_table
+
+    saved = tmp_path / "k.json"
+    assert main(["knapsack", "--budget", "0.4x", "--saliency", "l1", "--save", str(saved)]) == 0
+    captured = capsys.readouterr()
+    config = json.loads(captured.out)
+    assert json.loads(saved.read_text()) == config
+    loaded = load_model("cifar:resnet56", "shipped")
+    space = build_space(loaded)
+    predictor = LatencyPredictor(LatencyTable.load(default_table("cifar:resnet56")), space)
+    assert predictor.predict(config) <= 0.4 * predictor.predict(space.full_config())
+    assert "l1 saliency" in captured.err
 
 
 def test_pareto_command_prints_the_front(small_run, capsys):
@@ -54,6 +104,7 @@ def test_pareto_command_prints_the_front(small_run, capsys):
     out = capsys.readouterr().out
     best = SearchResult.load(small_run).front[0]
     assert f"{100 * best.proxy_accuracy:.2f}%" in out
+    assert "score: proxy-val top-1 after adaptive-bn" in out
 
 
 def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
