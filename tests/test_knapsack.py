@@ -6,7 +6,7 @@ import pytest
 
 from autoprune.allocation import Allocation
 from autoprune.errors import AutopruneError
-from autoprune.knapsack import knapsack
+from autoprune.latency_knapsack import knapsack
 from autoprune.saliency import Saliency, channel_saliency
 from autoprune.space import Granularity, Group, SearchSpace
 
@@ -136,3 +136,10 @@ def test_allocation_knobs_and_starting_points_on_resnet56(resnet56, resnet56_spa
     assert sum(wide[g] for g in allocation.shared) >= sum(allocation.config(neutral)[g] for g in allocation.shared)
     for knobs in (neutral, protected, {"res32": 4.0, "res16": 0.25, "res8": 1.0, "shared": 0.5}):
         assert predictor.predict(allocation.config(knobs)) <= budget
+
+
+def test_the_api_function_is_not_shadowed_by_a_module():
+    import autoprune
+    import autoprune.study  # imports every search module
+
+    assert callable(autoprune.knapsack) and autoprune.knapsack.__module__ == "autoprune"
