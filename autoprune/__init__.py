@@ -2,7 +2,7 @@
 
     import autoprune
     result = autoprune.search(budget="0.5x")          # the embedded default: CIFAR ResNet-56, shipped data
-    best = result.select("0.4x")                      # most accurate front member within 40% of the latency
+    best = result.select()                            # most accurate front member within the budget
     model = autoprune.load_pruned(best.model_path)    # a pruned nn.Module
 """
 from __future__ import annotations

@@ -48,7 +48,8 @@ class SearchResult:
         within = [m for m in self.front if m.predicted_ms <= limit]
         if not within:
             fastest = min(m.predicted_ms for m in self.front)
-            raise AutopruneError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms)")
+            raise AutopruneError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms): "
+                                 "search with that budget")
         return max(within, key=lambda m: (m.proxy_accuracy, -m.predicted_ms))
 
     def to_dict(self) -> dict:
@@ -124,24 +125,40 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
 
 def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
                score: str = "proxy accuracy") -> None:
+    """Left: the fully scored trials and the front against predicted latency (the unpruned model's latency
+    off to the right when it is far). Right: the same scores in trial order, starting points marked, with
+    the best so far: whether the sampler improved on where it started."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    xs = [t.user_attrs["predicted_ms"] for t in trials]
-    ys = [100 * t.user_attrs["proxy_accuracy"] for t in trials]
-    ax.scatter(xs, ys, s=12, color="#9aa5b1", label=f"trials ({len(trials)})")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), dpi=120)
+    started = [t for t in trials if "fixed_params" in t.system_attrs]
+    sampled = [t for t in trials if "fixed_params" not in t.system_attrs]
+    for ax, x, unit in ((left, lambda t: t.user_attrs["predicted_ms"], "predicted latency (ms)"),
+                        (right, lambda t: t.number, "trial")):
+        ax.scatter([x(t) for t in sampled], [100 * t.user_attrs["proxy_accuracy"] for t in sampled], s=14,
+                   color="#9aa5b1", label=f"sampled ({len(sampled)})")
+        ax.scatter([x(t) for t in started], [100 * t.user_attrs["proxy_accuracy"] for t in started], s=60,
+                   marker="*", color="#edae49", label=f"starting points ({len(started)})", zorder=3)
+        ax.set_xlabel(unit)
+        ax.set_ylabel(f"{score} (%)")
+        ax.grid(alpha=0.3)
     line = sorted(front, key=lambda m: m.predicted_ms)
-    ax.plot([m.predicted_ms for m in line], [100 * m.proxy_accuracy for m in line], "o-", color="#d1495b",
-            label=f"Pareto front ({len(front)})")
-    ax.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
-    ax.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")
-    ax.set_xlabel("predicted latency (ms)")
-    ax.set_ylabel(f"{score} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    left.plot([m.predicted_ms for m in line], [100 * m.proxy_accuracy for m in line], "o-", color="#d1495b",
+              label=f"Pareto front ({len(front)})")
+    left.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
+    if trials and unpruned_ms < 1.5 * budget_ms:
+        left.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")
+    ordered = sorted(trials, key=lambda t: t.number)
+    best, so_far = [], float("-inf")
+    for t in ordered:
+        so_far = max(so_far, t.user_attrs["proxy_accuracy"])
+        best.append(100 * so_far)
+    right.step([t.number for t in ordered], best, where="post", color="#d1495b", label="best so far")
+    for ax in (left, right):
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
