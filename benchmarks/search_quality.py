@@ -17,7 +17,8 @@ stopped or hits --max-seconds continues where it was when started again):
     (the models around the predicted match are timed together with the pick, interleaved);
  3. every candidate fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
- 4. the truth's noise: autoprune and the best other method again with seed+1 (--repeat-methods);
+ 4. the truth's noise: autoprune and the best other method again with seed+1 (--repeat-methods), once
+    every budget has its first fine-tunes;
  5. all candidates of a budget timed end to end in one interleaved pass (ORT CPU, 1 thread, batch 1).
 Writes benchmarks/results/search_quality.{md,json,png}.
 
@@ -133,61 +134,63 @@ def main() -> None:
         return pieces.get(f"finetune/{key}", run)
 
     results = {}
-    for i, share in enumerate(args.budgets):
-        budget = f"{share:g}x"
-        out = cache / f"search-{budget}"
-        searched = pieces.get(f"{budget}/search", lambda: _search(budget, base_path, out))
-        start = pieces.get(f"{budget}/best_start", lambda: best_start(out))
-        knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget, weights=str(base_path)))
-        picked = searched["config"]
-        ours = prune(base.model, space, picked)
+    # Every method at every budget first, then the repeats: a run cut short has the main comparison.
+    for repeats in (False, True):
+        for i, share in enumerate(args.budgets):
+            budget = f"{share:g}x"
+            out = cache / f"search-{budget}"
+            searched = pieces.get(f"{budget}/search", lambda: _search(budget, base_path, out))
+            start = pieces.get(f"{budget}/best_start", lambda: best_start(out))
+            knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget, weights=str(base_path)))
+            picked = searched["config"]
+            ours = prune(base.model, space, picked)
 
-        def uniform_at(keep):
-            config = {g.name: max(1, round(keep * g.channels)) for g in space.searchable}
-            return prune(base.model, fine, config), config
+            def uniform_at(keep):
+                config = {g.name: max(1, round(keep * g.channels)) for g in space.searchable}
+                return prune(base.model, fine, config), config
 
-        def global_at(ratio):
-            return global_magnitude(base.model, space, base, ratio)
+            def global_at(ratio):
+                return global_magnitude(base.model, space, base, ratio)
 
-        def closest(make, knob: float, larger_keeps: bool) -> float:
-            """The knob that keeps the most while measured at or under autoprune's pick.
+            def closest(make, knob: float, larger_keeps: bool) -> float:
+                """The knob that keeps the most while measured at or under autoprune's pick.
 
-            Measured latency is not monotone in channel counts on ORT's blocked layout, so the bisection on
-            predicted latency only finds the neighbourhood; the models around it are timed with the pick.
-            """
-            knobs = sorted({round(min(max(knob + d / 100, 0.02), 0.95), 2) for d in range(-8, 9)})
-            timed = measure_models_ms([ours] + [make(k)[0] for k in knobs], base.example_input(), "ort-cpu",
-                                      threads=1, rounds=7, per_round=3)
-            within = [k for k, (ms, _) in zip(knobs, timed[1:]) if ms <= timed[0][0]]
-            within = within or [min(knobs) if larger_keeps else max(knobs)]
-            return max(within) if larger_keeps else min(within)
+                Measured latency is not monotone in channel counts on ORT's blocked layout, so the bisection on
+                predicted latency only finds the neighbourhood; the models around it are timed with the pick.
+                """
+                knobs = sorted({round(min(max(knob + d / 100, 0.02), 0.95), 2) for d in range(-8, 9)})
+                timed = measure_models_ms([ours] + [make(k)[0] for k in knobs], base.example_input(), "ort-cpu",
+                                          threads=1, rounds=7, per_round=3)
+                within = [k for k, (ms, _) in zip(knobs, timed[1:]) if ms <= timed[0][0]]
+                within = within or [min(knobs) if larger_keeps else max(knobs)]
+                return max(within) if larger_keeps else min(within)
 
-        target = predictor.predict(picked)
-        keep = pieces.get(f"{budget}/uniform_keep", lambda: closest(uniform_at, bisect(
-            lambda k: predictor.predict(uniform_at(k)[1]) <= target, 1.0, 0.05), True))
-        ratio = pieces.get(f"{budget}/global_ratio", lambda: closest(global_at, bisect(
-            lambda r: predictor.predict(global_at(r)[1]) <= target, 0.0, 0.875), False))
-        built = {
-            "autoprune": (ours, picked),
-            "best starting point": (prune(base.model, space, start["config"]), start["config"]),
-            "knapsack": (prune(base.model, space, knap), knap),
-            "uniform L1": uniform_at(keep),
-            "global magnitude": global_at(ratio),
-        }
-        scores = {name: [tuned_top1(name, model, config, args.seed)] for name, (model, config) in built.items()}
-        # The truth's own noise: the pick and the best of the rest fine-tuned again with another seed.
-        rivals = sorted((n for n in built if n != "autoprune"), key=lambda n: -scores[n][0]["top1"])
-        for name in (["autoprune"] + rivals)[: args.repeat_methods]:
-            scores[name].append(tuned_top1(name, *built[name], args.seed + 1))
-        timed = pieces.get(f"{budget}/measured", lambda: [ms for ms, _ in measure_models_ms(
-            [m for m, _ in built.values()], base.example_input(), "ort-cpu", threads=1, rounds=9, per_round=3)])
-        for (name, (_, config)), measured in zip(built.items(), timed):
-            results[f"{budget}/{name}"] = {
-                "budget": budget, "method": name, "top1": [s["top1"] for s in scores[name]],
-                "measured_ms": measured, "predicted_ms": predictor.predict(config), "config": config,
+            target = predictor.predict(picked)
+            keep = pieces.get(f"{budget}/uniform_keep", lambda: closest(uniform_at, bisect(
+                lambda k: predictor.predict(uniform_at(k)[1]) <= target, 1.0, 0.05), True))
+            ratio = pieces.get(f"{budget}/global_ratio", lambda: closest(global_at, bisect(
+                lambda r: predictor.predict(global_at(r)[1]) <= target, 0.0, 0.875), False))
+            built = {
+                "autoprune": (ours, picked),
+                "best starting point": (prune(base.model, space, start["config"]), start["config"]),
+                "knapsack": (prune(base.model, space, knap), knap),
+                "uniform L1": uniform_at(keep),
+                "global magnitude": global_at(ratio),
             }
-        results[f"{budget}/search"] = {**searched, "best_start": start}
-        report(args, args.budgets[: i + 1], pieces.done, results, unpruned_ms, Path(table_path).name)
+            scores = {name: [tuned_top1(name, model, config, args.seed)] for name, (model, config) in built.items()}
+            # The truth's own noise: the pick and the best of the rest fine-tuned again with another seed.
+            rivals = sorted((n for n in built if n != "autoprune"), key=lambda n: -scores[n][0]["top1"])
+            for name in (["autoprune"] + rivals)[: args.repeat_methods if repeats else 0]:
+                scores[name].append(tuned_top1(name, *built[name], args.seed + 1))
+            timed = pieces.get(f"{budget}/measured", lambda: [ms for ms, _ in measure_models_ms(
+                [m for m, _ in built.values()], base.example_input(), "ort-cpu", threads=1, rounds=9, per_round=3)])
+            for (name, (_, config)), measured in zip(built.items(), timed):
+                results[f"{budget}/{name}"] = {
+                    "budget": budget, "method": name, "top1": [s["top1"] for s in scores[name]],
+                    "measured_ms": measured, "predicted_ms": predictor.predict(config), "config": config,
+                }
+            results[f"{budget}/search"] = {**searched, "best_start": start}
+            report(args, args.budgets[: i + 1], pieces.done, results, unpruned_ms, Path(table_path).name)
 
 
 def _search(budget: str, base_path: Path, out: Path) -> dict:
