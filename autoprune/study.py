@@ -26,8 +26,6 @@ from .space import Granularity, SearchSpace
 
 SAMPLERS = ("tpe", "nsga2")
 STUDY_NAME = "autoprune"
-# Attributes every finished trial carries (they show in optuna-dashboard).
-ATTRS = ("config", "predicted_ms", "macs", "params", "proxy_accuracy", "proxy_seconds", "fidelity")
 # Successive halving between the proxy ladder's stages: a third of the candidates go on to the next one.
 REDUCTION_FACTOR = 3
 
