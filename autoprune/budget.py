@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import AutopruneError
+from .errors import BudgetError
 
 _UNITS_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|us|s|x)\s*$", re.IGNORECASE)
@@ -25,10 +25,10 @@ class Budget:
 def parse_budget(text: str) -> Budget:
     match = _PATTERN.match(str(text))
     if not match:
-        raise AutopruneError(f"bad budget '{text}': use e.g. 30ms, 500us, 0.03s or 0.5x")
+        raise BudgetError(f"bad budget '{text}': use e.g. 30ms, 500us, 0.03s or 0.5x")
     value, unit = float(match.group(1)), match.group(2).lower()
     if value <= 0:
-        raise AutopruneError(f"bad budget '{text}': it must be positive")
+        raise BudgetError(f"bad budget '{text}': it must be positive")
     if unit == "x":
         return Budget(value, True)
     return Budget(value * _UNITS_MS[unit], False)

@@ -42,11 +42,18 @@ def read_pruned(path: str | Path) -> dict:
     return data
 
 
-def load_pruned(path: str | Path) -> nn.Module:
-    """Rebuilds a pruned model saved by the search or by export, ready for inference."""
+def load_pruned(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuilds a pruned model saved by the search or by export, ready for inference. A model that was
+    searched as an object (spec "module:<class>") is rebuilt from `model`, an unpruned instance of it."""
     data = read_pruned(path)
     space = SearchSpace.from_dict(data["space"])
-    base = load_model(data["spec"], input_shape=tuple(space.input_shape)).model
+    if model is not None:
+        base = model
+    elif data["spec"].startswith("module:"):
+        raise AutopruneError(f"{path} was searched from a {data['spec'][7:]} object: pass an unpruned instance, "
+                             "load_pruned(path, model=...)")
+    else:
+        base = load_model(data["spec"], input_shape=tuple(space.input_shape)).model
     # The same removed indices as at save time give the same architecture, shortcut placements included.
     model = prune_channels(base, space, data["removed"])
     model.load_state_dict(data["state_dict"])

@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import AutopruneError
+from .errors import AutopruneError, LatencyCheckFailed
 from .models import parse_input_shape
 from .proxy import DEFAULT_PROXY
 from .saliency import SALIENCIES
@@ -30,26 +30,17 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
-    from .models import load_model
+    from .api import load
 
-    weights = args.weights
-    if args.model is None:
-        args.model = DEFAULT_MODEL
-        weights = weights or "shipped"
-    return load_model(args.model, weights, args.input_shape)
+    args.model = args.model or DEFAULT_MODEL
+    return load(args.model, args.weights, input_shape=args.input_shape)
 
 
 def space_from_args(args, loaded):
-    from .space import Granularity, SearchSpace, build_space
+    from .space import Granularity, space_for
 
-    if getattr(args, "space", None):
-        space = SearchSpace.load(args.space)
-        if space.model != loaded.spec:
-            raise AutopruneError(f"search space {args.space} is for {space.model}, not {loaded.spec}")
-        return space
-    if args.steps < 1 or (args.multiple_of is not None and args.multiple_of < 1) or not 0 < args.min_keep <= 1:
-        raise AutopruneError("--steps and --multiple-of must be positive and --min-keep in (0, 1]")
-    return build_space(loaded, Granularity(args.steps, args.multiple_of, args.min_keep), args.freeze)
+    return space_for(loaded, getattr(args, "space", None), Granularity(args.steps, args.multiple_of, args.min_keep),
+                     args.freeze)
 
 
 def cmd_inspect(args) -> int:
@@ -99,8 +90,7 @@ def settings_from_args(args):
 
 
 def cmd_search(args) -> int:
-    from .front import format_front
-    from .study import run_search
+    from .study import format_front, run_search
 
     settings = settings_from_args(args)
     out = args.out or f"runs/{_slug(settings.model)}"
@@ -124,9 +114,9 @@ def cmd_knapsack(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from .front import SearchResult, format_front
+    from .study import format_front, read_result
 
-    print(format_front(SearchResult.load(args.out)))
+    print(format_front(read_result(args.out)))
     return 0
 
 
@@ -142,12 +132,12 @@ def cmd_export(args) -> int:
         distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
     ))
     print(
-        f"trial {report['trial']}: test accuracy {100 * report['test_accuracy']:.2f}% "
-        f"(unpruned {100 * report['unpruned_test_accuracy']:.2f}%), latency measured {report['measured_ms']:.3f} ms "
-        f"vs predicted {report['predicted_ms']:.3f} ms ({100 * report['prediction_error']:+.1f}%), "
-        f"budget {report['budget_ms']:.3f} ms"
+        f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
+        f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%), latency measured {report.measured_ms:.3f} ms "
+        f"vs predicted {report.predicted_ms:.3f} ms ({100 * report.prediction_error:+.1f}%), "
+        f"budget {report.budget_ms:.3f} ms"
     )
-    print(f"wrote {report['files']['model']}, {report['files']['onnx']} and report.json")
+    print(f"wrote {report.files['model']}, {report.files['onnx']} and report.json")
     return 0
 
 
@@ -371,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
+    except LatencyCheckFailed as exc:  # the command ran; its check failed (1), unlike a user mistake (2)
+        print(f"autoprune {args.command}: {exc}", file=sys.stderr)
+        return 1
     except AutopruneError as exc:
         print(f"autoprune {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Data sources -> the proxy-train / proxy-val / test splits a model family expects.
 
-Three sources sit behind `load_data`:
+Three sources sit behind `load_data` (the SOURCES registry):
   cifar10-mini              the real CIFAR-10 subset that ships in the package (the embedded default)
   imagefolder:/dir          dir/train/<class>/* and dir/val/<class>/* (or dir/test/<class>/*)
   cifar10:/dir              the CIFAR-10 python batches (data_batch_1..5, test_batch, batches.meta)
@@ -24,8 +24,9 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 from . import assets
-from .errors import AutopruneError
+from .errors import AutopruneError, DataError
 from .models import LoadedModel
+from .taskdata import TaskData, evaluate_top1
 
 # The statistics the CIFAR ResNets were trained with (see the weights' README); torchvision's ImageNet
 # models use the same numbers.
@@ -60,10 +61,13 @@ class Transform:
 
     @classmethod
     def for_model(cls, loaded: LoadedModel) -> "Transform":
-        channels, h, w = loaded.input_shape
-        if channels != 3:
-            raise AutopruneError(f"{loaded.spec} takes {channels}-channel input; the data sources hold RGB images")
-        return cls(loaded.family, (h, w))
+        shape = tuple(loaded.input_shape)
+        if len(shape) != 3 or shape[0] != 3:
+            raise DataError(
+                f"{loaded.spec} takes input of shape {shape}, and the built-in data sources hold RGB images: pass "
+                "your own data and metric (autoprune.search(model, budget, train_data=..., evaluate=...))"
+            )
+        return cls(loaded.family, shape[1:])
 
     def geometry(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW at any size -> uint8 NCHW at the model's size."""
@@ -164,8 +168,9 @@ class ImageSet:
 
 
 @dataclass
-class DataSplits:
-    """proxy_train and proxy_val are disjoint parts of `train`; `test` is a separate set the search never sees."""
+class DataSplits(TaskData):
+    """proxy_train and proxy_val are disjoint parts of `train`; `test` is a separate set the search never sees.
+    A candidate's score is its top-1 on proxy_val; the exported model's is its top-1 on test."""
 
     train: ImageSet
     proxy_train: ImageSet
@@ -173,10 +178,17 @@ class DataSplits:
     test: ImageSet
     classes: tuple[str, ...]
     source: str
+    metric: str = "proxy-val top-1"
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def score(self, model) -> float:
+        return evaluate_top1(model, self.proxy_val)
+
+    def test_score(self, model) -> float:
+        return evaluate_top1(model, self.test)
 
 
 def _stratified(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -290,7 +302,9 @@ def _arrays(images_nchw: np.ndarray, labels: np.ndarray, transform: Transform, c
     return _Pixels(pixels), torch.from_numpy(labels.astype(np.int64)), tuple(classes)
 
 
-def _cifar10_mini(transform: Transform):
+def _cifar10_mini(path: str, transform: Transform):
+    if path:
+        raise AutopruneError("cifar10-mini is the shipped subset: it takes no path")
     d = assets.load_cifar10_mini()
     nchw = lambda a: a.transpose(0, 3, 1, 2)  # noqa: E731 - the shipped arrays are NHWC
     return (
@@ -299,7 +313,9 @@ def _cifar10_mini(transform: Transform):
     )
 
 
-SOURCES = ("cifar10-mini", "imagefolder:/path", "cifar10:/path/to/cifar-10-batches-py")
+# Data sources by kind: each reads `kind:path` (or the bare kind) into (train, test) stores with labels.
+SOURCES = {"cifar10-mini": _cifar10_mini, "imagefolder": _imagefolder, "cifar10": _cifar_python}
+SOURCE_FORMS = ("cifar10-mini", "imagefolder:/path", "cifar10:/path/to/cifar-10-batches-py")
 
 
 def load_data(source: str, loaded: LoadedModel, seed: int = 0, val_size: int = PROXY_VAL_SIZE) -> DataSplits:
@@ -309,16 +325,11 @@ def load_data(source: str, loaded: LoadedModel, seed: int = 0, val_size: int = P
     with `seed`; proxy_train is the rest; `test` is the source's held-out part (the shipped test images,
     val/ or test/, test_batch).
     """
-    transform = Transform.for_model(loaded)
     kind, _, path = source.partition(":")
-    if source == "cifar10-mini":
-        train, test = _cifar10_mini(transform)
-    elif kind == "imagefolder" and path:
-        train, test = _imagefolder(path, transform)
-    elif kind == "cifar10" and path:
-        train, test = _cifar_python(path, transform)
-    else:
-        raise AutopruneError(f"unknown data source '{source}': use {', '.join(SOURCES)}")
+    if kind not in SOURCES or (kind != "cifar10-mini" and not path):
+        raise AutopruneError(f"unknown data source '{source}': use {', '.join(SOURCE_FORMS)}")
+    transform = Transform.for_model(loaded)
+    train, test = SOURCES[kind](path, transform)
     (store, labels, classes), (test_store, test_labels, _) = train, test
     if int(labels.max()) >= len(classes) or int(test_labels.max()) >= len(classes):
         raise AutopruneError(f"{source}: labels go beyond the {len(classes)} classes it names")

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
 
 from .budget import parse_budget
-from .errors import AutopruneError
-from .front import SearchResult
-from .study import STUDY_NAME, SearchSettings, build_context, completed, make_storage
+from .errors import AutopruneError, LatencyCheckFailed, StudyError
+from .models import LoadedModel
+from .study import STUDY_NAME, build_context, read_result
+from .study.execution import make_storage, stored_settings
+from .study.result import completed
+from .taskdata import TaskData
 
 # How far the measured latency may exceed the budget before the export fails.
 TOLERANCE = 0.10
@@ -29,14 +32,41 @@ class ExportRequest:
     seed: int = 0
 
 
+@dataclass
+class ExportReport:
+    """What report.json holds: the exported model's score and its latency, measured here and predicted."""
+
+    trial: int
+    config: dict[str, int]
+    budget_ms: float
+    predicted_ms: float
+    measured_ms: float
+    measured_spread_ms: float
+    prediction_error: float  # (predicted - measured) / measured
+    test_accuracy: float  # the data's test score (top-1 on the test split, or the user's metric)
+    proxy_accuracy: float | None
+    unpruned_test_accuracy: float
+    macs: int
+    params: int
+    finetune_epochs: float
+    distill: bool
+    backend: str
+    threads: int
+    batch: int
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def _load_study(req: ExportRequest) -> optuna.Study:
     url = req.storage or f"sqlite:///{Path(req.out) / 'study.db'}"
     if req.storage is None and not (Path(req.out) / "study.db").is_file():
-        raise AutopruneError(f"no study in {req.out} (study.db missing): run `autoprune search --out {req.out}` first")
+        raise StudyError(f"no study in {req.out} (study.db missing): run `autoprune search --out {req.out}` first")
     try:
         return optuna.load_study(study_name=req.study, storage=make_storage(url))
     except KeyError as exc:
-        raise AutopruneError(f"no study named '{req.study}' in {url}") from exc
+        raise StudyError(f"no study named '{req.study}' in {url}") from exc
 
 
 def choose_trial(req: ExportRequest, study: optuna.Study) -> tuple[int, dict[str, int]]:
@@ -45,54 +75,53 @@ def choose_trial(req: ExportRequest, study: optuna.Study) -> tuple[int, dict[str
             if t.number == req.trial:
                 return t.number, t.user_attrs["config"]
         raise AutopruneError(f"trial {req.trial} is not a completed trial of this study")
-    chosen = SearchResult.load(req.out).select(req.budget)
+    chosen = read_result(req.out).select(req.budget)
     return chosen.trial, chosen.config
 
 
-def export(req: ExportRequest) -> dict:
-    """Writes export/model.pt, model.onnx and report.json; raises if the real latency breaks the budget."""
+def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData | None = None) -> ExportReport:
+    """Writes export/model.pt, model.onnx and report.json; raises LatencyCheckFailed if the real latency
+    breaks the budget. A study searched on objects needs the same model (and data) passed again."""
     from .checkpoint import save_pruned
     from .latency import measure_model_ms
     from .metrics import count_macs, count_params
     from .onnx_io import export_onnx
-    from .proxy import evaluate_top1, finetune
-    from .prune import prune_recorded
+    from .proxy import finetune
 
     study = _load_study(req)
-    settings = SearchSettings(**study.user_attrs["settings"])
-    ctx = build_context(settings)
+    settings = stored_settings(study)
+    if settings.model.startswith("module:") and loaded is None:
+        raise StudyError(f"this study searched a {settings.model[7:]} object: export it from Python with "
+                         "autoprune.export(out, model=..., train_data=..., evaluate=...)")
+    if loaded is not None and loaded.weights != settings.weights:
+        raise StudyError(f"the model passed has other weights than the one this study searched ({settings.weights})")
+    ctx = build_context(settings, loaded, data)
     number, config = choose_trial(req, study)
     trial = study.trials[number]
     out = Path(req.out) / "export"
     out.mkdir(parents=True, exist_ok=True)
 
-    model, removed = prune_recorded(ctx.loaded.model, ctx.space, config, settings.criterion)
+    model, removed = ctx.prune(config)
     teacher = ctx.loaded.model if req.distill else None
-    model = finetune(model, ctx.splits, epochs=req.finetune_epochs, lr=req.lr, teacher=teacher,
+    model = finetune(model, ctx.data, epochs=req.finetune_epochs, lr=req.lr, teacher=teacher,
                      checkpoint=str(out / "finetune.ckpt"), seed=req.seed)
     model.eval()
-    test_accuracy = evaluate_top1(model, ctx.splits.test)
-    example = ctx.loaded.example_input(ctx.predictor.table.batch)
+    table = ctx.predictor.table
+    example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
     export_onnx(model, example, out / "model.onnx")
-    table = ctx.predictor.table
     measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
     predicted = ctx.predictor.predict(config)
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
-    report = {
-        "trial": number, "config": config, "budget_ms": budget_ms,
-        "predicted_ms": predicted, "measured_ms": measured_ms, "measured_spread_ms": spread,
-        "prediction_error": (predicted - measured_ms) / measured_ms,
-        "test_accuracy": test_accuracy, "proxy_accuracy": trial.user_attrs.get("proxy_accuracy"),
-        "unpruned_test_accuracy": evaluate_top1(ctx.loaded.model, ctx.splits.test),
-        "macs": count_macs(model, ctx.loaded.example_input()), "params": count_params(model),
-        "finetune_epochs": req.finetune_epochs, "distill": req.distill,
-        "backend": table.backend, "threads": table.threads, "batch": table.batch,
-        "files": {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    report = ExportReport(
+        number, config, budget_ms, predicted, measured_ms, spread, (predicted - measured_ms) / measured_ms,
+        ctx.data.test_score(model), trial.user_attrs.get("proxy_accuracy"), ctx.data.test_score(ctx.loaded.model),
+        count_macs(model, ctx.loaded.example_input()), count_params(model), req.finetune_epochs, req.distill,
+        table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
+    )
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     if measured_ms > (1 + TOLERANCE) * budget_ms:
-        raise AutopruneError(
+        raise LatencyCheckFailed(
             f"MEASURED LATENCY {measured_ms:.3f} ms EXCEEDS THE BUDGET {budget_ms:.3f} ms by "
             f"{100 * (measured_ms / budget_ms - 1):.0f}% (predicted {predicted:.3f} ms): the table does not describe "
             f"this device well; re-profile it (report in {out / 'report.json'})"

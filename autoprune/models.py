@@ -1,6 +1,7 @@
 """Model specs -> an nn.Module with the input it expects, and checkpoint loading."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import pickle
@@ -13,7 +14,7 @@ import torchvision
 
 from . import assets
 from .cifar_resnet import DEPTHS, cifar_resnet
-from .errors import AutopruneError
+from .errors import AutopruneError, UnsupportedModelError
 
 # Keys under which training scripts commonly nest the state dict of a checkpoint.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")
@@ -28,7 +29,7 @@ class LoadedModel:
 
     spec: str
     model: nn.Module
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # one input, without the batch: (C, H, W) for images, (features,) for vectors
     family: str  # "cifar", "imagenet" or "custom": decides the data transforms
     weights: str | None = None
 
@@ -93,7 +94,18 @@ def _factory(target: str, attr: str) -> nn.Module:
     return model
 
 
-def build_model(spec: str) -> tuple[nn.Module, tuple[int, int, int], str]:
+def _cifar_model(name: str) -> tuple[nn.Module, tuple[int, int, int]]:
+    if name not in DEPTHS:
+        raise AutopruneError(f"unknown CIFAR model '{name}': choose one of {', '.join(DEPTHS)}")
+    return cifar_resnet(name), (3, 32, 32)
+
+
+# Model-spec kinds with a zoo: kind -> (name -> (module with fresh weights, input shape)), and the family that
+# decides the data transforms. Any other `kind:name` is a file or module with a factory function.
+MODEL_KINDS = {"torchvision": (_torchvision_model, "imagenet"), "cifar": (_cifar_model, "cifar")}
+
+
+def build_model(spec: str) -> tuple[nn.Module, tuple[int, ...], str]:
     """Parses a model spec into (module with fresh weights, input shape, family)."""
     kind, sep, name = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
     if not sep or not kind or not name:
@@ -101,15 +113,38 @@ def build_model(spec: str) -> tuple[nn.Module, tuple[int, int, int], str]:
             f"bad model spec '{spec}': use torchvision:<name>, cifar:resnet20|32|44|56, file.py:factory "
             "or package.module:factory"
         )
-    if kind == "torchvision":
-        model, shape = _torchvision_model(name)
-        return model, shape, "imagenet"
-    if kind == "cifar":
-        if name not in DEPTHS:
-            raise AutopruneError(f"unknown CIFAR model '{name}': choose one of {', '.join(DEPTHS)}")
-        return cifar_resnet(name), (3, 32, 32), "cifar"
+    if kind in MODEL_KINDS:
+        make, family = MODEL_KINDS[kind]
+        return (*make(name), family)
     model = _factory(kind, name)
     return model, tuple(getattr(model, "input_shape", (3, 224, 224))), "custom"
+
+
+def from_module(model, example_inputs=None, input_shape=None) -> "LoadedModel":
+    """A model passed as an object, with a batch of example inputs or the shape of one input (no batch)."""
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"model must be a torch.nn.Module or a model spec string, not {type(model).__name__}")
+    if example_inputs is not None:
+        if not isinstance(example_inputs, torch.Tensor) or example_inputs.dim() < 2:
+            raise UnsupportedModelError("example_inputs must be one tensor with a batch dimension, e.g. torch.randn(1, 3, 224, 224)")
+        shape = tuple(example_inputs.shape[1:])
+    elif input_shape is not None:
+        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(int(d) for d in input_shape)
+    else:
+        shape = getattr(model, "input_shape", None)
+        if shape is None:
+            raise UnsupportedModelError("give example_inputs (a batch) or input_shape (one input's shape) with the model")
+    spec = f"module:{type(model).__name__}"
+    return LoadedModel(spec, model.eval(), tuple(shape), "custom", weights_digest(model))
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A content hash of the weights: a study resumed with other weights is refused."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:16]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -23,12 +23,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import DataSplits, ImageSet
 from .errors import AutopruneError
+from .taskdata import Batches, TaskData
 
 BN_BATCHES = 4  # adaptive-bn's default: enough for stable statistics, cheap enough for ~60 candidates in minutes
 BN_BATCH_SIZE = 128
-EVAL_BATCH_SIZE = 64  # measured fastest on 2 CPU cores for the CIFAR ResNets
 STEP_BATCH_SIZE = 64
 STEP_LR = 0.01  # finetune:K starts from trained weights: a tenth of the usual from-scratch rate
 MOMENTUM = 0.9
@@ -39,21 +38,12 @@ KD_WEIGHT = 0.7  # share of the distillation term in the loss when a teacher is 
 
 @dataclass(frozen=True)
 class ProxyResult:
-    accuracy: float  # top-1 on proxy-val, in [0, 1]
+    accuracy: float  # the data's score (top-1 on proxy-val for the built-in sources)
     seconds: float  # wall time of the whole evaluation
 
 
 @torch.no_grad()
-def evaluate_top1(model: nn.Module, images: ImageSet, batch_size: int = EVAL_BATCH_SIZE) -> float:
-    model.eval()
-    correct = 0
-    for x, y in images.batches(batch_size):
-        correct += (model(x).argmax(1) == y).sum().item()
-    return correct / len(images)
-
-
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, images: ImageSet, batches: int, batch_size: int = BN_BATCH_SIZE, seed: int = 0) -> None:
+def reestimate_bn(model: nn.Module, images: Batches, batches: int, batch_size: int = BN_BATCH_SIZE, seed: int = 0) -> None:
     """Replaces every batch-norm layer's running statistics by their average over `batches` batches."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -77,7 +67,7 @@ def _take(iterator: Iterator, n: int) -> Iterator:
         yield item
 
 
-def _stream(images: ImageSet, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def _stream(images: Batches, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(step, images, labels) over epoch after epoch of shuffled, augmented batches, from step `start`."""
     per_epoch = images.num_batches(batch_size, drop_last=True)
     if per_epoch == 0:
@@ -90,9 +80,9 @@ def _stream(images: ImageSet, batch_size: int, seed: int, start: int = 0) -> Ite
             step += 1
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
+def _loss(model: nn.Module, data: TaskData, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
     logits = model(x)
-    loss = F.cross_entropy(logits, y)
+    loss = data.loss(logits, y)
     if teacher is None:
         return loss
     with torch.no_grad():
@@ -106,11 +96,11 @@ def _optimiser(model: nn.Module, lr: float, steps: int):
     return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
 
 
-def _train_step(model, optimiser, scheduler, step: int, seed: int, x, y, teacher) -> float:
+def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int, x, y, teacher) -> float:
     torch.manual_seed(seed * 10_007 + step)  # layers that draw random numbers (dropout) repeat on resume
     model.train()
     optimiser.zero_grad(set_to_none=True)
-    loss = _loss(model, x, y, teacher)
+    loss = _loss(model, data, x, y, teacher)
     loss.backward()
     optimiser.step()
     scheduler.step()
@@ -127,23 +117,27 @@ class Proxy:
     lr: float = STEP_LR
     seed: int = 0
 
-    def evaluate(self, model: nn.Module, splits: DataSplits, teacher: nn.Module | None = None) -> ProxyResult:
+    def evaluate(self, model: nn.Module, data: TaskData, teacher: nn.Module | None = None) -> ProxyResult:
         start = time.perf_counter()
         model = copy.deepcopy(model)
-        reestimate_bn(model, splits.proxy_train, self.bn_batches, seed=self.seed)
+        reestimate_bn(model, data.proxy_train, self.bn_batches, seed=self.seed)
         if self.steps:
             if teacher is not None:
                 teacher.eval()
             optimiser, scheduler = _optimiser(model, self.lr, self.steps)
-            for step, x, y in _stream(splits.proxy_train, STEP_BATCH_SIZE, self.seed):
+            for step, x, y in _stream(data.proxy_train, STEP_BATCH_SIZE, self.seed):
                 if step >= self.steps:
                     break
-                _train_step(model, optimiser, scheduler, step, self.seed, x, y, teacher)
-        accuracy = evaluate_top1(model, splits.proxy_val)
+                _train_step(model, data, optimiser, scheduler, step, self.seed, x, y, teacher)
+        accuracy = data.score(model)
         return ProxyResult(accuracy, time.perf_counter() - start)
 
 
-PROXIES = ("adaptive-bn", "adaptive-bn:N (batches)", "finetune:K (steps)", "A>B (a ladder, e.g. adaptive-bn>finetune:20)")
+# Proxy kinds: what the count after ':' sets, and whether the count may be left out.
+PROXY_KINDS = {
+    "adaptive-bn": {"field": "bn_batches", "optional": True, "form": "adaptive-bn[:N] (N batches, default 4)"},
+    "finetune": {"field": "steps", "optional": False, "form": "finetune:K (K steps)"},
+}
 DEFAULT_PROXY = "adaptive-bn>finetune:20"
 
 
@@ -154,15 +148,15 @@ def make_ladder(spec: str, seed: int = 0) -> list[Proxy]:
 
 def make_proxy(spec: str, seed: int = 0) -> Proxy:
     kind, sep, count = spec.partition(":")
-    if kind not in ("adaptive-bn", "finetune") or (kind == "finetune" and not sep):
-        raise AutopruneError(f"unknown proxy '{spec}': use {', '.join(PROXIES)}")
-    if sep:
-        if not count.isdigit() or int(count) < 1:
-            raise AutopruneError(f"proxy '{spec}': the count after ':' must be a positive integer")
-        if kind == "finetune":
-            return Proxy(spec, steps=int(count), seed=seed)
-        return Proxy(spec, bn_batches=int(count), seed=seed)
-    return Proxy(spec, seed=seed)
+    form = PROXY_KINDS.get(kind)
+    if form is None or not (sep or form["optional"]):
+        forms = [f["form"] for f in PROXY_KINDS.values()] + ["A>B (a ladder, e.g. adaptive-bn>finetune:20)"]
+        raise AutopruneError(f"unknown proxy '{spec}': use {', '.join(forms)}")
+    if not sep:
+        return Proxy(spec, seed=seed)
+    if not count.isdigit() or int(count) < 1:
+        raise AutopruneError(f"proxy '{spec}': the count after ':' must be a positive integer")
+    return Proxy(spec, seed=seed, **{form["field"]: int(count)})
 
 
 def _read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
@@ -192,7 +186,7 @@ def _write_checkpoint(path: Path, state: dict) -> None:
 
 def finetune(
     model: nn.Module,
-    splits: DataSplits,
+    data: TaskData,
     epochs: float = 1,
     lr: float = 0.01,
     teacher: nn.Module | None = None,
@@ -202,15 +196,15 @@ def finetune(
     checkpoint_every: int = 100,
     progress: bool = True,
 ) -> nn.Module:
-    """Trains `model` in place on splits.train with SGD and a cosine schedule over all steps; returns it.
+    """Trains `model` in place on data.train with SGD and a cosine schedule over all steps; returns it.
 
     `epochs` may be fractional. With `checkpoint`, the state (weights, optimiser, schedule, step) is saved
     every `checkpoint_every` steps and at the end, and a run that finds the file resumes from it: it ends
     with the weights an uninterrupted run would have. The file loads with weights_only=True.
     """
-    total = round(epochs * splits.train.num_batches(batch_size, drop_last=True))
+    total = round(epochs * data.train.num_batches(batch_size, drop_last=True))
     if total < 1:
-        raise AutopruneError(f"fine-tuning {epochs} epochs of {len(splits.train)} images at batch {batch_size} is no step")
+        raise AutopruneError(f"fine-tuning {epochs} epochs of {len(data.train)} samples at batch {batch_size} is no step")
     optimiser, scheduler = _optimiser(model, lr, total)
     run = {"total_steps": total, "seed": seed, "batch_size": batch_size, "lr": float(lr), "distilled": teacher is not None}
     path = Path(checkpoint) if checkpoint else None
@@ -232,8 +226,8 @@ def finetune(
     bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress, dynamic_ncols=True)
     with bar:
         if start < total:
-            for step, x, y in _stream(splits.train, batch_size, seed, start):
-                loss = _train_step(model, optimiser, scheduler, step, seed, x, y, teacher)
+            for step, x, y in _stream(data.train, batch_size, seed, start):
+                loss = _train_step(model, data, optimiser, scheduler, step, seed, x, y, teacher)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if step + 1 == total:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -16,14 +17,26 @@ from .space import Config, SearchSpace, graph_groups
 # An importance criterion scores every channel of a torch-pruning group; higher means keep.
 Criterion = Callable[[object], torch.Tensor]
 
-CRITERIA: dict[str, Callable[[], Criterion]] = {
-    "l1": lambda: tp.importance.MagnitudeImportance(p=1),
-    "l2": lambda: tp.importance.MagnitudeImportance(p=2),
-    "bn-scale": lambda: tp.importance.BNScaleImportance(),
-    "random": lambda: tp.importance.RandomImportance(),
-    "taylor": lambda: tp.importance.TaylorImportance(),
+
+@dataclass(frozen=True)
+class CriterionKind:
+    make: Callable[[], Criterion]
+    needs_batch: bool = False  # scores from gradients: the caller passes a batch of (inputs, targets)
+
+
+CRITERIA: dict[str, CriterionKind] = {
+    "l1": CriterionKind(lambda: tp.importance.MagnitudeImportance(p=1)),
+    "l2": CriterionKind(lambda: tp.importance.MagnitudeImportance(p=2)),
+    "bn-scale": CriterionKind(lambda: tp.importance.BNScaleImportance()),
+    "random": CriterionKind(lambda: tp.importance.RandomImportance()),
+    "taylor": CriterionKind(lambda: tp.importance.TaylorImportance(), needs_batch=True),
 }
-NEEDS_GRADIENTS = {"taylor"}
+
+
+def criterion_kind(name: str) -> CriterionKind:
+    if name not in CRITERIA:
+        raise AutopruneError(f"unknown criterion '{name}' (choose from {', '.join(CRITERIA)})")
+    return CRITERIA[name]
 
 
 def example_input(space: SearchSpace, batch: int = 1) -> torch.Tensor:
@@ -58,14 +71,13 @@ def channels_to_remove(
     criterion: str | Criterion = "l1",
     batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
+    loss: Callable = F.cross_entropy,
 ) -> dict[str, list[int]]:
     """Scores each group's channels with `criterion` and picks the least important to reach `config`."""
     full = space.complete(config)
     if isinstance(criterion, str):
-        if criterion not in CRITERIA:
-            raise AutopruneError(f"unknown criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
-        needs_grad = criterion in NEEDS_GRADIENTS
-        criterion = CRITERIA[criterion]()
+        kind = criterion_kind(criterion)
+        needs_grad, criterion = kind.needs_batch, kind.make()
     else:
         needs_grad = False
     scored = copy.deepcopy(model).eval()
@@ -75,7 +87,7 @@ def channels_to_remove(
         if batch is None:
             raise AutopruneError("the taylor criterion needs a batch of data (images, labels)")
         scored.zero_grad()
-        F.cross_entropy(scored(batch[0]), batch[1]).backward()
+        loss(scored(batch[0]), batch[1]).backward()
     removed = {}
     for name, group in graph_groups(scored, dg).items():
         drop = space.group(name).channels - full[name]
@@ -95,9 +107,10 @@ def prune_recorded(
     criterion: str | Criterion = "l1",
     batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
+    loss: Callable = F.cross_entropy,
 ) -> tuple[nn.Module, dict[str, list[int]]]:
     """`prune`, also returning the removed indices, which rebuild the same architecture (see checkpoint)."""
-    removed = channels_to_remove(model, space, config, criterion, batch, seed)
+    removed = channels_to_remove(model, space, config, criterion, batch, seed, loss)
     return prune_channels(model, space, removed), removed
 
 

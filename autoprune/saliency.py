@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch_pruning as tp
 
-from .data import ImageSet
 from .errors import AutopruneError
 from .graph import build_graph
 from .prune import example_input
 from .space import SearchSpace, graph_groups
+from .taskdata import TaskData
 
 SALIENCY_BATCHES = 8
 SALIENCY_BATCH_SIZE = 64
@@ -43,22 +42,22 @@ class Saliency:
         return {"criterion": self.criterion, "scores": self.scores}
 
 
-def channel_saliency(model: nn.Module, space: SearchSpace, images: ImageSet | None = None, criterion: str = "taylor",
+def channel_saliency(model: nn.Module, space: SearchSpace, data: TaskData | None = None, criterion: str = "taylor",
                      batches: int = SALIENCY_BATCHES, seed: int = 0) -> Saliency:
     if criterion not in SALIENCIES:
         raise AutopruneError(f"unknown saliency '{criterion}' (choose {' or '.join(SALIENCIES)})")
     scored = copy.deepcopy(model).eval()
     dg = build_graph(scored, example_input(space))
     if criterion == "taylor":
-        if images is None or len(images) == 0:
-            raise AutopruneError("the taylor saliency needs training images")
+        if data is None or len(data.proxy_train) == 0:
+            raise AutopruneError("the taylor saliency needs training data")
         importance = tp.importance.TaylorImportance(group_reduction="sum", normalizer=None)
         scored.zero_grad()
         # Batch norm stays in eval mode: the gradient is that of the model as it will be deployed.
-        for i, (x, y) in enumerate(images.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed)):
+        for i, (x, y) in enumerate(data.proxy_train.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed)):
             if i >= batches:
                 break
-            F.cross_entropy(scored(x), y).backward()
+            data.loss(scored(x), y).backward()
     else:
         importance = tp.importance.MagnitudeImportance(p=1, group_reduction="sum", normalizer=None)
     searchable = {g.name for g in space.searchable}

@@ -31,6 +31,10 @@ class Granularity:
     multiple_of: int | None = None
     min_keep: float = 0.125
 
+    def __post_init__(self):
+        if self.steps < 1 or (self.multiple_of is not None and self.multiple_of < 1) or not 0 < self.min_keep <= 1:
+            raise AutopruneError("--steps and --multiple-of must be positive and --min-keep in (0, 1]")
+
     def choices(self, channels: int) -> list[int]:
         floor = max(1, math.ceil(self.min_keep * channels - 1e-9))
         if self.multiple_of:
@@ -228,3 +232,14 @@ def build_space(
     if unknown:
         raise AutopruneError(f"--freeze '{unknown[0]}' matches no group of {loaded.spec}")
     return SearchSpace(loaded.spec, list(loaded.input_shape), granularity, int(total), count_params(loaded.model), groups)
+
+
+def space_for(loaded: LoadedModel, space_file: str | None = None, granularity: Granularity | None = None,
+              freeze: list[str] | tuple[str, ...] = ()) -> SearchSpace:
+    """The space saved in `space_file` (which must be this model's), or the one traced from the model."""
+    if space_file:
+        space = SearchSpace.load(space_file)
+        if space.model != loaded.spec:
+            raise AutopruneError(f"search space {space_file} is for {space.model}, not {loaded.spec}")
+        return space
+    return build_space(loaded, granularity, freeze)

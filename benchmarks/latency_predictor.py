@@ -1,4 +1,4 @@
-"""Reproduces the predictor's validation figures of latency_tables/README.md on this machine.
+"""Reproduces the predictor's validation figures of autoprune/assets/latency_tables/README.md on this machine.
 
     flock /work/cpu.lock python benchmarks/latency_predictor.py            # validate the shipped tables
     flock /work/cpu.lock python benchmarks/latency_predictor.py --profile  # profile fresh tables first (timed)
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from autoprune.assets import SHIPPED_TABLES
 from autoprune.latency import LatencyTable
 from autoprune.latency.profile import profile
 from autoprune.latency.layout import model_key
@@ -27,8 +28,8 @@ from autoprune.space import build_space
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
-    "torchvision:resnet18": ROOT / "latency_tables" / "ort-cpu-resnet18.json",
-    "torchvision:mobilenet_v2": ROOT / "latency_tables" / "ort-cpu-mobilenet_v2.json",
+    "torchvision:resnet18": SHIPPED_TABLES / "ort-cpu-resnet18.json",
+    "torchvision:mobilenet_v2": SHIPPED_TABLES / "ort-cpu-mobilenet_v2.json",
 }
 
 

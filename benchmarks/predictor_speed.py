@@ -15,7 +15,7 @@ from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.models import load_model
 from autoprune.report import table
 from autoprune.space import build_space
-from autoprune.study import SHIPPED_TABLES
+from autoprune.assets import SHIPPED_TABLES
 
 
 def main() -> None:

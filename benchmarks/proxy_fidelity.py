@@ -38,7 +38,8 @@ from common import Pieces, jpeg_folder
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.metrics import count_macs
 from autoprune.models import load_model
-from autoprune.proxy import DEFAULT_PROXY, evaluate_top1, finetune, make_ladder
+from autoprune.proxy import DEFAULT_PROXY, finetune, make_ladder
+from autoprune.taskdata import evaluate_top1
 from autoprune.prune import prune
 from autoprune.space import build_space
 from autoprune.study import default_table

@@ -9,7 +9,7 @@ import argparse
 
 from autoprune.data import load_data
 from autoprune.models import load_model
-from autoprune.proxy import evaluate_top1
+from autoprune.taskdata import evaluate_top1
 from autoprune.prune import CRITERIA, prune
 from autoprune.report import table
 from autoprune.space import Granularity, build_space

@@ -45,7 +45,8 @@ from autoprune.data import load_data
 from autoprune.graph import CUSTOM_PRUNERS
 from autoprune.latency import LatencyPredictor, LatencyTable, measure_models_ms
 from autoprune.models import load_model
-from autoprune.proxy import evaluate_top1, finetune
+from autoprune.proxy import finetune
+from autoprune.taskdata import evaluate_top1
 from autoprune.prune import prune
 from autoprune.report import table
 from autoprune.space import Granularity, build_space
@@ -141,7 +142,7 @@ def main() -> None:
             out = cache / f"search-{budget}"
             searched = pieces.get(f"{budget}/search", lambda: _search(budget, base_path, out))
             start = pieces.get(f"{budget}/best_start", lambda: best_start(out))
-            knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget, weights=str(base_path)))
+            knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget=budget, weights=str(base_path)))
             picked = searched["config"]
             ours = prune(base.model, space, picked)
 
@@ -195,7 +196,7 @@ def main() -> None:
 
 def _search(budget: str, base_path: Path, out: Path) -> dict:
     start = time.time()
-    result = autoprune.search(budget, out=str(out), weights=str(base_path))
+    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path))
     pick = result.select()
     return {"trial": pick.trial, "origin": pick.origin, "score": pick.proxy_accuracy, "config": pick.config,
             "seconds": round(time.time() - start), "trials": result.trials,

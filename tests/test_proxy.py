@@ -11,7 +11,8 @@ from autoprune import proxy
 from autoprune.data import load_data
 from autoprune.errors import AutopruneError
 from autoprune.models import load_model
-from autoprune.proxy import evaluate_top1, finetune, make_proxy, reestimate_bn
+from autoprune.proxy import finetune, make_proxy, reestimate_bn
+from autoprune.taskdata import evaluate_top1
 from autoprune.prune import prune
 from autoprune.space import build_space
 

@@ -14,7 +14,7 @@ import torch
 
 from autoprune.checkpoint import load_pruned
 from autoprune.cli import main
-from autoprune.front import SearchResult
+from autoprune.study import read_result
 from autoprune.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
@@ -36,7 +36,7 @@ def small_run(tmp_path_factory):
 
 
 def test_small_search_writes_a_front_within_budget(small_run):
-    result = SearchResult.load(small_run)
+    result = read_result(small_run)
     assert result.front and result.trials >= 8
     assert all(m.predicted_ms <= result.budget_ms for m in result.front)
     assert result.budget_ms == pytest.approx(0.8 * result.unpruned_ms)
@@ -66,7 +66,7 @@ def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
     for t in stopped:
         earlier = [u.intermediate_values[1] for u in study.trials[: t.number + 1]]
         assert sorted(earlier, reverse=True).index(t.intermediate_values[1]) >= max(1, len(earlier) // 3)
-    result = SearchResult.load(tmp_path)
+    result = read_result(tmp_path)
     assert {m.trial for m in result.front} <= {t.number for t in scored}
     assert result.extra["stopped_early"] == len(stopped) and result.trials == len(scored)
     assert result.extra["score"] == "proxy-val top-1 after finetune:2"
@@ -77,7 +77,7 @@ def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
     assert len([t for t in again.trials if t.state in (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE)]) == 12
     for t in stopped + scored:
         assert again.trials[t.number].state == t.state and again.trials[t.number].params == t.params
-    result = SearchResult.load(tmp_path)
+    result = read_result(tmp_path)
     assert {m.trial for m in result.front} <= {t.number for t in again.trials if t.state == optuna.trial.TrialState.COMPLETE}
 
 
@@ -102,20 +102,20 @@ def test_knapsack_command_prints_a_config_within_the_budget(tmp_path, capsys):
 def test_pareto_command_prints_the_front(small_run, capsys):
     assert main(["pareto", "--out", str(small_run)]) == 0
     out = capsys.readouterr().out
-    best = SearchResult.load(small_run).front[0]
+    best = read_result(small_run).front[0]
     assert f"{100 * best.proxy_accuracy:.2f}%" in out
     assert "score: proxy-val top-1 after adaptive-bn" in out
 
 
 def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
-    result = SearchResult.load(small_run)
+    result = read_result(small_run)
     chosen = result.select()
     model = load_pruned(chosen.model_path)
     assert model.autoprune_config == chosen.config
     assert main(["export", "--out", str(small_run), "--trial", str(chosen.trial), "--finetune-epochs", "0.05"]) in (0, 2)
     report = json.loads((small_run / "export" / "report.json").read_text())
-    assert report["trial"] == chosen.trial and 0 < report["test_accuracy"] <= 1
-    assert report["measured_ms"] > 0 and report["predicted_ms"] == pytest.approx(chosen.predicted_ms)
+    assert report.trial == chosen.trial and 0 < report.test_accuracy <= 1
+    assert report.measured_ms > 0 and report.predicted_ms == pytest.approx(chosen.predicted_ms)
     exported = load_pruned(small_run / "export" / "model.pt")
     x = torch.randn(1, 3, 32, 32)  # exported at the table's batch size, 1
     with torch.no_grad():
@@ -194,7 +194,7 @@ def test_bad_budgets(tmp_path, capsys, budget, message):
 def test_budget_above_the_unpruned_latency_returns_the_unpruned_model(tmp_path, capsys):
     assert main(["search", "--budget", "1.5x", "--trials", "3", "--out", str(tmp_path), *FAST]) == 0
     assert "the unpruned model is the front's top" in capsys.readouterr().out
-    result = SearchResult.load(tmp_path)
+    result = read_result(tmp_path)
     top = result.front[0]
     assert top.predicted_ms == pytest.approx(result.unpruned_ms)
 

@@ -6,7 +6,7 @@ from autoprune.data import load_data
 from autoprune.errors import AutopruneError, UnsupportedModelError
 from autoprune.models import load_model
 from autoprune.prune import CRITERIA, prune
-from autoprune.proxy import evaluate_top1
+from autoprune.taskdata import evaluate_top1
 from autoprune.space import Granularity, SearchSpace, build_space
 
 
@@ -94,13 +94,13 @@ def test_every_criterion_prunes_to_the_config(resnet56, resnet56_space, test_ima
 @pytest.mark.parametrize(
     "spec, path",
     [
-        ("cifar:resnet56", "search_spaces/cifar_resnet56.yaml"),
-        ("torchvision:resnet18", "search_spaces/resnet18.yaml"),
-        ("torchvision:mobilenet_v2", "search_spaces/mobilenet_v2.yaml"),
+        ("cifar:resnet56", "cifar_resnet56.yaml"),
+        ("torchvision:resnet18", "resnet18.yaml"),
+        ("torchvision:mobilenet_v2", "mobilenet_v2.yaml"),
     ],
 )
 def test_shipped_search_spaces_are_current(spec, path):
-    from pathlib import Path
+    from autoprune.assets import SHIPPED_SPACES
 
-    shipped = SearchSpace.load(Path(__file__).parent.parent / path)
+    shipped = SearchSpace.load(SHIPPED_SPACES / path)
     assert shipped == build_space(load_model(spec))

@@ -1,14 +1,34 @@
-"""The real data and pretrained weights that ship inside the package: the embedded default."""
+"""What ships inside the package: the real data and pretrained weights of the embedded default, the
+latency tables measured for it, and the search spaces of the models those tables hold.
+
+Found through importlib.resources, so they are where the installed package is (a wheel or a checkout).
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).parent
+ASSETS = Path(str(files(__package__)))
 CIFAR10_MINI = ASSETS / "cifar10_mini.npz"
 SHIPPED_WEIGHTS = {"cifar:resnet56": ASSETS / "cifar_resnet56.pt"}
+SHIPPED_TABLES = ASSETS / "latency_tables"
+SHIPPED_SPACES = ASSETS / "search_spaces"
+
+
+def shipped_table_for(model: str) -> Path | None:
+    """The first shipped table (sorted by name) that holds a layout of `model`, or None."""
+    for path in sorted(SHIPPED_TABLES.glob("*.json")):
+        try:
+            models = json.loads(path.read_text()).get("models", {})
+        except (OSError, ValueError):
+            continue
+        if any(key.split("@")[0] == model for key in models):
+            return path
+    return None
 
 
 @dataclass(frozen=True)

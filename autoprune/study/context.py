@@ -1,0 +1,92 @@
+"""build_context: the heavy objects a search worker (or an export) builds once from the settings.
+
+A model and data passed as objects (the Python API) take the place of the settings' specs; everything
+else (space, table, saliency, allocation) is built from the settings alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from ..allocation import Allocation
+from ..budget import parse_budget
+from ..errors import BudgetError, TableError
+from ..latency import LatencyPredictor, LatencyTable
+from ..models import LoadedModel
+from ..proxy import Proxy, make_ladder
+from ..space import Granularity, SearchSpace, space_for
+from ..taskdata import TaskData
+from .settings import SearchSettings, digest
+
+
+@dataclass
+class SearchContext:
+    settings: SearchSettings
+    loaded: LoadedModel
+    space: SearchSpace
+    predictor: LatencyPredictor
+    data: TaskData
+    ladder: list[Proxy]
+    allocation: Allocation
+    teacher: nn.Module | None
+    unpruned_ms: float
+    min_ms: float
+    budget_ms: float
+    criterion_batch: tuple | None = field(default=None, repr=False)  # for criteria that score from gradients
+
+    @property
+    def space_digest(self) -> str:
+        return digest(self.space.to_dict())
+
+    def prune(self, config: dict[str, int]) -> tuple[nn.Module, dict[str, list[int]]]:
+        """The pruned model of `config` and the channels it removed, by the settings' criterion."""
+        from ..prune import prune_recorded
+
+        return prune_recorded(self.loaded.model, self.space, config, self.settings.criterion, self.criterion_batch,
+                              loss=self.data.loss)
+
+
+def default_table(model: str) -> str:
+    """The shipped table that holds a layout of `model`."""
+    from ..assets import shipped_table_for
+
+    path = shipped_table_for(model)
+    if path is None:
+        raise TableError(f"no shipped latency table holds {model}: profile one with `autoprune profile` and pass "
+                             "--table")
+    return str(path)
+
+
+def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
+                  data: TaskData | None = None) -> SearchContext:
+    from ..data import load_data
+    from ..models import load_model
+    from ..prune import criterion_kind
+    from ..saliency import channel_saliency
+    from .samplers import check_sampler
+
+    check_sampler(settings.sampler)
+    budget = parse_budget(settings.budget)
+    ladder = make_ladder(settings.proxy, settings.seed)
+    needs_batch = criterion_kind(settings.criterion).needs_batch
+    loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
+    space = space_for(loaded, settings.space_file, Granularity(settings.steps, settings.multiple_of, settings.min_keep),
+                      settings.freeze)
+    table = LatencyTable.load(settings.table or default_table(loaded.spec), force=settings.force_table)
+    predictor = LatencyPredictor(table, space)
+    unpruned_ms = predictor.predict(space.full_config())
+    min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})
+    budget_ms = budget.to_ms(unpruned_ms)
+    if budget_ms < min_ms:
+        raise BudgetError(
+            f"budget {settings.budget} ({budget_ms:.3f} ms) is below the fastest model this space can reach "
+            f"({min_ms:.3f} ms predicted, unpruned {unpruned_ms:.3f} ms)"
+        )
+    data = data or load_data(settings.data, loaded, seed=settings.seed)
+    saliency = channel_saliency(loaded.model, space, data, settings.saliency, seed=settings.seed)
+    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, budget_ms, loaded.example_input())
+    teacher = loaded.model if settings.distill else None
+    batch = next(data.proxy_train.batches(64, shuffle=True, seed=settings.seed), None) if needs_batch else None
+    return SearchContext(settings, loaded, space, predictor, data, ladder, allocation, teacher, unpruned_ms, min_ms,
+                         budget_ms, batch)

@@ -1,0 +1,192 @@
+"""Running a study: pruner and storage, recovery of killed trials, one or several worker processes.
+
+The study is single-objective (the proxy score, maximised) so that Optuna's successive-halving pruner can
+stop a candidate after a cheap fidelity; the predicted latency of every trial is stored beside it, and the
+Pareto front is computed from those (result.py).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from ..errors import AutopruneError, StudyError
+from .context import SearchContext, build_context
+from .objective import REDUCTION_FACTOR, Objective
+from .result import FINISHED, SearchResult, completed
+from .samplers import make_sampler, sampler_seed
+from .settings import SearchSettings
+
+STUDY_NAME = "autoprune"
+def make_pruner() -> optuna.pruners.BasePruner:
+    # Stage i of the proxy ladder reports at step 3**i: the rungs of successive halving with min_resource 1.
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR)
+
+
+JOURNAL = "journal:"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """`journal:FILE` is Optuna's journal file (for shared file systems, e.g. NFS); any other URL an RDB
+    storage with heartbeats, so a trial whose process died is failed and its config retried."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            if url.startswith(JOURNAL):
+                from optuna.storages.journal import JournalFileBackend
+
+                path = Path(url[len(JOURNAL):])
+                if not path.parent.is_dir():
+                    raise StudyError(f"cannot open storage {url}: folder {path.parent} does not exist")
+                return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=5, grace_period=20,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except StudyError:
+            raise
+        except Exception as exc:  # SQLAlchemy and drivers raise many types for a bad or unreachable URL
+            raise StudyError(f"cannot open storage {url}: {str(exc).splitlines()[0]}") from exc
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dead_trials(study: optuna.Study) -> list[int]:
+    """Fails the running trials of dead processes on this host now and queues their samples again.
+
+    Heartbeats catch the same on any machine, but only after a grace period (and a journal storage has
+    none); a killed local run should resume at once.
+    """
+    host = socket.gethostname()
+    retried = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            retried.append(t.number)
+    return retried
+
+
+def open_study(settings: SearchSettings, storage_url: str, study_name: str, space_digest: str,
+               seed: int | None = None) -> optuna.Study:
+    """Creates the study or reopens it; a stored study with other settings or another search space is
+    refused, never overwritten."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name, storage=make_storage(storage_url), direction="maximize",
+        sampler=make_sampler(settings.sampler, settings.seed if seed is None else seed), pruner=make_pruner(),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("settings")
+    mine = {**settings.defining(), "space_digest": space_digest}
+    if stored is None:
+        study.set_user_attr("settings", mine)
+        return study
+    changed = [k for k in mine if stored.get(k) != mine[k]]
+    if changed:
+        k = changed[0]
+        what = ("another search space (its groups or choices differ: was the space file edited?)"
+                if k == "space_digest" else f"{k}={stored.get(k)!r}, not {mine[k]!r}")
+        raise StudyError(f"study '{study_name}' in {storage_url} was run with {what}: use another --out or "
+                             "--study to start a new search")
+    return study
+
+
+def stored_settings(study: optuna.Study) -> SearchSettings:
+    """The settings a study was run with (an export rebuilds its context from them)."""
+    stored = dict(study.user_attrs["settings"])
+    stored.pop("space_digest", None)
+    return SearchSettings(**stored)
+
+
+def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int, progress: bool,
+               shared: bool) -> optuna.Study:
+    settings = ctx.settings
+    study = open_study(settings, storage_url, study_name, ctx.space_digest, sampler_seed(settings.seed, index, shared))
+    if index == 0 and not study.trials:
+        for params in ctx.allocation.starting_points():
+            study.enqueue_trial(params)
+    # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
+    callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)]
+    bar = None
+    if progress:
+        bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials), desc="search",
+                   unit="trial")
+        callbacks.append(lambda s, t: _update_bar(bar, s, ctx.budget_ms, ctx.data.percent))
+    if len(completed(study, FINISHED)) < settings.trials:
+        study.optimize(Objective(ctx), callbacks=callbacks, catch=(RuntimeError, ValueError))
+    if bar is not None:
+        bar.close()
+    return study
+
+
+def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float, percent: bool = True) -> None:
+    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if t.user_attrs["predicted_ms"] <= budget_ms]
+    bar.n = min(len(completed(study, FINISHED)), bar.total)
+    best = (f"{100 * max(feasible):.1f}%" if percent else f"{max(feasible):.4g}") if feasible else None
+    bar.set_postfix_str(f"best under budget {best}" if best else "no feasible trial yet")
+    bar.refresh()
+
+
+def run_search(settings: SearchSettings, out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
+               workers: int = 1, context: SearchContext | None = None) -> SearchResult:
+    """Runs (or resumes) the study until `settings.trials` trials are finished (scored or stopped early),
+    then writes the front. `context` is a context already built (from objects the caller passed)."""
+    from .outputs import write_outputs
+
+    if workers > 1 and context is not None:
+        raise AutopruneError("workers > 1 rebuild the model from its spec: pass a model spec, not an object")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage_url = storage or f"sqlite:///{out / 'study.db'}"
+    ctx = context or build_context(settings)
+    study = open_study(settings, storage_url, study_name, ctx.space_digest)
+    retried = recover_dead_trials(study)
+    if retried:
+        print(f"retrying trials {retried} of a run that was killed", flush=True)
+    if ctx.budget_ms >= ctx.unpruned_ms:
+        print(f"budget {ctx.budget_ms:.3f} ms is above the unpruned model's {ctx.unpruned_ms:.3f} ms: "
+              "the unpruned model is the front's top", flush=True)
+    shared = storage is not None
+    if workers <= 1:
+        run_trials(ctx, storage_url, study_name, 0, progress=True, shared=shared)
+    else:
+        _run_workers(settings, storage_url, study_name, workers, study, ctx.budget_ms, shared)
+    return write_outputs(ctx, study, out)
+
+
+def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int, shared: bool) -> None:
+    run_trials(build_context(settings), storage_url, study_name, index, progress=False, shared=shared)
+
+
+def _run_workers(settings, storage_url, study_name, workers, study, budget_ms, shared) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    procs = [spawn.Process(target=_worker, args=(settings, storage_url, study_name, i, shared)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    with tqdm(total=settings.trials, desc=f"search ({workers} workers)", unit="trial") as bar:
+        while any(p.is_alive() for p in procs):
+            _update_bar(bar, study, budget_ms)
+            time.sleep(1.0)
+        _update_bar(bar, study, budget_ms)
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise AutopruneError(f"{len(failed)} of {workers} search workers failed (exit codes {failed})")

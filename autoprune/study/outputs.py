@@ -1,0 +1,123 @@
+"""The files a search writes (pareto.json/.csv/.png/.html, the pruned front models) and reads back."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import AutopruneError
+from .context import SearchContext
+from .result import FrontMember, SearchResult, completed, front_members, is_start, score_name
+
+
+def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchResult:
+    """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
+    done = completed(study)
+    score = score_name(ctx.settings.proxy, ctx.data.metric)
+    front = front_members(done, ctx.budget_ms)
+    save_front_models(ctx, front, out / "front")
+    result = SearchResult(
+        str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
+        sum(t.user_attrs["predicted_ms"] <= ctx.budget_ms for t in done),
+        {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name, "score": score,
+         "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": ctx.data.percent},
+    )
+    (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
+    _write_csv(out / "pareto.csv", front)
+    plot_front(out / "pareto.png", done, front, ctx.budget_ms, ctx.unpruned_ms, score, 100 if ctx.data.percent else 1)
+    _write_html(out / "pareto.html", study, score)
+    return result
+
+
+def save_front_models(ctx: SearchContext, front: list[FrontMember], folder: Path) -> None:
+    from ..checkpoint import save_pruned
+
+    for m in front:
+        model, removed = ctx.prune(m.config)
+        path = save_pruned(folder / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
+        m.model_path = str(path)
+
+
+def read_result(out: str | Path) -> SearchResult:
+    path = Path(out) / "pareto.json"
+    if not path.is_file():
+        raise AutopruneError(f"no search results in {out} (pareto.json missing): run `autoprune search --out {out}`")
+    try:
+        return SearchResult.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AutopruneError(f"{path} is not a front written by autoprune: {exc}") from exc
+
+
+def _write_csv(path: Path, front: list[FrontMember]) -> None:
+    groups = list(front[0].config) if front else []
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "predicted_ms", "proxy_accuracy", "macs", "params"] + groups)
+        for m in front:
+            writer.writerow([m.trial, f"{m.predicted_ms:.4f}", f"{m.proxy_accuracy:.4f}", m.macs, m.params]
+                            + [m.config[g] for g in groups])
+
+
+def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
+               score: str = "proxy accuracy", scale: float = 100) -> None:
+    """Left: the fully scored trials and the front against predicted latency (the unpruned model's latency
+    off to the right when it is far). Right: the same scores in trial order, starting points marked, with
+    the best so far: whether the sampler improved on where it started."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), dpi=120)
+    started = [t for t in trials if is_start(t)]
+    sampled = [t for t in trials if not is_start(t)]
+    for ax, x, unit in ((left, lambda t: t.user_attrs["predicted_ms"], "predicted latency (ms)"),
+                        (right, lambda t: t.number, "trial")):
+        ax.scatter([x(t) for t in sampled], [scale * t.user_attrs["proxy_accuracy"] for t in sampled], s=14,
+                   color="#9aa5b1", label=f"sampled ({len(sampled)})")
+        ax.scatter([x(t) for t in started], [scale * t.user_attrs["proxy_accuracy"] for t in started], s=60,
+                   marker="*", color="#edae49", label=f"starting points ({len(started)})", zorder=3)
+        ax.set_xlabel(unit)
+        ax.set_ylabel(f"{score} (%)" if scale == 100 else score)
+        ax.grid(alpha=0.3)
+    line = sorted(front, key=lambda m: m.predicted_ms)
+    left.plot([m.predicted_ms for m in line], [scale * m.proxy_accuracy for m in line], "o-", color="#d1495b",
+              label=f"Pareto front ({len(front)})")
+    left.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
+    if trials and unpruned_ms < 1.5 * budget_ms:
+        left.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")
+    ordered = sorted(trials, key=lambda t: t.number)
+    best, so_far = [], float("-inf")
+    for t in ordered:
+        so_far = max(so_far, t.user_attrs["proxy_accuracy"])
+        best.append(scale * so_far)
+    right.step([t.number for t in ordered], best, where="post", color="#d1495b", label="best so far")
+    for ax in (left, right):
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _write_html(path: Path, study: optuna.Study, score: str) -> None:
+    from optuna.visualization import plot_pareto_front
+
+    figure = plot_pareto_front(study, target_names=[score, "predicted latency (ms)"],
+                               targets=lambda t: (t.value, t.user_attrs["predicted_ms"]))
+    figure.write_html(str(path), include_plotlyjs=True)
+
+
+def format_front(result: SearchResult) -> str:
+    from ..report import table
+
+    shown = (lambda v: f"{100 * v:.2f}%") if result.extra.get("percent", True) else (lambda v: f"{v:.4g}")
+    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", shown(m.proxy_accuracy),
+             f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
+    stopped = result.extra.get("stopped_early", 0)
+    head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms  unpruned {result.unpruned_ms:.3f} ms  "
+            f"{result.trials} trials scored in full ({result.feasible} within budget), {stopped} stopped early\n"
+            f"score: {result.extra.get('score', 'proxy accuracy')}")
+    return head + "\n" + table(["trial", "from", "predicted ms", "score", "MACs", "params"], rows)

@@ -1,0 +1,93 @@
+"""What a search returns, computed from its trials: the Pareto front and the choice within a budget."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from ..budget import parse_budget
+from ..errors import BudgetError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class FrontMember:
+    trial: int
+    config: dict[str, int]
+    predicted_ms: float
+    proxy_accuracy: float  # the search's score (SearchResult.extra["score"] says which)
+    macs: int
+    params: int
+    model_path: str | None = None
+    origin: str = "sampled"  # or "start": one of the fixed starting points (allocation.starting_points)
+
+
+@dataclass
+class SearchResult:
+    """The front (most accurate first), the budget, and where it all lies."""
+
+    out: str
+    budget_ms: float
+    unpruned_ms: float
+    front: list[FrontMember]
+    trials: int
+    feasible: int
+    extra: dict = field(default_factory=dict)
+
+    def select(self, budget: str | float | None = None) -> FrontMember:
+        """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's)."""
+        if budget is None:
+            limit = self.budget_ms
+        elif isinstance(budget, (int, float)):
+            limit = float(budget)
+        else:
+            limit = parse_budget(budget).to_ms(self.unpruned_ms)
+        within = [m for m in self.front if m.predicted_ms <= limit]
+        if not within:
+            fastest = min(m.predicted_ms for m in self.front)
+            raise BudgetError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms): "
+                                 "search with that budget")
+        return max(within, key=lambda m: (m.proxy_accuracy, -m.predicted_ms))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchResult":
+        return cls(**{**data, "front": [FrontMember(**m) for m in data["front"]]})
+
+
+def completed(study: optuna.Study, states: tuple = (TrialState.COMPLETE,)) -> list[optuna.trial.FrozenTrial]:
+    """Trials scored at the ladder's last stage (or in `states`): only they can reach the front."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if "config" in t.user_attrs]
+
+
+def is_start(t: optuna.trial.FrozenTrial) -> bool:
+    return "fixed_params" in t.system_attrs
+
+
+def member(t: optuna.trial.FrozenTrial) -> FrontMember:
+    a = t.user_attrs
+    return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"], None,
+                       "start" if is_start(t) else "sampled")
+
+
+def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> list[FrontMember]:
+    """The trials within the budget that no other is both as accurate and faster than, one per config,
+    most accurate first. `trials` are the fully scored ones: a trial stopped at a cheaper fidelity has
+    a score of another kind and never enters."""
+    members = sorted((member(t) for t in trials if t.user_attrs["predicted_ms"] <= budget_ms),
+                     key=lambda m: (-m.proxy_accuracy, m.predicted_ms, m.trial))
+    front, fastest = [], float("inf")
+    for m in members:
+        if m.predicted_ms < fastest:
+            front.append(m)
+            fastest = m.predicted_ms
+    return front
+
+
+def score_name(proxy: str, metric: str = "proxy-val top-1") -> str:
+    """What the front's accuracy column is: the data's metric after the ladder's last stage."""
+    return f"{metric} after {proxy.split('>')[-1]}"

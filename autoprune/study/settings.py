@@ -1,0 +1,43 @@
+"""SearchSettings: everything that defines a search, stored in the study so a resume or an export rebuilds it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from ..proxy import DEFAULT_PROXY
+
+
+@dataclass
+class SearchSettings:
+    budget: str = "0.5x"
+    model: str = "cifar:resnet56"  # a model spec, or "module:<class>" for a model passed as an object
+    weights: str | None = "shipped"  # a file, 'shipped', or "sha256:<digest>" of an object's weights
+    input_shape: list[int] | None = None
+    data: str = "cifar10-mini"  # a data source, or "user:<type>" for the user's Dataset/DataLoader
+    table: str | None = None
+    force_table: bool = False
+    proxy: str = DEFAULT_PROXY
+    distill: bool = False
+    saliency: str = "taylor"
+    criterion: str = "l1"
+    sampler: str = "tpe"
+    trials: int = 40
+    seed: int = 0
+    steps: int = 8
+    multiple_of: int | None = None
+    min_keep: float = 0.125
+    freeze: list[str] = field(default_factory=list)
+    space_file: str | None = None
+
+    # Settings that may change between runs of one study without changing what its trials mean.
+    RUN_ONLY = ("trials", "seed", "sampler")
+
+    def defining(self) -> dict:
+        """The settings a resumed study must share with the stored ones."""
+        return {k: v for k, v in asdict(self).items() if k not in self.RUN_ONLY}
+
+
+def digest(data) -> str:
+    """A short content hash of JSON-able data: two studies whose spaces differ in any group never match."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
