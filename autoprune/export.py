@@ -11,7 +11,7 @@ from .budget import parse_budget
 from .errors import AutopruneError, LatencyCheckFailed, StudyError
 from .models import LoadedModel
 from .study import STUDY_NAME, build_context, read_result
-from .study.execution import make_storage, stored_settings
+from .study.execution import check_settings, make_storage, stored_settings
 from .study.result import completed
 from .taskdata import TaskData
 
@@ -96,6 +96,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     if loaded is not None and loaded.weights != settings.weights:
         raise StudyError(f"the model passed has other weights than the one this study searched ({settings.weights})")
     ctx = build_context(settings, loaded, data)
+    check_settings(study, req.storage or req.out, {**settings.defining(), "space_digest": ctx.space_digest})
     number, config = choose_trial(req, study)
     trial = study.trials[number]
     out = Path(req.out) / "export"

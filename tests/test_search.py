@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+import yaml
 
 from autoprune.checkpoint import load_pruned
 from autoprune.cli import main
@@ -112,10 +113,12 @@ def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
     chosen = result.select()
     model = load_pruned(chosen.model_path)
     assert model.autoprune_config == chosen.config
-    assert main(["export", "--out", str(small_run), "--trial", str(chosen.trial), "--finetune-epochs", "0.05"]) in (0, 2)
+    code = main(["export", "--out", str(small_run), "--trial", str(chosen.trial), "--finetune-epochs", "0.05"])
     report = json.loads((small_run / "export" / "report.json").read_text())
-    assert report.trial == chosen.trial and 0 < report.test_accuracy <= 1
-    assert report.measured_ms > 0 and report.predicted_ms == pytest.approx(chosen.predicted_ms)
+    # Exit 1 is the latency check failing on this machine (as the README says), never a user mistake (2).
+    assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
+    assert report["trial"] == chosen.trial and 0 < report["test_accuracy"] <= 1
+    assert report["measured_ms"] > 0 and report["predicted_ms"] == pytest.approx(chosen.predicted_ms)
     exported = load_pruned(small_run / "export" / "model.pt")
     x = torch.randn(1, 3, 32, 32)  # exported at the table's batch size, 1
     with torch.no_grad():
@@ -204,3 +207,51 @@ def test_a_stored_study_is_never_overwritten_by_other_settings(small_run, capsys
     assert main(["search", "--budget", "0.4x", "--trials", "8", "--out", str(small_run), *FAST]) == 2
     assert "was run with budget='0.8x'" in capsys.readouterr().err
     assert (small_run / "pareto.json").read_text() == before
+
+
+def test_an_edited_space_file_is_refused_for_an_existing_study_and_taylor_prunes(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    assert main(["inspect", "--save", str(space)]) == 0
+    run = ["search", "--budget", "0.6x", "--trials", "2", "--out", str(tmp_path / "run"), "--space", str(space),
+           "--criterion", "taylor", *FAST]
+    assert main(run) == 0
+    stored = (tmp_path / "run" / "study.db").read_bytes()
+    original = yaml.safe_load(space.read_text())
+    edited = yaml.safe_load(space.read_text())
+    edited["groups"][1]["choices"] = edited["groups"][1]["choices"][3:]  # no more than 3/4 pruned there
+    space.write_text(yaml.safe_dump(edited))
+    capsys.readouterr()
+    assert main(run) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another search space" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "run" / "study.db").read_bytes() == stored
+    assert main(["export", "--out", str(tmp_path / "run"), "--trial", "0"]) == 2
+    assert "another search space" in capsys.readouterr().err
+    space.write_text(yaml.safe_dump(original))
+    # The taylor criterion (scored from a batch's gradients) prunes in the search and in the export.
+    code = main(["export", "--out", str(tmp_path / "run"), "--trial", "0", "--finetune-epochs", "0.02"])
+    assert code in (0, 1) and (tmp_path / "run" / "export" / "report.json").is_file()
+
+
+def test_a_journal_storage_runs_and_resumes(tmp_path):
+    journal = f"journal:{tmp_path / 'study.log'}"
+    assert main(["search", "--budget", "0.6x", "--trials", "2", "--out", str(tmp_path), "--storage", journal, *FAST]) == 0
+    assert main(["search", "--budget", "0.6x", "--trials", "3", "--out", str(tmp_path), "--storage", journal, *FAST]) == 0
+    assert read_result(tmp_path).trials == 3
+
+
+def test_machines_sharing_a_storage_draw_different_samples(monkeypatch):
+    from autoprune.study import samplers
+
+    seeds = {}
+    for host in ("node-a", "node-b"):
+        monkeypatch.setattr(samplers.socket, "gethostname", lambda host=host: host)
+        seeds[host] = samplers.sampler_seed(0, 0, shared=True)
+    assert seeds["node-a"] != seeds["node-b"]
+    assert samplers.sampler_seed(0, 0, shared=False) == 0 and samplers.sampler_seed(0, 1, shared=False) == 1
+    draws = []
+    for seed in seeds.values():
+        study = optuna.create_study(sampler=samplers.make_sampler("tpe", seed))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        draws.append([t.params["x"] for t in study.trials])
+    assert draws[0] != draws[1]

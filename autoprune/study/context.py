@@ -73,6 +73,7 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
     space = space_for(loaded, settings.space_file, Granularity(settings.steps, settings.multiple_of, settings.min_keep),
                       settings.freeze)
+    data = data or load_data(settings.data, loaded, seed=settings.seed)
     table = LatencyTable.load(settings.table or default_table(loaded.spec), force=settings.force_table)
     predictor = LatencyPredictor(table, space)
     unpruned_ms = predictor.predict(space.full_config())
@@ -83,7 +84,6 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
             f"budget {settings.budget} ({budget_ms:.3f} ms) is below the fastest model this space can reach "
             f"({min_ms:.3f} ms predicted, unpruned {unpruned_ms:.3f} ms)"
         )
-    data = data or load_data(settings.data, loaded, seed=settings.seed)
     saliency = channel_saliency(loaded.model, space, data, settings.saliency, seed=settings.seed)
     allocation = Allocation.for_model(loaded.model, space, predictor, saliency, budget_ms, loaded.example_input())
     teacher = loaded.model if settings.distill else None

@@ -99,15 +99,22 @@ def open_study(settings: SearchSettings, storage_url: str, study_name: str, spac
     mine = {**settings.defining(), "space_digest": space_digest}
     if stored is None:
         study.set_user_attr("settings", mine)
-        return study
+    else:
+        check_settings(study, storage_url, mine)
+    return study
+
+
+def check_settings(study: optuna.Study, storage_url: str, mine: dict) -> None:
+    """Refuses to go on with settings or a search space other than those the study was run with."""
+    stored = dict(study.user_attrs["settings"])
+    stored.setdefault("space_digest", mine["space_digest"])  # studies from before the digest was stored
     changed = [k for k in mine if stored.get(k) != mine[k]]
     if changed:
         k = changed[0]
         what = ("another search space (its groups or choices differ: was the space file edited?)"
                 if k == "space_digest" else f"{k}={stored.get(k)!r}, not {mine[k]!r}")
-        raise StudyError(f"study '{study_name}' in {storage_url} was run with {what}: use another --out or "
-                             "--study to start a new search")
-    return study
+        raise StudyError(f"study '{study.study_name}' in {storage_url} was run with {what}: use another --out or "
+                         "--study to start a new search")
 
 
 def stored_settings(study: optuna.Study) -> SearchSettings:
