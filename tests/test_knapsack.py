@@ -114,7 +114,7 @@ def test_taylor_saliency_of_a_real_model_ranks_channels_and_spans_every_group(re
         scores = saliency.scores[g.name]
         assert len(scores) == g.channels and scores == sorted(scores, reverse=True)
         assert scores[0] > 0
-    with pytest.raises(AutopruneError, match="needs training images"):
+    with pytest.raises(AutopruneError, match="needs training data"):
         channel_saliency(resnet56.model, resnet56_space, None, "taylor")
 
 
@@ -144,3 +144,24 @@ def test_the_api_function_is_not_shadowed_by_a_module():
 
     for name in ("search", "knapsack", "inspect", "profile", "predict", "validate", "pareto", "export"):
         assert callable(getattr(autoprune, name)) and getattr(autoprune, name).__module__ == "autoprune.api"
+
+
+def test_allocation_on_a_fake_predictor_starts_at_the_knapsack_and_every_knob_setting_fits():
+    rng = random.Random(7)
+    space = tiny_space(rng, groups=4)
+    predictor = ChainPredictor(space, rng)
+    saliency = random_saliency(space, rng)
+    budget = 0.5 * predictor.predict(space.full_config())
+    allocation = Allocation(space, predictor, saliency, budget, {"g0": 8, "g1": 8, "g2": 4, "g3": 4}, {"g1", "g3"})
+    assert allocation.knobs() == ["res8", "res4", "shared"]
+    start, protect = allocation.starting_points()
+    assert start == {"res8": 1.0, "res4": 1.0, "shared": 1.0} and protect["shared"] > 1
+    assert allocation.config(start) == knapsack(space, predictor, saliency, budget)
+    # Favouring the shared groups moves channels to them; any knob setting fits the budget.
+    assert sum(allocation.config(protect)[g] for g in ("g1", "g3")) >= sum(allocation.config(start)[g] for g in ("g1", "g3"))
+    for _ in range(20):
+        knobs = {k: rng.uniform(0.25, 4.0) for k in allocation.knobs()}
+        assert predictor.predict(allocation.config(knobs)) <= budget
+    # One resolution and every group shared: no knob would change anything, so none is offered.
+    flat = Allocation(space, predictor, saliency, budget, {g.name: 8 for g in space.groups}, {g.name for g in space.groups})
+    assert flat.knobs() == ["res8"] and flat.starting_points() == [{"res8": 1.0}]

@@ -1,0 +1,69 @@
+"""One suite over every registered proxy kind, pruning criterion, latency backend, sampler and data source:
+a new entry in a registry is tested by being registered."""
+import optuna
+import pytest
+import torch
+
+from autoprune.data import SOURCES, load_data
+from autoprune.errors import AutopruneError
+from autoprune.latency import backends
+from autoprune.proxy import PROXY_KINDS, make_proxy
+from autoprune.prune import CRITERIA, prune
+from autoprune.study.samplers import SAMPLERS, make_sampler
+
+
+@pytest.fixture(scope="module")
+def splits(resnet56):
+    return load_data("cifar10-mini", resnet56)
+
+
+@pytest.fixture(scope="module")
+def half(resnet56_space):
+    return {g.name: g.choices[len(g.choices) // 2] for g in resnet56_space.searchable}
+
+
+@pytest.mark.parametrize("kind", sorted(PROXY_KINDS))
+def test_every_proxy_kind_scores_a_candidate_and_leaves_it_alone(kind, resnet56, resnet56_space, half, splits):
+    pruned = prune(resnet56.model, resnet56_space, half)
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    result = make_proxy(f"{kind}:2", seed=0).evaluate(pruned, splits)
+    assert 0.1 < result.accuracy <= 1 and result.seconds > 0
+    assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
+
+
+@pytest.mark.parametrize("name", sorted(CRITERIA))
+def test_every_criterion_prunes_to_the_config(name, resnet56, resnet56_space, half, splits):
+    batch = next(splits.proxy_train.batches(16)) if CRITERIA[name].needs_batch else None
+    pruned = prune(resnet56.model, resnet56_space, half, name, batch)
+    widths = {n: m.out_channels for n, m in pruned.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert all(widths[g] == k for g, k in half.items() if g in widths)
+    if CRITERIA[name].needs_batch:
+        with pytest.raises(AutopruneError, match="needs a batch"):
+            prune(resnet56.model, resnet56_space, half, name)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_is_seeded(name):
+    draws = []
+    for _ in range(2):
+        study = optuna.create_study(sampler=make_sampler(name, 3))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
+        draws.append([t.params["x"] for t in study.trials])
+    assert draws[0] == draws[1]
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_every_data_source_refuses_a_malformed_form_in_one_line(kind, resnet56, tmp_path):
+    form = f"{kind}:{tmp_path / 'missing'}"
+    with pytest.raises(AutopruneError) as caught:
+        load_data(form, resnet56)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", sorted(backends.BACKENDS))
+def test_every_backend_is_known_and_says_when_this_machine_cannot_run_it(name):
+    try:
+        backends.get_backend(name)
+    except AutopruneError as exc:  # a CUDA backend on a machine without CUDA: one line saying what is missing
+        assert "CUDA" in str(exc) and len(str(exc).splitlines()) == 1
+        assert not torch.cuda.is_available()
