@@ -32,3 +32,35 @@ def parse_budget(text: str) -> Budget:
     if unit == "x":
         return Budget(value, True)
     return Budget(value * _UNITS_MS[unit], False)
+
+
+# The share of held-out configs a margin of `auto` covers: measured at most predicted x (1 + margin) for them.
+MARGIN_COVERAGE = 0.95
+
+
+def error_band(validation: dict | None) -> tuple[float, float] | None:
+    """(low, high): measured / predicted at the 5th and 95th percentile of a table's held-out configs."""
+    if not validation or not validation.get("measured_ms"):
+        return None
+    ratios = sorted(m / p for m, p in zip(validation["measured_ms"], validation["predicted_ms"]))
+    pick = lambda q: ratios[min(len(ratios) - 1, round(q * (len(ratios) - 1)))]  # noqa: E731 - a nearest-rank quantile
+    return pick(1 - MARGIN_COVERAGE), pick(MARGIN_COVERAGE)
+
+
+def margin_share(text: str | float, validation: dict | None) -> float:
+    """`auto` (the table's held-out error: measured at most this much over predicted for 95% of its configs),
+    a share (`0.1`) or a percentage (`10%`) by which the search stays under the budget."""
+    if str(text).strip().lower() == "auto":
+        band = error_band(validation)
+        if band is None:
+            raise BudgetError("--margin auto needs the table's held-out validation: run `autoprune validate` on it "
+                              "(or profile with --validate 30), or give a margin such as 5%")
+        return max(0.0, band[1] - 1)
+    raw = str(text).strip()
+    try:
+        share = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < 1:
+        raise BudgetError(f"bad margin '{text}': use auto, a share such as 0.05, or a percentage such as 5%")
+    return share

@@ -81,7 +81,7 @@ def settings_from_args(args):
         raise AutopruneError("--trials and --workers must be at least 1")
     shape = list(parse_input_shape(args.input_shape)) if args.input_shape else None
     return SearchSettings(
-        budget=args.budget, model=model, weights=weights, input_shape=shape, data=args.data, table=args.table,
+        budget=args.budget, margin=args.margin, model=model, weights=weights, input_shape=shape, data=args.data, table=args.table,
         force_table=args.force, proxy=args.proxy, distill=args.distill, saliency=args.saliency,
         criterion=args.criterion, sampler=args.sampler,
         trials=args.trials, seed=args.seed, steps=args.steps, multiple_of=args.multiple_of,
@@ -106,7 +106,7 @@ def cmd_knapsack(args) -> int:
     ctx = build_context(settings_from_args(args))
     config = ctx.allocation.config({})
     print(json.dumps(config))
-    print(f"predicted {ctx.predictor.predict(config):.3f} ms (budget {ctx.budget_ms:.3f} ms, unpruned "
+    print(f"predicted {ctx.predictor.predict(config):.3f} ms (target {ctx.target_ms:.3f} ms, budget {ctx.budget_ms:.3f} ms, unpruned "
           f"{ctx.unpruned_ms:.3f} ms), {ctx.settings.saliency} saliency", file=sys.stderr)
     if args.save:
         Path(args.save).write_text(json.dumps(config, indent=1) + "\n")
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_args(p)
         _add_space_args(p)
         p.add_argument("--budget", required=True, help="latency budget: 30ms, 500us, 0.03s, or 0.5x of the unpruned model")
+        p.add_argument("--margin", default="0",
+                       help="stay this far under the budget: auto (from the table's held-out error), 0.05 or 5%%")
         p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
         p.add_argument("--table", default=None, help="latency table (default: the shipped one holding the model)")
         p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")

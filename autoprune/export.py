@@ -110,7 +110,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     table = ctx.predictor.table
     example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
-    export_onnx(model, example, out / "model.onnx")
+    export_onnx(model, example, out / "model.onnx", dynamic_batch=True)
     measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
     predicted = ctx.predictor.predict(config)
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)

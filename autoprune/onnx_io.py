@@ -13,28 +13,31 @@ import torch.nn as nn
 OPSET = 17
 
 
-def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor | tuple[torch.Tensor, ...]) -> bytes:
+def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor | tuple[torch.Tensor, ...],
+                  dynamic_batch: bool = False) -> bytes:
     """Exports with the TorchScript-based exporter: seconds faster than dynamo and enough for CNNs.
 
     A tuple of inputs (e.g. a conv micro-benchmark with its residual operand) becomes inputs
-    `input`, `input1`, ...
+    `input`, `input1`, ... Models that are timed keep the fixed shapes the tables were measured with;
+    the deployable export takes any batch size (`dynamic_batch`).
     """
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     names = ["input"] + [f"input{i}" for i in range(1, len(inputs))]
+    axes = {name: {0: "batch"} for name in names + ["output"]} if dynamic_batch else None
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(), inputs, buffer, input_names=names, output_names=["output"],
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET, dynamo=False, dynamic_axes=axes,
         )
     return buffer.getvalue()
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path) -> Path:
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, dynamic_batch: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(to_onnx_bytes(model, example_input))
+    path.write_bytes(to_onnx_bytes(model, example_input, dynamic_batch))
     return path
 
 

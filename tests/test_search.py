@@ -120,11 +120,13 @@ def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
     assert report["trial"] == chosen.trial and 0 < report["test_accuracy"] <= 1
     assert report["measured_ms"] > 0 and report["predicted_ms"] == pytest.approx(chosen.predicted_ms)
     exported = load_pruned(small_run / "export" / "model.pt")
-    x = torch.randn(1, 3, 32, 32)  # exported at the table's batch size, 1
-    with torch.no_grad():
-        expected = exported(x).numpy()
-    got = run_onnx(ort_session(small_run / "export" / "model.onnx"), x)
-    assert np.abs(got - expected).max() < 1e-4
+    session = ort_session(small_run / "export" / "model.onnx")
+    for batch in (1, 8):  # the export takes any batch size, whatever the table's
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            expected = exported(x).numpy()
+        got = run_onnx(session, x)
+        assert got.shape == (batch, 10) and np.abs(got - expected).max() < 1e-4
 
 
 def _complete(db):
@@ -233,11 +235,18 @@ def test_an_edited_space_file_is_refused_for_an_existing_study_and_taylor_prunes
     assert code in (0, 1) and (tmp_path / "run" / "export" / "report.json").is_file()
 
 
-def test_a_journal_storage_runs_and_resumes(tmp_path):
+def test_a_journal_storage_runs_and_resumes_and_a_margin_keeps_the_front_under_the_budget(tmp_path, capsys):
     journal = f"journal:{tmp_path / 'study.log'}"
-    assert main(["search", "--budget", "0.6x", "--trials", "2", "--out", str(tmp_path), "--storage", journal, *FAST]) == 0
-    assert main(["search", "--budget", "0.6x", "--trials", "3", "--out", str(tmp_path), "--storage", journal, *FAST]) == 0
-    assert read_result(tmp_path).trials == 3
+    run = ["search", "--budget", "0.6x", "--margin", "10%", "--out", str(tmp_path), "--storage", journal, *FAST]
+    assert main([*run, "--trials", "2"]) == 0
+    assert main([*run, "--trials", "3"]) == 0
+    result = read_result(tmp_path)
+    assert result.trials == 3 and result.extra["target_ms"] == pytest.approx(result.budget_ms / 1.1)
+    assert all(m.predicted_ms <= result.extra["target_ms"] for m in result.front)
+    # The front shows the likely measured range from the shipped table's held-out error.
+    low, high = result.extra["band"]
+    assert low < 1 < high
+    assert f"{result.front[0].predicted_ms * high:.3f}" in capsys.readouterr().out
 
 
 def test_machines_sharing_a_storage_draw_different_samples(monkeypatch):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 
 from ..allocation import Allocation
-from ..budget import parse_budget
+from ..budget import error_band, margin_share, parse_budget
 from ..errors import BudgetError, TableError
 from ..latency import LatencyPredictor, LatencyTable
 from ..models import LoadedModel
@@ -32,7 +32,9 @@ class SearchContext:
     teacher: nn.Module | None
     unpruned_ms: float
     min_ms: float
-    budget_ms: float
+    budget_ms: float  # the user's budget
+    target_ms: float  # what candidates are fitted to: the budget less the margin
+    band: tuple[float, float] | None  # measured / predicted on the table's held-out configs (5th, 95th percentile)
     criterion_batch: tuple | None = field(default=None, repr=False)  # for criteria that score from gradients
 
     @property
@@ -79,14 +81,17 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     unpruned_ms = predictor.predict(space.full_config())
     min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})
     budget_ms = budget.to_ms(unpruned_ms)
-    if budget_ms < min_ms:
+    validation = table.model(predictor.key).get("validation")
+    target_ms = budget_ms / (1 + margin_share(settings.margin, validation))
+    if target_ms < min_ms:
+        margin = f" less the margin {settings.margin} ({target_ms:.3f} ms)" if target_ms < budget_ms else ""
         raise BudgetError(
-            f"budget {settings.budget} ({budget_ms:.3f} ms) is below the fastest model this space can reach "
+            f"budget {settings.budget} ({budget_ms:.3f} ms){margin} is below the fastest model this space can reach "
             f"({min_ms:.3f} ms predicted, unpruned {unpruned_ms:.3f} ms)"
         )
     saliency = channel_saliency(loaded.model, space, data, settings.saliency, seed=settings.seed)
-    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, budget_ms, loaded.example_input())
+    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, target_ms, loaded.example_input())
     teacher = loaded.model if settings.distill else None
     batch = next(data.proxy_train.batches(64, shuffle=True, seed=settings.seed), None) if needs_batch else None
     return SearchContext(settings, loaded, space, predictor, data, ladder, allocation, teacher, unpruned_ms, min_ms,
-                         budget_ms, batch)
+                         budget_ms, target_ms, error_band(validation), batch)

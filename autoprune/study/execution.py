@@ -137,7 +137,7 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     if progress:
         bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials), desc="search",
                    unit="trial")
-        callbacks.append(lambda s, t: _update_bar(bar, s, ctx.budget_ms, ctx.data.percent))
+        callbacks.append(lambda s, t: _update_bar(bar, s, ctx.target_ms, ctx.data.percent))
     if len(completed(study, FINISHED)) < settings.trials:
         study.optimize(Objective(ctx), callbacks=callbacks, catch=(RuntimeError, ValueError))
     if bar is not None:
@@ -176,7 +176,7 @@ def run_search(settings: SearchSettings, out: str | Path, storage: str | None = 
     if workers <= 1:
         run_trials(ctx, storage_url, study_name, 0, progress=True, shared=shared)
     else:
-        _run_workers(settings, storage_url, study_name, workers, study, ctx.budget_ms, shared)
+        _run_workers(settings, storage_url, study_name, workers, study, ctx.target_ms, shared)
     return write_outputs(ctx, study, out)
 
 

@@ -41,8 +41,8 @@ class Objective:
         seen = self.seen[key]
         for name, value in seen["attrs"].items():
             trial.set_user_attr(name, value)
-        # Feasible when <= 0 (the knapsack keeps every candidate within the budget; stored for the record).
-        trial.set_constraint("latency_over_budget_ms", seen["attrs"]["predicted_ms"] - ctx.budget_ms)
+        # Feasible when <= 0 (the knapsack keeps every candidate within the target; stored for the record).
+        trial.set_constraint("latency_over_budget_ms", seen["attrs"]["predicted_ms"] - ctx.target_ms)
         for stage, proxy in enumerate(ctx.ladder):
             if stage == len(seen["scores"]):
                 result = proxy.evaluate(seen["model"], ctx.data, ctx.teacher)

@@ -26,7 +26,8 @@ class FrontMember:
 
 @dataclass
 class SearchResult:
-    """The front (most accurate first), the budget, and where it all lies."""
+    """The front (most accurate first), the budget, and where it all lies. `extra` holds the model, the score's
+    name, the margin and the target the candidates were fitted to, and the table's error band."""
 
     out: str
     budget_ms: float
@@ -39,7 +40,7 @@ class SearchResult:
     def select(self, budget: str | float | None = None) -> FrontMember:
         """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's)."""
         if budget is None:
-            limit = self.budget_ms
+            limit = self.extra.get("target_ms", self.budget_ms)
         elif isinstance(budget, (int, float)):
             limit = float(budget)
         else:

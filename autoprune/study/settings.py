@@ -11,6 +11,7 @@ from ..proxy import DEFAULT_PROXY
 @dataclass
 class SearchSettings:
     budget: str = "0.5x"
+    margin: str = "0"  # the search stays this far under the budget: a share, a percentage, or auto (the table's)
     model: str = "cifar:resnet56"  # a model spec, or "module:<class>" for a model passed as an object
     weights: str | None = "shipped"  # a file, 'shipped', or "sha256:<digest>" of an object's weights
     input_shape: list[int] | None = None
