@@ -133,7 +133,7 @@ def export(out: str | Path, *, trial: int | None = None, budget: str | None = No
            val_data=None, evaluate: Callable | None = None, loss: Callable | None = None):
     """Fine-tunes a front member, saves .pt and .onnx, times it here; returns the ExportReport. A search run
     on objects is exported with the same objects (model, data, metric) passed again."""
-    from .export import ExportRequest, export as run
+    from .deploy import ExportRequest, export as run
 
     request = ExportRequest(str(out), trial, budget, finetune_epochs, lr, distill, storage, study, seed)
     loaded = None if model is None else load(model, None, example_inputs, input_shape)

@@ -121,7 +121,7 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import ExportRequest, export
+    from .deploy import ExportRequest, export
 
     if args.out is None:
         raise AutopruneError("--out is required: the run directory of the search to export from")

@@ -138,9 +138,15 @@ def test_allocation_knobs_and_starting_points_on_resnet56(resnet56, resnet56_spa
         assert predictor.predict(allocation.config(knobs)) <= budget
 
 
-def test_the_api_function_is_not_shadowed_by_a_module():
+def test_the_api_functions_are_not_shadowed_by_modules():
+    import importlib
+    import pkgutil
+
     import autoprune
-    import autoprune.study  # imports every search module
+
+    # Importing a submodule sets it as an attribute of its package: one named like a function would replace it.
+    for module in pkgutil.walk_packages(autoprune.__path__, "autoprune."):
+        importlib.import_module(module.name)
 
     for name in ("search", "knapsack", "inspect", "profile", "predict", "validate", "pareto", "export"):
         assert callable(getattr(autoprune, name)) and getattr(autoprune, name).__module__ == "autoprune.api"

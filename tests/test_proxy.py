@@ -91,10 +91,10 @@ def test_interrupted_finetune_resumes_to_the_same_weights(tiny, tmp_path, monkey
 
     train_step = proxy._train_step
 
-    def crash_at_step_5(model, optimiser, scheduler, step, *args):
+    def crash_at_step_5(model, data, optimiser, scheduler, step, *args):
         if step == 5:
             raise KeyboardInterrupt
-        return train_step(model, optimiser, scheduler, step, *args)
+        return train_step(model, data, optimiser, scheduler, step, *args)
 
     monkeypatch.setattr(proxy, "_train_step", crash_at_step_5)
     with pytest.raises(KeyboardInterrupt):
