@@ -54,6 +54,7 @@ def test_small_search_writes_a_front_within_budget(small_run):
     assert study.trials[0].system_attrs["fixed_params"] == {k: 1.0 for k in ("res32", "res16", "res8", "shared")}
 
 
+@pytest.mark.slow
 def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
     assert main(["search", "--budget", "0.5x", "--trials", "9", "--out", str(tmp_path), *LADDER]) == 0
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -134,6 +135,7 @@ def _complete(db):
         return con.execute("select trial_id, number from trials where state='COMPLETE'").fetchall()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
     cmd = _search_cmd(tmp_path, 10)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,6 +168,7 @@ def _two_workers(tmp_path, *storage):
     return json.loads((tmp_path / "pareto.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path):
     _two_workers(tmp_path)
     study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -173,6 +176,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert len(workers) == 2
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_postgresql_study(tmp_path):
     url, stop = start_server()
     try:

@@ -53,6 +53,7 @@ def _width(module, side):
     return None
 
 
+@pytest.mark.slow
 def test_random_configs_prune_to_their_widths_and_match_onnx(model_and_space):
     loaded, space = model_and_space
     assert len(space.searchable) >= 2
