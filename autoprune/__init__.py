@@ -11,14 +11,14 @@
 """
 from __future__ import annotations
 
-from .api import export, inspect, knapsack, pareto, predict, profile, search, validate
+from .api import export, inspect, knapsack, pareto, predict, profile, rescale, search, validate
 from .checkpoint import load_pruned
 from .errors import (AutopruneError, BudgetError, DataError, LatencyCheckFailed, StudyError, TableError,
                      UnsupportedModelError)
 from .study import FrontMember, SearchResult, SearchSettings
 
 __all__ = [
-    "search", "knapsack", "inspect", "profile", "predict", "validate", "pareto", "export", "load_pruned",
+    "search", "knapsack", "inspect", "profile", "predict", "validate", "rescale", "pareto", "export", "load_pruned",
     "SearchResult", "FrontMember", "SearchSettings",
     "AutopruneError", "BudgetError", "DataError", "LatencyCheckFailed", "StudyError", "TableError",
     "UnsupportedModelError",

@@ -88,6 +88,16 @@ def validate(model: Model, table: str | Path, *, samples: int = 30, seed: int | 
                    samples, DEFAULT_SEED if seed is None else seed, save=save)
 
 
+def rescale(model: Model, table: str | Path, out: str | Path, *, configs: int = 8, seed: int = 0, example_inputs=None,
+            input_shape=None, space: str | None = None) -> tuple[LatencyTable, dict]:
+    """Adapts a table measured on another machine to this one (a few models timed here, one factor);
+    returns the new table and the error figures before and after on the models timed."""
+    from .latency.rescale import rescale as adapt
+
+    loaded = load(model, None, example_inputs, input_shape)
+    return adapt(loaded, space_for(loaded, space), LatencyTable.load(table), out, configs, seed)
+
+
 def _context(model: Model, budget: str, weights, example_inputs, input_shape, train_data, val_data, evaluate, loss,
              settings: dict, need_metric: bool = True) -> tuple[SearchSettings, SearchContext | None]:
     """The settings of a search and, when the caller passed objects, the context built from them."""

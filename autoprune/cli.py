@@ -241,6 +241,22 @@ def _validate(args, loaded, space) -> int:
     return 0
 
 
+def cmd_rescale(args) -> int:
+    from .latency.rescale import rescale
+
+    if args.configs < 2:
+        raise AutopruneError("--configs must be at least 2")
+    loaded = load_from_args(args)
+    table, figures = rescale(loaded, space_from_args(args, loaded), _load_table(args), args.out, args.configs,
+                             args.seed)
+    before, after = figures["before"], figures["after"]
+    print(f"{loaded.spec}: scale {figures['scale']:.3f}; on {after['n']} configs timed here MAPE "
+          f"{before['mape_pct']:.1f}% -> {after['mape_pct']:.1f}%, worst {before['worst_pct']:+.1f}% -> "
+          f"{after['worst_pct']:+.1f}%")
+    print(f"wrote {table.path}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .latency.validate import DEFAULT_SEED
 
@@ -256,6 +272,8 @@ COMMANDS = {
     "profile": ("measure a latency table on this machine, or write a kit for another device", cmd_profile),
     "predict": ("predicted latency of a model or a config, per layer", cmd_predict),
     "validate": ("measure random configs end to end and report the predictor's error", cmd_validate),
+    "rescale": ("adapt a table from another machine to this one: a few models timed here, one factor",
+                cmd_rescale),
     "knapsack": ("one-shot allocation: the latency-saliency knapsack's config at a budget, no accuracy spent",
                  cmd_knapsack),
     "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
@@ -292,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration configs")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per kernel (default 50)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per kernel (default 10)")
+
+    p = parsers["rescale"]
+    _add_model_args(p)
+    _add_space_args(p)
+    _add_table_args(p)
+    p.add_argument("--out", required=True, help="the table for this machine to write")
+    p.add_argument("--configs", type=int, default=8, help="models timed here: the unpruned one and N-1 pruned (8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pruned configs")
 
     p = parsers["predict"]
     _add_model_args(p)
@@ -358,9 +384,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", default="autoprune", help="study name inside the storage")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"autoprune: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return COMMANDS[args.command][1](args)
     except LatencyCheckFailed as exc:  # the command ran; its check failed (1), unlike a user mistake (2)

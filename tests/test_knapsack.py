@@ -148,7 +148,7 @@ def test_the_api_functions_are_not_shadowed_by_modules():
     for module in pkgutil.walk_packages(autoprune.__path__, "autoprune."):
         importlib.import_module(module.name)
 
-    for name in ("search", "knapsack", "inspect", "profile", "predict", "validate", "pareto", "export"):
+    for name in ("search", "knapsack", "inspect", "profile", "predict", "validate", "rescale", "pareto", "export"):
         assert callable(getattr(autoprune, name)) and getattr(autoprune, name).__module__ == "autoprune.api"
 
 

@@ -7,6 +7,7 @@ import math
 import random
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -120,7 +121,9 @@ def test_predict_and_breakdown(table_path, small):
     smallest = {g.name: g.choices[0] for g in space.searchable}
     # The predictor's fast path must agree with the features the runner calibrated on.
     keys, weight, acts = config_signatures(predictor.layers, space.complete(smallest))
-    expected = float(np.dot(predictor.coef, runner.config_features(table.entries, keys, weight, acts)))
+    features = runner.config_features(table.entries, keys, weight, acts)
+    assert set(features) == set(predictor.coef) == set(runner.CALIBRATION_FEATURES)  # applied by name
+    expected = sum(predictor.coef[name] * value for name, value in features.items())
     assert predictor.predict(smallest) == pytest.approx(expected)
     parts = predictor.breakdown(smallest)
     assert sum(parts.values()) == pytest.approx(expected)
@@ -188,7 +191,7 @@ def test_kit_runner_writes_a_loadable_table(small, tmp_path):
     with zipfile.ZipFile(kit) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path / "device")
-    assert "runner.py" in names and "manifest.json" in names
+    assert {"runner.py", "signature.py", "fingerprint.py", "manifest.json"} <= set(names)
     # The runner must not need torch, autoprune or tqdm: run it isolated with those imports blocked.
     blocked = ("import sys, runpy; sys.modules.update(torch=None, autoprune=None, tqdm=None); "
                "sys.argv = ['runner.py', '.', '--out', 'table.json']; runpy.run_path('runner.py', run_name='__main__')")
@@ -197,6 +200,7 @@ def test_kit_runner_writes_a_loadable_table(small, tmp_path):
     table = LatencyTable.load(tmp_path / "device" / "table.json", backend="ort-cpu", batch=1)
     model = table.model(model_key(space))
     assert model["validation"]["n"] == 3
+    assert table.foreign() == [] and "isa" in table.device  # the device's fingerprint: here, this machine
     assert math.isfinite(LatencyPredictor(table, space).predict({}))
 
 
@@ -268,3 +272,33 @@ def test_cli_predict_prints_breakdown(table_path, tmp_path, capsys):
     assert main(["predict", "--model", "cifar:resnet20", "--table", str(table_path), "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "predicted" in out and "layer1.0.conv1" in out
+
+
+def test_a_table_from_another_machine_warns_and_rescale_adapts_it_here(table_path, small, tmp_path, capsys):
+    from autoprune.latency.predict import ForeignTableWarning
+    from autoprune.latency.rescale import rescale
+
+    loaded, space = small
+    data = json.loads(table_path.read_text())
+    # A slower machine with another CPU: every calibration coefficient three times as large.
+    data["device"].update(cpu="Some Other CPU 9000", isa=["sse4_2"])
+    calibration = data["models"][model_key(space)]["calibration"]
+    calibration["coef"] = [3 * c for c in calibration["coef"]]
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps(data))
+    with pytest.warns(ForeignTableWarning, match="measured on another machine"):
+        slow = LatencyPredictor(LatencyTable.load(foreign), space)
+    rescaled, figures = rescale(loaded, space, LatencyTable.load(foreign), tmp_path / "here.json", configs=3)
+    assert figures["scale"] < 0.6 and figures["after"]["mape_pct"] < figures["before"]["mape_pct"]
+    assert rescaled.device["rescaled_from"]["cpu"] == "Some Other CPU 9000" and rescaled.foreign() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ForeignTableWarning)
+        here = LatencyPredictor(LatencyTable.load(tmp_path / "here.json"), space)
+    config = space.random_config(random.Random(1))
+    scale = rescaled.model(model_key(space))["calibration"]["rescaled"]["scale"]
+    assert scale == pytest.approx(figures["scale"], abs=1e-4)
+    assert here.predict(config) == pytest.approx(scale * slow.predict(config))
+    # The CLI says the same in one line.
+    assert main(["predict", "--model", "cifar:resnet20", "--table", str(foreign)]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "another machine" in line]
+    assert len(warning) == 1 and warning[0].startswith("autoprune: warning:")

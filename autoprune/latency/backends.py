@@ -1,45 +1,161 @@
-"""Backends a table can be measured on, and timers for the torch ones.
+"""Backends a table can be measured on: one small base class, one subclass per runtime, a registry by name.
 
-ORT backends are timed by the standalone runner in a fresh process (runner.ort_timed); torch
-backends are timed here, in process, on the modules themselves. CUDA timing uses CUDA events
-around the call and waits for the event, so the GPU's queue is not mistaken for its speed.
+ORT backends time ONNX files with the standalone runner in a fresh process that only runs ORT (DESIGN.md:
+timing in the process that just pruned and exported came out 5-8% slower and drifted), so a kit can do
+the same on another device. torch backends time the modules themselves, in this process. CUDA timing
+uses CUDA events around the call and waits for the event, so the GPU's queue is not mistaken for its speed.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
+from . import runner
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+RUNNER = Path(runner.__file__)
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    runtime: str  # "ort" or "torch"
-    cuda: bool
+class LatencyBackend:
+    """Where latencies come from: what it needs on a machine, and how it times models and profiling jobs."""
+
+    runtime = ""
+    writes_onnx = False  # its jobs are ONNX files the standalone runner times (and so can travel in a kit)
+
+    def __init__(self, name: str, cuda: bool):
+        self.name, self.cuda = name, cuda
 
     @property
     def provider(self) -> str:
         return "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
 
+    def check_available(self) -> None:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def gpu_name(self) -> str | None:
+        return torch.cuda.get_device_name() if self.cuda and torch.cuda.is_available() else None
+
+    def time_models(self, models: list[nn.Module], example: torch.Tensor, threads: int, rounds: int, per_round: int,
+                    dtype: str) -> list[dict]:
+        """{"ms", "spread"} of each model, timed interleaved over rounds."""
+        raise NotImplementedError
+
+    def measure_job(self, job: Path, out: Path, threads: int, make_timed) -> None:
+        """Measures a profiling job into the table `out`; `make_timed(ident)` times an entry in this process."""
+        raise NotImplementedError
+
+
+class OrtBackend(LatencyBackend):
+    runtime = "ort"
+    writes_onnx = True
+
+    def check_available(self) -> None:
+        import onnxruntime as ort
+
+        if self.provider not in ort.get_available_providers():
+            raise AutopruneError(
+                f"backend {self.name} needs onnxruntime with {self.provider}; this one has "
+                f"{', '.join(ort.get_available_providers())} (install onnxruntime-gpu on a CUDA machine)"
+            )
+
+    def version(self) -> str:
+        import onnxruntime as ort
+
+        return ort.__version__
+
+    def time_models(self, models, example, threads, rounds, per_round, dtype) -> list[dict]:
+        from ..onnx_io import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="autoprune-measure-") as tmp:
+            files = [str(export_onnx(m, example, Path(tmp) / f"m{i:03d}.onnx")) for i, m in enumerate(models)]
+            out = Path(tmp) / "stats.json"
+            _run_runner(["--time", *files, "--json", str(out), "--threads", str(threads), "--provider",
+                         self.provider, "--rounds", str(rounds), "--per-round", str(per_round)], "timing the models")
+            return json.loads(out.read_text())
+
+    def measure_job(self, job, out, threads, make_timed) -> None:
+        _run_runner([str(job), "--out", str(out)], "measuring", f"; run the same command again to resume from {job}",
+                    show=True)
+
+
+def _run_runner(args: list[str], what: str, hint: str = "", show: bool = False) -> None:
+    """The runner in a fresh process; `show` lets its progress through to the user, else its last line of
+    stderr is the error's reason."""
+    done = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=not show, text=True)
+    if done.returncode != 0:
+        last = "" if show else ": " + (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise AutopruneError(f"{what} failed (runner exit {done.returncode}{last}){hint}")
+
+
+class TorchBackend(LatencyBackend):
+    runtime = "torch"
+
     @property
     def device(self) -> torch.device:
         return torch.device("cuda" if self.cuda else "cpu")
 
+    def check_available(self) -> None:
+        if self.cuda and not torch.cuda.is_available():
+            raise AutopruneError(f"backend {self.name} needs a CUDA GPU, and torch sees none on this machine")
 
-BACKENDS = {
-    "ort-cpu": Backend("ort-cpu", "ort", False),
-    "torch-cpu": Backend("torch-cpu", "torch", False),
-    "ort-cuda": Backend("ort-cuda", "ort", True),
-    "torch-cuda": Backend("torch-cuda", "torch", True),
+    def version(self) -> str:
+        return torch.__version__ + (f"+cuda{torch.version.cuda}" if self.cuda else "")
+
+    def time_models(self, models, example, threads, rounds, per_round, dtype) -> list[dict]:
+        torch.set_num_threads(threads)
+        runs = [self.timed(m, (example,), dtype) for m in models]
+        return runner.time_models(runs, rounds=rounds, per_round=per_round)
+
+    def measure_job(self, job, out, threads, make_timed) -> None:
+        torch.set_num_threads(threads)
+        try:
+            runner.run_job(job, out, threads, make_timed, self.version(), self.gpu_name())
+        except runner.RunnerError as exc:
+            raise AutopruneError(str(exc)) from exc
+
+    def timed(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: str = "float32"):
+        """A callable running `module` once on `inputs` and returning the elapsed ms."""
+        module = module.eval().to(self.device, DTYPES[dtype])
+        inputs = tuple(x.to(self.device, DTYPES[dtype]) for x in inputs)
+
+        @torch.inference_mode()
+        def cpu() -> float:
+            start = time.perf_counter()
+            module(*inputs)
+            return (time.perf_counter() - start) * 1e3
+
+        @torch.inference_mode()
+        def cuda() -> float:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            module(*inputs)
+            end.record()
+            end.synchronize()
+            return begin.elapsed_time(end)
+
+        return cuda if self.cuda else cpu
+
+
+BACKENDS: dict[str, LatencyBackend] = {
+    "ort-cpu": OrtBackend("ort-cpu", cuda=False),
+    "torch-cpu": TorchBackend("torch-cpu", cuda=False),
+    "ort-cuda": OrtBackend("ort-cuda", cuda=True),
+    "torch-cuda": TorchBackend("torch-cuda", cuda=True),
 }
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
-def get_backend(name: str, dtype: str = "float32", here: bool = True) -> Backend:
+def get_backend(name: str, dtype: str = "float32", here: bool = True) -> LatencyBackend:
     """The named backend; with `here`, checks that this machine can run it."""
     if name not in BACKENDS:
         raise AutopruneError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
@@ -49,53 +165,5 @@ def get_backend(name: str, dtype: str = "float32", here: bool = True) -> Backend
     if dtype != "float32" and backend.name != "torch-cuda":
         raise AutopruneError(f"dtype {dtype} is supported on torch-cuda only; {name} tables are float32")
     if here:
-        _check_available(backend)
+        backend.check_available()
     return backend
-
-
-def _check_available(backend: Backend) -> None:
-    if backend.cuda and not torch.cuda.is_available() and backend.runtime == "torch":
-        raise AutopruneError(f"backend {backend.name} needs a CUDA GPU, and torch sees none on this machine")
-    if backend.runtime == "ort":
-        import onnxruntime as ort
-
-        if backend.provider not in ort.get_available_providers():
-            raise AutopruneError(
-                f"backend {backend.name} needs onnxruntime with {backend.provider}; this one has "
-                f"{', '.join(ort.get_available_providers())} (install onnxruntime-gpu on a CUDA machine)"
-            )
-
-
-def version(backend: Backend) -> str:
-    if backend.runtime == "ort":
-        import onnxruntime as ort
-
-        return ort.__version__
-    return torch.__version__ + (f"+cuda{torch.version.cuda}" if backend.cuda else "")
-
-
-def gpu_name(backend: Backend) -> str | None:
-    return torch.cuda.get_device_name() if backend.cuda and torch.cuda.is_available() else None
-
-
-def torch_timed(module: nn.Module, inputs: tuple[torch.Tensor, ...], backend: Backend, dtype: str = "float32"):
-    """A callable running `module` once on `inputs` and returning the elapsed ms."""
-    module = module.eval().to(backend.device, DTYPES[dtype])
-    inputs = tuple(x.to(backend.device, DTYPES[dtype]) for x in inputs)
-
-    @torch.inference_mode()
-    def cpu() -> float:
-        start = time.perf_counter()
-        module(*inputs)
-        return (time.perf_counter() - start) * 1e3
-
-    @torch.inference_mode()
-    def cuda() -> float:
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        begin.record()
-        module(*inputs)
-        end.record()
-        end.synchronize()
-        return begin.elapsed_time(end)
-
-    return cuda if backend.cuda else cpu

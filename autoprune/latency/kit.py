@@ -9,7 +9,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from .fingerprint import __file__ as FINGERPRINT_FILE
 from .runner import __file__ as RUNNER_FILE
+from .signature import __file__ as SIGNATURE_FILE
 
 README = """autoprune latency kit
 =====================
@@ -24,7 +26,8 @@ An interrupted run continues where it stopped when started again. Copy table.jso
 
 
 def write_kit(job: Path, kit: Path) -> Path:
-    shutil.copy(RUNNER_FILE, job / "runner.py")
+    for module in (RUNNER_FILE, SIGNATURE_FILE, FINGERPRINT_FILE):  # the runner and the two files it imports
+        shutil.copy(module, job / Path(module).name)
     (job / "README.txt").write_text(README.format(name=kit.name))
     kit.parent.mkdir(parents=True, exist_ok=True)
     tmp = kit.with_name(kit.name + ".tmp")

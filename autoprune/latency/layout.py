@@ -24,6 +24,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from ..errors import AutopruneError
 from ..models import LoadedModel
 from ..space import Config, SearchSpace
+from .signature import Signature
 
 # Activations ORT fuses into the convolution before them (its Conv/FusedConv activations).
 ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.Hardswish: "hardswish",
@@ -237,11 +238,8 @@ def weight_mb(layer: dict, cin: int, cout: int, bytes_per_value: int = 4) -> flo
 
 
 def signature(layer: dict, cin: int, cout: int) -> str:
-    """The table key of a kernel: op, channels, input size, static attributes and fused epilogue.
-
-    The channel field always comes second, as `cin>cout`, so that keys of one family (equal but for
-    channels) can be found for interpolation.
-    """
+    """The table key of a kernel (signature.py owns the format): op, channels, input size, static
+    attributes and fused epilogue."""
     a = layer["attrs"]
     hw = "x".join(str(v) for v in layer["hw"]) or "-"
     if layer["op"] == "conv":
@@ -253,7 +251,7 @@ def signature(layer: dict, cin: int, cout: int) -> str:
         static = "b" if a["bias"] else "nb"
     else:
         static = ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(a.items()))
-    return f"{layer['op']}:{cin}>{cout}:{hw}:{static}:{layer['epilogue']}"
+    return str(Signature(layer["op"], cin, cout, hw, static, layer["epilogue"]))
 
 
 def activation_mb(layer: dict, cin: int, bytes_per_value: int = 4) -> float:

@@ -9,17 +9,20 @@ channel pair a call is a few dict look-ups and additions per layer.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 from ..errors import AutopruneError
 from ..space import Config, SearchSpace
 from .layout import activation_mb, channels, model_key, signature, weight_mb
-from .runner import CALIBRATION_FEATURES, is_depthwise
+from .runner import CALIBRATION_FEATURES
+from .signature import Signature
 from .table import LatencyTable
 
-_CHANNELS = re.compile(r"^([^:]*):(\d+)>(\d+):(.*)$")
 NEIGHBOURS = 4
+
+
+class ForeignTableWarning(UserWarning):
+    """A table measured on a machine whose fingerprint differs from this one's."""
 
 
 class LatencyPredictor:
@@ -39,20 +42,25 @@ class LatencyPredictor:
         if cal["features"] != CALIBRATION_FEATURES:
             raise AutopruneError(f"the table's calibration uses {cal['features']}, this autoprune reads "
                                  f"{CALIBRATION_FEATURES}: profile it again")
-        self.coef = cal["coef"]
+        self.coef = dict(zip(cal["features"], cal["coef"]))  # by name: nothing is applied by position
+        moved = table.foreign()
+        if moved:
+            warnings.warn(f"table {table.path or ''} was measured on another machine ({'; '.join(moved)}): its "
+                          "latencies are that machine's; for this one run `autoprune rescale` (seconds) or profile "
+                          "here", ForeignTableWarning, stacklevel=2)
         self.layers = model["layers"]
         self.full = dict(groups)
         self._memo: list[dict] = [{} for _ in self.layers]
         self._families: dict | None = None
 
-    def _layer_cost(self, i: int, cin: int, cout: int) -> tuple[float, int, float, float]:
-        """(entry ms, its feature index: 0 dense or 1 depthwise, weight MB, activation MB)."""
+    def _layer_cost(self, i: int, cin: int, cout: int) -> tuple[float, str, float, float]:
+        """(entry ms, the feature it adds to: dense_ms or depthwise_ms, weight MB, activation MB)."""
         memo = self._memo[i]
         if (cin, cout) not in memo:
             layer = self.layers[i]
             key = signature(layer, cin, cout)
-            memo[(cin, cout)] = (self._entry_ms(key), int(is_depthwise(key)), weight_mb(layer, cin, cout),
-                                 activation_mb(layer, cin))
+            kind = "depthwise_ms" if Signature.parse(key).depthwise else "dense_ms"
+            memo[(cin, cout)] = (self._entry_ms(key), kind, weight_mb(layer, cin, cout), activation_mb(layer, cin))
         return memo[(cin, cout)]
 
     def _complete(self, config: Config) -> Config:
@@ -72,12 +80,12 @@ class LatencyPredictor:
 
     def predict(self, config: Config) -> float:
         """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
-        features = [0.0, 0.0, 0.0, 0.0, 1.0]
+        features = {"dense_ms": 0.0, "depthwise_ms": 0.0, "weight_mb": 0.0, "activation_mb": 0.0, "const": 1.0}
         for _, (ms, kind, mb, act) in self._costs(config):
             features[kind] += ms
-            features[2] += mb
-            features[3] += act
-        return sum(c * f for c, f in zip(self.coef, features))
+            features["weight_mb"] += mb
+            features["activation_mb"] += act
+        return sum(self.coef[name] * value for name, value in features.items())
 
     def breakdown(self, config: Config) -> dict[str, float]:
         """Per-layer ms (its kind's calibration slope applied) plus the weight, activation and constant
@@ -87,9 +95,9 @@ class LatencyPredictor:
             parts[name] = self.coef[kind] * ms
             weights += mb
             acts += act
-        parts["(weight streaming)"] = self.coef[2] * weights
-        parts["(layout conversions of micro-benchmarks)"] = self.coef[3] * acts
-        parts["(overhead: calls, layers between)"] = self.coef[4]
+        parts["(weight streaming)"] = self.coef["weight_mb"] * weights
+        parts["(layout conversions of micro-benchmarks)"] = self.coef["activation_mb"] * acts
+        parts["(overhead: calls, layers between)"] = self.coef["const"]
         return parts
 
     # ------------------------------------------------------------ missing entries
@@ -110,16 +118,14 @@ class LatencyPredictor:
         if self._families is None:
             self._families = {}
             for k, e in self.table.entries.items():
-                m = _CHANNELS.match(k)
-                if m:
-                    self._families.setdefault((m[1], m[4]), []).append((int(m[2]), int(m[3]), e["ms"]))
-        m = _CHANNELS.match(key)
-        family = self._families.get((m[1], m[4]), [])
+                s = Signature.parse(k)
+                self._families.setdefault(s.family, []).append((s.cin, s.cout, e["ms"]))
+        wanted = Signature.parse(key)
+        family = self._families.get(wanted.family, [])
         if not family:
             raise AutopruneError(f"kernel {key} is not in the table and no kernel like it is: profile this model")
-        cin, cout = int(m[2]), int(m[3])
-        # Depthwise convs and pools cost in proportion to their channels, dense layers to cin*cout.
-        linear = m[1].endswith("pool") or ":" in m[4] and "gdw" in m[4].split(":")[1]
+        cin, cout = wanted.cin, wanted.cout
+        linear = wanted.scales_with_channels
 
         def macs(i: int, o: int) -> int:
             return i if linear else i * o

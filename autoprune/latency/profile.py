@@ -11,12 +11,10 @@ import json
 import random
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from ..errors import AutopruneError
@@ -30,7 +28,6 @@ from .micro import micro_model
 from .table import LatencyTable
 from .validate import DEFAULT_SEED as VALIDATION_SEED
 
-RUNNER = Path(runner.__file__)
 # Beyond this many kernels (concat-heavy nets with fine steps) profiling would take hours.
 MAX_ENTRIES = 5000
 # The calibration fits 5 coefficients: fewer configs than this would fit noise.
@@ -46,7 +43,7 @@ def profile(
     """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
     began = time.time()
     be = backends.get_backend(backend, dtype, here=kit is None)
-    if kit is not None and be.runtime != "ort":
+    if kit is not None and not be.writes_onnx:
         raise AutopruneError(f"a kit runs ONNX Runtime on the device: use --backend ort-cpu or ort-cuda, not {backend}")
     if threads < 1 or batch < 1 or calibration < MIN_CALIBRATION:
         raise AutopruneError(f"--threads and --batch must be positive and --calibration at least {MIN_CALIBRATION} configs")
@@ -75,7 +72,7 @@ def profile(
     parts = {"calibration": configs, "validation": [space.random_config(vrng) for _ in range(validation)]}
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
-    if be.runtime == "ort":
+    if be.writes_onnx:
         manifest["entries"] = _write_entries(job, todo, batch)
         for part, cfgs in parts.items():
             manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch)
@@ -86,10 +83,8 @@ def profile(
         return write_kit(job, Path(kit))
     out = Path(out)
     start = time.time()
-    if be.runtime == "ort":
-        _run_ort_job(job, out)
-    else:
-        _run_torch_job(job, out, manifest, todo, loaded, space, parts, be, threads, dtype)
+    be.measure_job(job, out, threads, None if be.writes_onnx else
+                   _in_process_timers(job, manifest, todo, loaded, space, parts, be, dtype))
     print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     return out
@@ -162,17 +157,9 @@ def _config_record(rel: str, layers: list, space, config: dict) -> dict:
     return {"file": rel, "keys": keys, "weight_mb": weight, "activation_mb": acts, "config": config}
 
 
-def _run_ort_job(job: Path, out: Path) -> None:
-    """Runs the runner in a fresh process that only runs ORT (steadier than this one, see DESIGN.md)."""
-    done = subprocess.run([sys.executable, str(RUNNER), str(job), "--out", str(out)])
-    if done.returncode != 0:
-        raise AutopruneError(f"measuring failed (runner exit {done.returncode}); run the same command again to "
-                             f"resume from {job}")
-
-
-def _run_torch_job(job, out, manifest, todo, loaded, space, parts: dict, be, threads, dtype) -> None:
-    """torch backends are timed in this process on the modules themselves (no ONNX in between)."""
-    torch.set_num_threads(threads)
+def _in_process_timers(job, manifest, todo, loaded, space, parts: dict, be, dtype):
+    """For backends that time modules in this process: records the configs in the manifest and returns
+    make_timed(ident) for the runner."""
     batch = manifest["batch"]
     example = (loaded.example_input(batch),)
     layers = manifest["model"]["layers"]
@@ -184,10 +171,7 @@ def _run_torch_job(job, out, manifest, todo, loaded, space, parts: dict, be, thr
 
     def make_timed(ident: str):
         if ident in configs:
-            return backends.torch_timed(prune(loaded.model, space, configs[ident]), example, be, dtype)
-        return backends.torch_timed(*micro_model(*todo[ident], batch), be, dtype)
+            return be.timed(prune(loaded.model, space, configs[ident]), example, dtype)
+        return be.timed(*micro_model(*todo[ident], batch), dtype)
 
-    try:
-        runner.run_job(job, out, threads, make_timed, backends.version(be), backends.gpu_name(be))
-    except runner.RunnerError as exc:
-        raise AutopruneError(str(exc)) from exc
+    return make_timed

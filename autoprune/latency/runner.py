@@ -27,6 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # as part of autoprune
+    from .fingerprint import this_machine
+    from .signature import Signature
+except ImportError:  # standalone, beside these two files in a kit (or run as a script, even with python -I)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fingerprint import this_machine
+    from signature import Signature
+
 SCHEMA = "autoprune-latency-table"
 SCHEMA_VERSION = 1
 # Calibration: measured ~ a*dense + b*depthwise + c*weight_MB + d*activation_MB + e, where dense and
@@ -175,23 +183,16 @@ def error_figures(predicted, measured) -> dict:
     }
 
 
-def is_depthwise(key: str) -> bool:
-    """Keys read op:cin>cout:hw:static:epilogue; depthwise convs carry 'gdw' in the static part."""
-    parts = key.split(":")
-    return parts[0] == "conv" and "gdw" in parts[3]
-
-
-def config_features(entries: dict, keys: list[str], weight_mb: float, activation_mb: float) -> list[float]:
-    dense = depthwise = 0.0
+def config_features(entries: dict, keys: list[str], weight_mb: float, activation_mb: float) -> dict[str, float]:
+    """A config's calibration features by name (CALIBRATION_FEATURES)."""
+    features = {"dense_ms": 0.0, "depthwise_ms": 0.0, "weight_mb": weight_mb, "activation_mb": activation_mb,
+                "const": 1.0}
     for key in keys:
-        if is_depthwise(key):
-            depthwise += entries[key]["ms"]
-        else:
-            dense += entries[key]["ms"]
-    return [dense, depthwise, weight_mb, activation_mb, 1.0]
+        features["depthwise_ms" if Signature.parse(key).depthwise else "dense_ms"] += entries[key]["ms"]
+    return features
 
 
-def fit_calibration(features: list[list[float]], measured) -> dict:
+def fit_calibration(features: list[dict[str, float]], measured) -> dict:
     """Least-squares fit of what the sum of entries misses; stores the fit's own residuals.
 
     The fit minimizes relative errors (each row divided by its measurement): budgets and the error
@@ -200,7 +201,7 @@ def fit_calibration(features: list[list[float]], measured) -> dict:
     A feature that does not vary over the configs (no depthwise kernels in a ResNet) gets the
     minimum-norm coefficient 0 from lstsq, so one feature set serves every model.
     """
-    X = np.asarray(features, float)
+    X = np.asarray([[f[name] for name in CALIBRATION_FEATURES] for f in features], float)
     y = np.asarray(measured, float)
     coef, *_ = np.linalg.lstsq(X / y[:, None], np.ones_like(y), rcond=None)
     fitted = X @ coef
@@ -216,19 +217,10 @@ def fit_calibration(features: list[list[float]], measured) -> dict:
 # ---------------------------------------------------------------- the table file
 
 def device_block(backend: str, backend_version: str, threads: int, batch: int, dtype: str, gpu: str | None) -> dict:
-    """What the table was measured on, read from the machine running this."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """What the table was measured on, read from the machine running this (fingerprint.py: CPU model, cores,
+    ISA flags, GPU), with the software that timed it."""
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
+        **this_machine(gpu),
         "os": platform.platform(),
         "python": platform.python_version(),
         "backend": backend,
@@ -313,7 +305,8 @@ def run_job(job: Path, out: Path, threads: int | None = None, make_timed=None, b
         if part == "calibration":
             model["calibration"] = fit_calibration(features, measured)
         else:
-            predicted = [float(np.dot(model["calibration"]["coef"], f)) for f in features]
+            coef = dict(zip(model["calibration"]["features"], model["calibration"]["coef"]))
+            predicted = [sum(coef[name] * value for name, value in f.items()) for f in features]
             model["validation"] = {**error_figures(predicted, measured), "seed": manifest.get("validation_seed"),
                                    "predicted_ms": [round(p, 4) for p in predicted],
                                    "measured_ms": [round(m, 4) for m in measured]}

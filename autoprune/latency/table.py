@@ -55,6 +55,15 @@ class LatencyTable:
     def threads(self) -> int:
         return self.device["threads"]
 
+    def foreign(self) -> list[str]:
+        """How the machine this table was measured on differs from this one ('field: there -> here'); empty
+        when they match. A table from a device without a GPU name or ISA flags is compared on what it has."""
+        from .backends import BACKENDS
+        from .fingerprint import differences, this_machine
+
+        backend = BACKENDS.get(self.backend)
+        return differences(self.device, this_machine(backend.gpu_name() if backend else None))
+
     def model(self, key: str) -> dict:
         if key not in self.models:
             have = ", ".join(self.models) or "none"
