@@ -58,7 +58,7 @@ def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example
 
 
 def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = "ort-cpu",
-            threads: int = 1, batch: int = 1, calibration: int = 30, validate: int = 0, space: str | None = None,
+            threads: int = 1, batch: int = 1, calibration: int = 30, validate: int = 20, space: str | None = None,
             steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
             seed: int = 0) -> LatencyTable:
     """Measures a latency table for the model on this machine (grown if `out` exists) and returns it."""

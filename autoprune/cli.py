@@ -121,23 +121,29 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .deploy import ExportRequest, export
+    from .deploy import ExportRequest, complete_export, export
 
     if args.out is None:
         raise AutopruneError("--out is required: the run directory of the search to export from")
     if args.trial is not None and args.budget is not None:
         raise AutopruneError("give --trial or --budget, not both")
-    report = export(ExportRequest(
-        out=args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs, lr=args.lr,
-        distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
-    ))
-    print(
-        f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
-        f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%), latency measured {report.measured_ms:.3f} ms "
-        f"vs predicted {report.predicted_ms:.3f} ms ({100 * report.prediction_error:+.1f}%), "
-        f"budget {report.budget_ms:.3f} ms"
-    )
-    print(f"wrote {report.files['model']}, {report.files['onnx']} and report.json")
+    if args.measured:
+        report = complete_export(args.out, args.measured)
+    else:
+        report = export(ExportRequest(
+            out=args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs, lr=args.lr,
+            distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
+        ))
+        print(f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
+              f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%); wrote {report.files['model']}, "
+              f"{report.files['onnx']} and report.json")
+    if report.pending:
+        print(f"latency: predicted {report.predicted_ms:.3f} ms, budget {report.budget_ms:.3f} ms; the table is "
+              f"another device's, so the measurement is pending {report.pending}; then "
+              f"`autoprune export --out {args.out} --measured result.json`")
+        return 0
+    print(f"latency measured {report.measured_ms:.3f} ms on {report.measured_on.get('cpu')} vs predicted "
+          f"{report.predicted_ms:.3f} ms ({100 * report.prediction_error:+.1f}%), budget {report.budget_ms:.3f} ms")
     return 0
 
 
@@ -305,8 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="table JSON to write, or to grow if it exists")
     p.add_argument("--kit", default=None, help="instead of measuring here, write a zip to measure on another device")
     p.add_argument("--calibration", type=int, default=30, help="random configs timed end to end to calibrate (30)")
-    p.add_argument("--validate", type=int, default=0, metavar="N",
-                   help="also time N random configs (those `validate` draws) and store the figures")
+    p.add_argument("--validate", type=int, default=20, metavar="N",
+                   help="also time N random configs (those `validate` draws) and store the figures: the held-out "
+                        "error that --margin auto and the front's likely range read (default 20, 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration configs")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per kernel (default 50)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs per kernel (default 10)")
@@ -375,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--measured", default=None, metavar="RESULT",
+                   help="complete a pending export with the result.json its timing kit wrote on the device")
     return parser
 
 

@@ -1,4 +1,9 @@
-"""Turns a chosen trial into a deployable model: fine-tune, save .pt and .onnx, measure, report."""
+"""Turns a chosen trial into a deployable model: fine-tune, save .pt and .onnx, measure, report.
+
+With a table from another device (its fingerprint differs from this machine's), nothing is timed here: the
+export writes a timing kit for that device and a report whose measurement is pending; `complete_export`
+(`autoprune export --measured result.json`) reads what the kit measured and finishes the check.
+"""
 from __future__ import annotations
 
 import json
@@ -40,9 +45,9 @@ class ExportReport:
     config: dict[str, int]
     budget_ms: float
     predicted_ms: float
-    measured_ms: float
-    measured_spread_ms: float
-    prediction_error: float  # (predicted - measured) / measured
+    measured_ms: float | None  # None while the measurement on another device is pending
+    measured_spread_ms: float | None
+    prediction_error: float | None  # (predicted - measured) / measured
     test_accuracy: float  # the data's test score (top-1 on the test split, or the user's metric)
     proxy_accuracy: float | None
     unpruned_test_accuracy: float
@@ -54,9 +59,29 @@ class ExportReport:
     threads: int
     batch: int
     files: dict[str, str] = field(default_factory=dict)
+    measured_on: dict | None = None  # the fingerprint of the machine that timed it
+    pending: str | None = None  # what to run on the table's device, while its measurement is pending
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def record(self, measured_ms: float, spread: float, device: dict) -> None:
+        self.measured_ms, self.measured_spread_ms, self.measured_on = measured_ms, spread, device
+        self.prediction_error = (self.predicted_ms - measured_ms) / measured_ms
+        self.pending = None
+
+    def save(self, folder: Path) -> None:
+        (folder / "report.json").write_text(json.dumps(self.to_dict(), indent=2))
+
+    def check(self, folder: Path) -> "ExportReport":
+        """Raises LatencyCheckFailed when the measured latency breaks the budget by more than TOLERANCE."""
+        if self.measured_ms is not None and self.measured_ms > (1 + TOLERANCE) * self.budget_ms:
+            raise LatencyCheckFailed(
+                f"MEASURED LATENCY {self.measured_ms:.3f} ms EXCEEDS THE BUDGET {self.budget_ms:.3f} ms by "
+                f"{100 * (self.measured_ms / self.budget_ms - 1):.0f}% (predicted {self.predicted_ms:.3f} ms): the "
+                f"table does not describe this device well; re-profile it (report in {folder / 'report.json'})"
+            )
+        return self
 
 
 def _load_study(req: ExportRequest) -> optuna.Study:
@@ -84,6 +109,9 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     breaks the budget. A study searched on objects needs the same model (and data) passed again."""
     from .checkpoint import save_pruned
     from .latency import measure_model_ms
+    from .latency.backends import get_backend
+    from .latency.fingerprint import this_machine
+    from .latency.kit import write_timing_kit
     from .metrics import count_macs, count_params
     from .onnx_io import export_onnx
     from .proxy import finetune
@@ -111,20 +139,41 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
     export_onnx(model, example, out / "model.onnx", dynamic_batch=True)
-    measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
-    predicted = ctx.predictor.predict(config)
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
     report = ExportReport(
-        number, config, budget_ms, predicted, measured_ms, spread, (predicted - measured_ms) / measured_ms,
+        number, config, budget_ms, ctx.predictor.predict(config), None, None, None,
         ctx.data.test_score(model), trial.user_attrs.get("proxy_accuracy"), ctx.data.test_score(ctx.loaded.model),
         count_macs(model, ctx.loaded.example_input()), count_params(model), req.finetune_epochs, req.distill,
         table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
     )
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
-    if measured_ms > (1 + TOLERANCE) * budget_ms:
-        raise LatencyCheckFailed(
-            f"MEASURED LATENCY {measured_ms:.3f} ms EXCEEDS THE BUDGET {budget_ms:.3f} ms by "
-            f"{100 * (measured_ms / budget_ms - 1):.0f}% (predicted {predicted:.3f} ms): the table does not describe "
-            f"this device well; re-profile it (report in {out / 'report.json'})"
-        )
-    return report
+    if table.foreign():  # timing here would check this machine against another's table
+        timed = out / "timed.onnx"
+        export_onnx(model, example, timed)  # the shapes the table was measured with
+        kit, command = write_timing_kit(timed, out / "timing-kit.zip", table.threads,
+                                        get_backend(table.backend, here=False).provider, req.out)
+        timed.unlink()
+        report.files["timing_kit"] = str(kit)
+        report.pending = f"on {table.device.get('cpu')} ({table.backend}): unzip {kit.name} and run: {command}"
+        report.save(out)
+        return report
+    measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
+    report.record(measured_ms, spread, this_machine(get_backend(table.backend, here=False).gpu_name()))
+    report.save(out)
+    return report.check(out)
+
+
+def complete_export(out: str | Path, result: str | Path) -> ExportReport:
+    """Reads what a timing kit measured on the table's device and finishes the export's latency check."""
+    folder = Path(out) / "export"
+    path = folder / "report.json"
+    if not path.is_file():
+        raise AutopruneError(f"no export in {out} (export/report.json missing): run `autoprune export --out {out}`")
+    report = ExportReport(**json.loads(path.read_text()))
+    try:
+        measured = json.loads(Path(result).read_text())
+        stats, device = measured["stats"][0], measured["device"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise AutopruneError(f"{result} is not what the timing kit writes (runner.py --time ... --json): {exc}") from exc
+    report.record(stats["ms"], stats["spread"], device)
+    report.save(folder)
+    return report.check(folder)

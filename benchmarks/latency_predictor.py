@@ -1,78 +1,191 @@
-"""Reproduces the predictor's validation figures of autoprune/assets/latency_tables/README.md on this machine.
+"""Does a fresh default profile predict latency on the machine this runs on? Checked by a timing harness
+that shares no code with autoprune's timers.
 
-    flock /work/cpu.lock python benchmarks/latency_predictor.py            # validate the shipped tables
-    flock /work/cpu.lock python benchmarks/latency_predictor.py --profile  # profile fresh tables first (timed)
+    python benchmarks/latency_predictor.py                 # all three models, about 15 minutes on 2 cores
+    python benchmarks/latency_predictor.py --models cifar:resnet56 --configs 10
 
-For each model: 30 random pruned configs (seed as in the README), predicted by the table vs measured end
-to end with ONNX Runtime on the CPU, 1 thread, batch 1, in a fresh process, interleaved over rounds.
-Where the table stores a validation of the same configs, the last columns compare the two measurement
-passes of the same models: their Kendall tau (the ceiling for the predictor's) and the median ratio
-new/stored (how far the machine drifted between passes).
+Protocol, per model (torchvision:resnet18 and mobilenet_v2 at 224, cifar:resnet56 at 32; ORT CPU, 1 thread,
+batch 1; every finished piece is cached under --cache, so an interrupted run resumes):
+ 1. `autoprune.profile` with its defaults into a new table, from scratch (timed);
+ 2. --configs validation configs drawn here: half like search candidates (the latency knapsack at a random
+    budget of 35-80% with random knob weights, L1 saliency), half uniform (`SearchSpace.random_config` with a
+    seed the profile never uses); predicted by the new table;
+ 3. the harness: each config exported to ONNX; --passes passes, each a fresh Python process that imports only
+    onnxruntime and numpy and times every model in a shuffled order: 10 warm-up runs, then the median of 30
+    consecutive runs; a config's latency is the median over passes;
+ 4. MAPE, worst error, share within +-5/+-10%, Kendall's tau of predicted vs measured; the noise floor: tau
+    between the medians of the even and the odd passes (the best any predictor can rank here).
+Writes benchmarks/results/latency_predictor.{md,json}; records the CPU model.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import random
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from autoprune.assets import SHIPPED_TABLES
-from autoprune.latency import LatencyTable
-from autoprune.latency.profile import profile
-from autoprune.latency.layout import model_key
-from autoprune.latency.runner import kendall_tau
-from autoprune.latency.validate import DEFAULT_SEED, validate
-from autoprune.models import load_model
-from autoprune.space import build_space
+import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = {
-    "torchvision:resnet18": SHIPPED_TABLES / "ort-cpu-resnet18.json",
-    "torchvision:mobilenet_v2": SHIPPED_TABLES / "ort-cpu-mobilenet_v2.json",
-}
+import autoprune
+from autoprune.allocation import Allocation
+from autoprune.latency import LatencyPredictor, LatencyTable
+from autoprune.latency.fingerprint import this_machine
+from autoprune.latency.runner import error_figures, kendall_tau
+from autoprune.latency_knapsack import knapsack
+from autoprune.onnx_io import export_onnx
+from autoprune.prune import prune
+from autoprune.saliency import channel_saliency
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Pieces  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("torchvision:resnet18", "torchvision:mobilenet_v2", "cifar:resnet56")
+UNIFORM_SEED = 424242  # neither the profile's calibration (0) nor validate's default (12345)
+
+# The independent harness: no autoprune, no shared code; one fresh process per pass.
+HARNESS = r"""
+import json, random, sys, time
+import numpy as np, onnxruntime as ort
+files, seed = json.loads(sys.argv[1]), int(sys.argv[2])
+options = ort.SessionOptions()
+options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+sessions = {}
+for f in files:
+    s = ort.InferenceSession(f, options, providers=["CPUExecutionProvider"])
+    i = s.get_inputs()[0]
+    sessions[f] = (s, {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)})
+order = list(files)
+random.Random(seed).shuffle(order)
+out = {}
+for f in order:
+    s, feed = sessions[f]
+    for _ in range(10):
+        s.run(None, feed)
+    times = []
+    for _ in range(30):
+        t = time.perf_counter()
+        s.run(None, feed)
+        times.append((time.perf_counter() - t) * 1e3)
+    out[f] = float(np.median(times))
+print(json.dumps(out))
+"""
 
 
-def _repeatability(stored: dict, new: dict, seed: int) -> tuple[str, str]:
-    """Agreement of this pass's measurements with the table's stored pass of the same configs."""
-    old = stored.get("measured_ms")
-    if not old or stored.get("seed") != seed or len(old) != len(new["measured_ms"]):
-        return "-", "-"
-    ratio = sorted(n / o for n, o in zip(new["measured_ms"], old))[len(old) // 2]
-    return f"{kendall_tau(old, new['measured_ms']):.3f}", f"{(ratio - 1) * 100:+.1f}%"
+def draw_configs(loaded, space, predictor, n: int, seed: int) -> list[dict]:
+    """Half search-like (knapsack at random budgets and knob weights), half uniform."""
+    rng = random.Random(seed)
+    saliency = channel_saliency(loaded.model, space, None, "l1")
+    unpruned = predictor.predict(space.full_config())
+    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, unpruned, loaded.example_input())
+    configs = []
+    for _ in range(n // 2):
+        weights = allocation.weights({k: rng.uniform(0.25, 4.0) for k in allocation.knobs()})
+        configs.append({"kind": "search-like", "config": knapsack(space, predictor, saliency,
+                                                                  rng.uniform(0.35, 0.8) * unpruned, weights)})
+    uniform = random.Random(UNIFORM_SEED)
+    configs += [{"kind": "uniform", "config": space.random_config(uniform)} for _ in range(n - n // 2)]
+    return configs
+
+
+def harness_pass(files: list[str], seed: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", HARNESS, json.dumps(files), str(seed)], capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
+    slug = spec.replace(":", "_")
+    table_path = work / f"{slug}.json"
+
+    def fresh_profile(path: Path) -> dict:
+        path.unlink(missing_ok=True)
+        start = time.time()
+        autoprune.profile(spec, path)
+        return {"seconds": round(time.time() - start, 1), "at": time.time()}
+
+    profiled = pieces.get(f"{spec}/profile", lambda: fresh_profile(table_path))
+    loaded = autoprune.api.load(spec)
+    space = autoprune.inspect(spec)
+    predictor = LatencyPredictor(LatencyTable.load(table_path), space)
+    configs = pieces.get(f"{spec}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
+    files = []
+    for i, c in enumerate(configs):
+        path = work / slug / f"c{i:02d}.onnx"
+        if not path.is_file():
+            export_onnx(prune(loaded.model, space, c["config"]), loaded.example_input(), path)
+        files.append(str(path))
+    passes = [pieces.get(f"{spec}/pass{p}", lambda p=p: harness_pass(files, args.seed + p)) for p in range(args.passes)]
+    measured = [float(np.median([p[f] for p in passes])) for f in files]
+    halves = [[float(np.median([p[f] for p in passes[k::2]])) for f in files] for k in (0, 1)]
+    predicted = [predictor.predict(c["config"]) for c in configs]
+    figures = {**error_figures(predicted, measured), "noise_floor_tau": round(kendall_tau(*halves), 4),
+               "profile_seconds": profiled["seconds"], "entries": len(predictor.table.entries)}
+    for kind in ("search-like", "uniform"):
+        idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
+        figures[kind] = error_figures([predicted[i] for i in idx], [measured[i] for i in idx])
+    if args.again:  # the same model profiled again later: how far apart are the two tables' predictions?
+        again_path = work / f"{slug}-again.json"
+        again = pieces.get(f"{spec}/profile-again", lambda: fresh_profile(again_path))
+        other = LatencyPredictor(LatencyTable.load(again_path), space)
+        moved = [abs(other.predict(c["config"]) / p - 1) * 100 for c, p in zip(configs, predicted)]
+        figures["again"] = {"minutes_later": round((again["at"] - profiled.get("at", again["at"])) / 60),
+                            "seconds": again["seconds"], "median_pct": round(float(np.median(moved)), 2),
+                            "max_pct": round(max(moved), 2)}
+    figures["predicted_ms"] = [round(p, 4) for p in predicted]
+    figures["measured_ms"] = [round(m, 4) for m in measured]
+    return figures
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--profile", action="store_true", help="profile fresh tables first and report the time")
-    parser.add_argument("--plots", default=None, help="folder for predicted-vs-measured PNGs")
-    args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.models:
-            loaded = load_model(spec)
-            space = build_space(loaded)
-            path, seconds = MODELS[spec], None
-            if args.profile:
-                path = Path(tmp) / path.name
-                start = time.time()
-                profile(loaded, space, "ort-cpu", path)
-                seconds = time.time() - start
-            table = LatencyTable.load(path, backend="ort-cpu", batch=1)
-            plot = Path(args.plots) / f"{spec.split(':')[1]}.png" if args.plots else None
-            stored = table.model(model_key(space)).get("validation", {})
-            f = validate(loaded, space, table, args.samples, args.seed, save=False, plot=plot)
-            rows.append((spec, len(table.entries), seconds, f, _repeatability(stored, f, args.seed)))
-    print("| model | entries | profile s | MAPE % | worst % | within 5% | within 10% | Kendall tau "
-          "| re-measured tau | drift |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for spec, n, seconds, f, (tau, drift) in rows:
-        took = f"{seconds:.0f}" if seconds is not None else "-"
-        print(f"| {spec} | {n} | {took} | {f['mape_pct']:.2f} | {f['worst_pct']:+.2f} | {f['within_5pct']:.0%} | "
-              f"{f['within_10pct']:.0%} | {f['kendall_tau']:.3f} | {tau} | {drift} |")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--configs", type=int, default=20)
+    p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default="/tmp/autoprune-latency-predictor")
+    p.add_argument("--again", action="store_true",
+                   help="profile each model once more (run it an hour after the first run) and compare predictions")
+    p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
+    args = p.parse_args()
+    work = Path(args.cache)
+    work.mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(work / "pieces.json", args.max_seconds)
+    machine = {**this_machine(), "platform": platform.platform()}
+    results = {spec: run_model(spec, args, pieces, work) for spec in args.models}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latency_predictor.json").write_text(json.dumps({"machine": machine, "settings": vars(args),
+                                                                "models": results}, indent=1))
+    rows = ["| model | profile s | MAPE | worst | within ±5% | within ±10% | Kendall tau | noise floor tau |",
+            "|---|---|---|---|---|---|---|---|"]
+    for spec, f in results.items():
+        rows.append(f"| {spec} | {f['profile_seconds']:.0f} | {f['mape_pct']:.2f}% | {f['worst_pct']:+.2f}% | "
+                    f"{f['within_5pct']:.0%} | {f['within_10pct']:.0%} | {f['kendall_tau']:.3f} | "
+                    f"{f['noise_floor_tau']:.3f} |")
+    by_kind = ["| model | configs | MAPE | worst | Kendall tau |", "|---|---|---|---|---|"]
+    for spec, f in results.items():
+        for kind in ("search-like", "uniform"):
+            k = f[kind]
+            by_kind.append(f"| {spec} | {kind} ({k['n']}) | {k['mape_pct']:.2f}% | {k['worst_pct']:+.2f}% | "
+                           f"{k['kendall_tau']:.3f} |")
+    again = [f"| {spec} | {f['again']['minutes_later']} | {f['again']['seconds']:.0f} | {f['again']['median_pct']:.2f}% | "
+             f"{f['again']['max_pct']:.2f}% |" for spec, f in results.items() if "again" in f]
+    if again:
+        by_kind += ["", "The same model profiled again later, predictions of the two tables on the configs above:", "",
+                    "| model | minutes later | profile s | median difference | largest difference |",
+                    "|---|---|---|---|---|", *again]
+    text = (f"# Latency predictor on {machine['cpu']} ({machine['cores']} cores, ISA {', '.join(machine['isa'])})\n\n"
+            f"Written by `benchmarks/latency_predictor.py` (its docstring has the protocol): a fresh default profile "
+            f"per model, {args.configs} validation configs each (half search-like, half uniform), timed by an "
+            f"independent harness in {args.passes} fresh-process passes (10 warm-up runs, median of 30 consecutive "
+            f"runs, shuffled order). Error = (predicted - measured) / measured.\n\n" + "\n".join(rows)
+            + "\n\nBy kind of config:\n\n" + "\n".join(by_kind) + "\n")
+    (RESULTS / "latency_predictor.md").write_text(text)
+    print(text)
     return 0
 
 

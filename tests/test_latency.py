@@ -240,6 +240,16 @@ def test_cuda_backends_need_a_gpu():
                 backends.get_backend(name)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here: the CUDA timing paths need one")
+def test_torch_cuda_backend_profiles_and_times_with_cuda_events(small, tmp_path):
+    loaded, space = small
+    out = profile(loaded, space, "torch-cuda", tmp_path / "cuda.json", calibration=8, settings=FAST)
+    table = LatencyTable.load(out, backend="torch-cuda")
+    assert table.device["gpu"] and math.isfinite(LatencyPredictor(table, space).predict({}))
+    ms, _ = measure_model_ms(loaded.model, loaded.example_input(), "torch-cuda")
+    assert ms > 0
+
+
 def test_kendall_tau_matches_scipy():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=20), rng.normal(size=20)

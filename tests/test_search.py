@@ -268,3 +268,31 @@ def test_machines_sharing_a_storage_draw_different_samples(monkeypatch):
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
         draws.append([t.params["x"] for t in study.trials])
     assert draws[0] != draws[1]
+
+
+def test_export_with_another_devices_table_writes_a_timing_kit_and_completes_from_its_result(tmp_path, capsys):
+    import zipfile
+
+    from autoprune.study import default_table
+
+    table = json.loads(open(default_table("cifar:resnet56")).read())
+    table["device"].update(cpu="Jetson Orin (ARM Cortex-A78AE)", isa=["asimd"], cores=8)
+    foreign = tmp_path / "orin.json"
+    foreign.write_text(json.dumps(table))
+    run = tmp_path / "run"
+    assert main(["search", "--budget", "0.6x", "--trials", "2", "--out", str(run), "--table", str(foreign), *FAST]) == 0
+    assert main(["export", "--out", str(run), "--trial", "0", "--finetune-epochs", "0.02"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((run / "export" / "report.json").read_text())
+    assert report["measured_ms"] is None and "Jetson Orin" in report["pending"] and "pending" in out
+    # On the device: unzip the kit and run what the report says (here, this machine stands in for it).
+    kit = tmp_path / "device"
+    zipfile.ZipFile(report["files"]["timing_kit"]).extractall(kit)
+    command = report["pending"].split("run: ", 1)[1].split()
+    done = subprocess.run([sys.executable, *command[1:]], cwd=kit, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code = main(["export", "--out", str(run), "--measured", str(kit / "result.json")])
+    report = json.loads((run / "export" / "report.json").read_text())
+    assert report["pending"] is None and report["measured_ms"] > 0 and "isa" in report["measured_on"]
+    assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
+    assert main(["export", "--out", str(run), "--measured", str(tmp_path / "nothing.json")]) == 2

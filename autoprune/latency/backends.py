@@ -82,7 +82,7 @@ class OrtBackend(LatencyBackend):
             out = Path(tmp) / "stats.json"
             _run_runner(["--time", *files, "--json", str(out), "--threads", str(threads), "--provider",
                          self.provider, "--rounds", str(rounds), "--per-round", str(per_round)], "timing the models")
-            return json.loads(out.read_text())
+            return json.loads(out.read_text())["stats"]
 
     def measure_job(self, job, out, threads, make_timed) -> None:
         _run_runner([str(job), "--out", str(out)], "measuring", f"; run the same command again to resume from {job}",

@@ -1,7 +1,8 @@
-"""A profiling kit: everything another device needs to build its own table, as one zip.
+"""Kits: what another device needs to measure, as one zip with the standalone runner.
 
-It holds the job's manifest, the micro-benchmark and calibration ONNX files and the standalone
-runner; the device needs python3, numpy and onnxruntime only, and its table loads into autoprune as is.
+A profiling kit holds the job's manifest and its micro-benchmark and calibration ONNX files, and builds a
+table there; a timing kit holds one exported model, and times it for export's latency check. The device
+needs python3, numpy and onnxruntime only; what it writes loads into autoprune as is.
 """
 from __future__ import annotations
 
@@ -25,10 +26,38 @@ An interrupted run continues where it stopped when started again. Copy table.jso
 """
 
 
+TIMING_README = """autoprune timing kit
+===================
+On the target device (python3 with numpy and onnxruntime; onnxruntime-gpu for ort-cuda):
+
+    unzip {name} -d kit && cd kit
+    {command}
+
+Copy result.json back and complete the export's latency check:
+
+    autoprune export --out {out} --measured result.json
+"""
+
+
 def write_kit(job: Path, kit: Path) -> Path:
+    """Zips a profiling job with the runner (the job folder is removed)."""
+    return _zip(job, kit, README.format(name=kit.name))
+
+
+def write_timing_kit(onnx: Path, kit: Path, threads: int, provider: str, out: str) -> tuple[Path, str]:
+    """Zips one model with the runner and the command that times it; returns the kit and that command."""
+    job = kit.with_name(kit.stem + ".job")
+    job.mkdir(parents=True, exist_ok=True)
+    shutil.copy(onnx, job / "model.onnx")
+    command = (f"python3 runner.py --time model.onnx --threads {threads} --provider {provider} "
+               "--json result.json")
+    return _zip(job, kit, TIMING_README.format(name=kit.name, command=command, out=out)), command
+
+
+def _zip(job: Path, kit: Path, readme: str) -> Path:
     for module in (RUNNER_FILE, SIGNATURE_FILE, FINGERPRINT_FILE):  # the runner and the two files it imports
         shutil.copy(module, job / Path(module).name)
-    (job / "README.txt").write_text(README.format(name=kit.name))
+    (job / "README.txt").write_text(readme)
     kit.parent.mkdir(parents=True, exist_ok=True)
     tmp = kit.with_name(kit.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -5,16 +5,19 @@ import torch
 import torch.nn as nn
 
 from . import backends
+from .runner import STEADY
 
 
 def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, backend: str, threads: int = 1,
-                      rounds: int = 7, per_round: int = 3, dtype: str = "float32") -> list[tuple[float, float]]:
+                      rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
+                      dtype: str = "float32") -> list[tuple[float, float]]:
     """(median ms, relative spread) of each model, timed interleaved."""
     stats = backends.get_backend(backend, dtype).time_models(models, example_input, threads, rounds, per_round, dtype)
     return [(s["ms"], s["spread"]) for s in stats]
 
 
 def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = 1,
-                     rounds: int = 7, per_round: int = 3, dtype: str = "float32") -> tuple[float, float]:
+                     rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
+                     dtype: str = "float32") -> tuple[float, float]:
     """(median ms, relative spread) of one forward pass of `model` on `backend`."""
     return measure_models_ms([model], example_input, backend, threads, rounds, per_round, dtype)[0]

@@ -32,7 +32,9 @@ from .validate import DEFAULT_SEED as VALIDATION_SEED
 MAX_ENTRIES = 5000
 # The calibration fits 5 coefficients: fewer configs than this would fit noise.
 MIN_CALIBRATION = 8
-DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "rounds": 7, "per_round": 3}
+# Kernels: warm-up, then consecutive runs (their median); whole models: runner.STEADY.
+DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "model_warmup": runner.STEADY["warmup"],
+                    "rounds": runner.STEADY["rounds"], "per_round": runner.STEADY["per_round"]}
 
 
 def profile(

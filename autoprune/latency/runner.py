@@ -119,20 +119,29 @@ def read_log(path: Path) -> dict:
     return out
 
 
-def time_models(runs: list, warmup: int = 2, rounds: int = 7, per_round: int = 3, seed: int = 0) -> list[dict]:
-    """End-to-end medians of several models, interleaved: each round visits the models in a new random
-    order, so drift of the machine spreads over all of them instead of biasing some."""
-    for run in runs:
-        for _ in range(warmup):
-            run()
+# Whole models are timed as deployment benchmarks do (onnxruntime_perf_test, trtexec): warm-up runs, then
+# consecutive runs of one model, their median: steady-state latency. Rounds repeat that in a new random order
+# of the models, so a drift of the machine spreads over all of them, and the median of the rounds' medians
+# shrugs off a round that a neighbour's load disturbed.
+STEADY = {"warmup": 5, "rounds": 3, "per_round": 20}
+
+
+def time_models(runs: list, warmup: int = STEADY["warmup"], rounds: int = STEADY["rounds"],
+                per_round: int = STEADY["per_round"], seed: int = 0) -> list[dict]:
+    """Steady-state latency of several models: {"ms": median of the rounds' medians, "spread", "n"}."""
+    medians: list[list[float]] = [[] for _ in runs]
     samples: list[list[float]] = [[] for _ in runs]
     order = list(range(len(runs)))
     rng = random.Random(seed)
     for _ in range(rounds):
         rng.shuffle(order)
         for i in order:
-            samples[i].extend(runs[i]() for _ in range(per_round))
-    return [summarize(s) for s in samples]
+            for _ in range(warmup):
+                runs[i]()
+            times = [runs[i]() for _ in range(per_round)]
+            medians[i].append(float(np.median(times)))
+            samples[i].extend(times)
+    return [{**summarize(s), "ms": float(np.median(m))} for s, m in zip(samples, medians)]
 
 
 def ort_timed(path: str | Path, threads: int, provider: str = "CPUExecutionProvider"):
@@ -335,7 +344,8 @@ def _measure_configs(job: Path, part: str, configs: list, make_timed, settings: 
         if saved.get("files") == ids:
             return saved["ms"]
     print(f"{part}: timing {len(configs)} whole models end to end", file=sys.stderr, flush=True)
-    stats = time_models([make_timed(f) for f in ids], rounds=settings["rounds"], per_round=settings["per_round"])
+    stats = time_models([make_timed(f) for f in ids], settings.get("model_warmup", STEADY["warmup"]),
+                        settings["rounds"], settings["per_round"])
     ms = [s["ms"] for s in stats]
     write_json(cache, {"files": ids, "ms": ms, "stats": stats})
     return ms
@@ -349,14 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time", nargs="+", metavar="ONNX", help="only time these whole models end to end")
     parser.add_argument("--json", help="with --time: where to write the medians")
     parser.add_argument("--provider", default="CPUExecutionProvider")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--per-round", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=STEADY["warmup"], help="untimed runs before each round's")
+    parser.add_argument("--rounds", type=int, default=STEADY["rounds"])
+    parser.add_argument("--per-round", type=int, default=STEADY["per_round"], help="consecutive timed runs")
     args = parser.parse_args(argv)
     try:
         if args.time:
             runs = [ort_timed(p, args.threads or 1, args.provider) for p in args.time]
-            stats = time_models(runs, rounds=args.rounds, per_round=args.per_round)
-            text = json.dumps(stats)
+            stats = time_models(runs, args.warmup, args.rounds, args.per_round)
+            text = json.dumps({"device": this_machine(_nvidia_gpu_name() if "CUDA" in args.provider else None),
+                               "files": [Path(p).name for p in args.time], "stats": stats})
             Path(args.json).write_text(text) if args.json else print(text)
             return 0
         job = Path(args.job)

@@ -12,7 +12,7 @@ from ..prune import prune
 from ..space import SearchSpace
 from .measure import measure_models_ms
 from .predict import LatencyPredictor
-from .runner import error_figures
+from .runner import STEADY, error_figures
 from .table import LatencyTable
 
 # Validation configs come from their own seed, never the calibration's (profile uses seed 0).
@@ -20,7 +20,8 @@ DEFAULT_SEED = 12345
 
 
 def validate(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, samples: int = 30, seed: int = DEFAULT_SEED,
-             rounds: int = 7, per_round: int = 3, save: bool = True, plot: str | Path | None = None) -> dict:
+             rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"], save: bool = True,
+             plot: str | Path | None = None) -> dict:
     """Measures `samples` random configs on the table's backend, returns the error figures and, with
     `save`, stores them in the table under its model."""
     predictor = LatencyPredictor(table, space)
