@@ -100,21 +100,15 @@ def channels_to_remove(
     return removed
 
 
-def prune_recorded(
-    model: nn.Module,
-    space: SearchSpace,
-    config: Config,
-    criterion: str | Criterion = "l1",
-    batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-    seed: int = 0,
-    loss: Callable = F.cross_entropy,
-) -> tuple[nn.Module, dict[str, list[int]]]:
+def prune_recorded(model: nn.Module, space: SearchSpace, config: Config, criterion: str | Criterion = "l1",
+                   **scoring) -> tuple[nn.Module, dict[str, list[int]]]:
     """`prune`, also returning the removed indices, which rebuild the same architecture (see checkpoint)."""
-    removed = channels_to_remove(model, space, config, criterion, batch, seed, loss)
+    removed = channels_to_remove(model, space, config, criterion, **scoring)
     return prune_channels(model, space, removed), removed
 
 
 def prune(model: nn.Module, space: SearchSpace, config: Config, criterion: str | Criterion = "l1",
-          batch: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0) -> nn.Module:
-    """A new model keeping exactly `config[group]` channels per group (unnamed groups stay whole)."""
-    return prune_recorded(model, space, config, criterion, batch, seed)[0]
+          **scoring) -> nn.Module:
+    """A new model keeping exactly `config[group]` channels per group (unnamed groups stay whole); `scoring`:
+    the batch, seed and loss of channels_to_remove, for criteria that score from gradients."""
+    return prune_recorded(model, space, config, criterion, **scoring)[0]

@@ -123,7 +123,10 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     measured = [float(np.median([p[f] for p in passes])) for f in files]
     halves = [[float(np.median([p[f] for p in passes[k::2]])) for f in files] for k in (0, 1)]
     predicted = [predictor.predict(c["config"]) for c in configs]
+    # The harness against itself: its even passes' medians as a "prediction" of its odd passes'.
+    noise = error_figures(halves[0], halves[1])
     figures = {**error_figures(predicted, measured), "noise_floor_tau": round(kendall_tau(*halves), 4),
+               "noise_mape_pct": noise["mape_pct"], "noise_worst_pct": noise["worst_pct"],
                "profile_seconds": profiled["seconds"], "entries": len(predictor.table.entries)}
     for kind in ("search-like", "uniform"):
         idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
@@ -160,12 +163,12 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latency_predictor.json").write_text(json.dumps({"machine": machine, "settings": vars(args),
                                                                 "models": results}, indent=1))
-    rows = ["| model | profile s | MAPE | worst | within ±5% | within ±10% | Kendall tau | noise floor tau |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | profile s | MAPE | worst | within ±5% | within ±10% | Kendall tau | noise floor: tau | "
+            "noise floor: MAPE, worst |", "|---|---|---|---|---|---|---|---|---|"]
     for spec, f in results.items():
         rows.append(f"| {spec} | {f['profile_seconds']:.0f} | {f['mape_pct']:.2f}% | {f['worst_pct']:+.2f}% | "
                     f"{f['within_5pct']:.0%} | {f['within_10pct']:.0%} | {f['kendall_tau']:.3f} | "
-                    f"{f['noise_floor_tau']:.3f} |")
+                    f"{f['noise_floor_tau']:.3f} | {f['noise_mape_pct']:.2f}%, {f['noise_worst_pct']:+.2f}% |")
     by_kind = ["| model | configs | MAPE | worst | Kendall tau |", "|---|---|---|---|---|"]
     for spec, f in results.items():
         for kind in ("search-like", "uniform"):
@@ -182,7 +185,8 @@ def main() -> int:
             f"Written by `benchmarks/latency_predictor.py` (its docstring has the protocol): a fresh default profile "
             f"per model, {args.configs} validation configs each (half search-like, half uniform), timed by an "
             f"independent harness in {args.passes} fresh-process passes (10 warm-up runs, median of 30 consecutive "
-            f"runs, shuffled order). Error = (predicted - measured) / measured.\n\n" + "\n".join(rows)
+            f"runs, shuffled order). Error = (predicted - measured) / measured. Noise floor: the medians of the "
+            f"even passes against those of the odd passes, as if one were a prediction of the other.\n\n" + "\n".join(rows)
             + "\n\nBy kind of config:\n\n" + "\n".join(by_kind) + "\n")
     (RESULTS / "latency_predictor.md").write_text(text)
     print(text)

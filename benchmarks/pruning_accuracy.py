@@ -29,7 +29,7 @@ def main() -> None:
     whole = f"{100 * evaluate_top1(loaded.model, test):.1f}%"
     rows = [["unpruned", "-", whole, whole]]
     for criterion in CRITERIA:
-        accs = [evaluate_top1(prune(loaded.model, space, cfg, criterion, batch), test) for cfg in (inner, every)]
+        accs = [evaluate_top1(prune(loaded.model, space, cfg, criterion, batch=batch), test) for cfg in (inner, every)]
         rows.append([f"-{100 * args.share:.0f}% channels", criterion] + [f"{100 * a:.1f}%" for a in accs])
     print(f"cifar:resnet56, shipped weights, {len(test)} shipped CIFAR-10 test images, top-1")
     print(table(["model", "criterion", "inside blocks", "every group"], rows))

@@ -15,12 +15,14 @@ import pytest
 import scipy.stats
 import torch
 
+from autoprune.assets import shipped_table_for
 from autoprune.cli import main
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyPredictor, LatencyTable, measure_model_ms
 from autoprune.latency import backends, runner
 from autoprune.latency.layout import build_layout, channels, config_signatures, model_key
 from autoprune.latency.profile import profile
+from autoprune.latency.signature import Signature
 from autoprune.latency.validate import validate
 from autoprune.models import load_model
 from autoprune.prune import prune
@@ -69,6 +71,23 @@ def test_layout_channels_match_pruned_model(spec):
                 assert real[layer["name"]] == (channels(layer["in"], config), channels(layer["out"], config)), layer["name"]
 
 
+def test_signatures_round_trip_through_their_one_format(table_path):
+    table = LatencyTable.load(table_path)
+    mobilenet = json.loads(shipped_table_for("torchvision:mobilenet_v2").read_text())
+    for key in [*table.entries, *mobilenet["entries"]]:
+        assert str(Signature.parse(key)) == key
+    layers = next(iter(table.models.values()))["layers"]
+    conv = next(layer for layer in layers if layer["op"] == "conv")
+    built = Signature.of(conv, 12, 34)
+    assert (built.op, built.cin, built.cout) == ("conv", 12, 34) and not built.depthwise
+    assert Signature.parse(str(built)) == built
+    # What the runner's calibration sorts on: mobilenet's depthwise kernels pass their channels through.
+    depthwise = [Signature.parse(k) for k in mobilenet["entries"] if Signature.parse(k).depthwise]
+    assert depthwise and all(s.cin == s.cout and s.scales_with_channels for s in depthwise)
+    assert {runner.kernel_feature(str(s)) for s in depthwise} == {"depthwise_ms"}
+    assert runner.kernel_feature(str(built)) == "dense_ms"
+
+
 def test_table_round_trip(table_path, tmp_path):
     table = LatencyTable.load(table_path)
     copy = table.save(tmp_path / "copy.json")
@@ -78,7 +97,8 @@ def test_table_round_trip(table_path, tmp_path):
     assert table.entries and all(e["ms"] > 0 for e in table.entries.values())
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "binary", "foreign", "bad_entry", "bad_layer", "future"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "binary", "foreign", "bad_entry", "bad_layer",
+                                    "bad_calibration", "future"])
 def test_bad_table_files_are_refused(table_path, tmp_path, damage):
     text = table_path.read_text()
     data = json.loads(text)
@@ -96,6 +116,9 @@ def test_bad_table_files_are_refused(table_path, tmp_path, damage):
         path.write_text(json.dumps(data))
     elif damage == "bad_layer":
         next(iter(data["models"].values()))["layers"][0]["in"]["groups"] = {"no.such.group": 1}
+        path.write_text(json.dumps(data))
+    elif damage == "bad_calibration":
+        next(iter(data["models"].values()))["calibration"]["coef"]["const"] = "slow"
         path.write_text(json.dumps(data))
     else:
         data["version"] = 99
@@ -130,6 +153,65 @@ def test_predict_and_breakdown(table_path, small):
     assert {layer["name"] for layer in predictor.layers} <= set(parts)
     with pytest.raises(AutopruneError, match="unknown group"):
         predictor.predict({"nope": 3})
+
+
+def _as_version_1(data: dict) -> dict:
+    """The table as autoprune wrote it before calibrations were stored by name: a list beside "features"."""
+    old = json.loads(json.dumps(data))
+    old["version"] = 1
+    for model in old["models"].values():
+        coef = model["calibration"]["coef"]
+        model["calibration"]["features"] = list(coef)
+        model["calibration"]["coef"] = list(coef.values())
+    return old
+
+
+def test_calibration_is_stored_and_applied_by_name_and_version_1_lists_still_load(table_path, small, tmp_path):
+    _, space = small
+    data = json.loads(table_path.read_text())
+    calibration = data["models"][model_key(space)]["calibration"]
+    assert data["version"] == runner.SCHEMA_VERSION == 2 and "features" not in calibration
+    assert list(calibration["coef"]) == runner.CALIBRATION_FEATURES
+    configs = [{}, {g.name: g.choices[0] for g in space.searchable}, space.random_config(random.Random(2))]
+    named = LatencyPredictor(LatencyTable.load(table_path), space)
+    expected = [named.predict(c) for c in configs]
+
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(_as_version_1(data)))
+    assert [LatencyPredictor(LatencyTable.load(old), space).predict(c) for c in configs] == expected
+    # By name, not by position: the same coefficients in another order predict the same.
+    calibration["coef"] = dict(reversed(calibration["coef"].items()))
+    shuffled = tmp_path / "reversed.json"
+    shuffled.write_text(json.dumps(data))
+    assert [LatencyPredictor(LatencyTable.load(shuffled), space).predict(c) for c in configs] == expected
+    # Growing a version 1 table writes version 2 and leaves its older calibrations readable.
+    grown = runner.merge_into(old, data["device"], data["settings"], {}, "other@3x32x32",
+                              {"layers": [], "groups": {}, "calibration": calibration})
+    assert grown["version"] == 2
+    assert [LatencyPredictor(LatencyTable.load(old), space).predict(c) for c in configs] == expected
+    # A calibration missing a feature this autoprune applies is refused in one line.
+    del calibration["coef"]["weight_mb"]
+    shuffled.write_text(json.dumps(data))
+    with pytest.raises(AutopruneError, match="profile it again") as err:
+        LatencyPredictor(LatencyTable.load(shuffled), space)
+    assert "\n" not in str(err.value)
+
+
+def test_shipped_version_1_tables_predict_as_their_named_form():
+    loaded = load_model("cifar:resnet56")
+    space = build_space(loaded)
+    path = shipped_table_for("cifar:resnet56")
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and isinstance(data["models"][model_key(space)]["calibration"]["coef"], list)
+    calibration = data["models"][model_key(space)]["calibration"]
+    calibration["coef"] = dict(zip(calibration.pop("features"), calibration["coef"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # measured on another machine than this one
+        shipped = LatencyPredictor(LatencyTable.load(path), space)
+        named = LatencyPredictor(LatencyTable(data, path), space)
+    for config in [{}, *(space.random_config(random.Random(seed)) for seed in range(3))]:
+        assert shipped.predict(config) == named.predict(config)
+        assert shipped.breakdown(config) == named.breakdown(config)
 
 
 def test_missing_entry_is_interpolated_or_refused_in_strict_mode(table_path, small):
@@ -240,6 +322,23 @@ def test_cuda_backends_need_a_gpu():
                 backends.get_backend(name)
 
 
+def test_backend_registry_holds_one_class_per_runtime_and_refuses_unknown_names_and_dtypes():
+    assert list(backends.BACKENDS) == ["ort-cpu", "torch-cpu", "ort-cuda", "torch-cuda"]
+    for name, backend in backends.BACKENDS.items():
+        runtime, device = name.split("-")
+        assert isinstance(backend, {"ort": backends.OrtBackend, "torch": backends.TorchBackend}[runtime])
+        assert isinstance(backend, backends.LatencyBackend) and backend.name == name
+        assert backend.cuda == (device == "cuda") and backend.writes_onnx == (runtime == "ort")
+    assert backends.get_backend("ort-cpu").version() and backends.get_backend("torch-cpu").version()
+    with pytest.raises(AutopruneError, match="unknown backend 'tpu' \\(choose from ort-cpu, torch-cpu"):
+        backends.get_backend("tpu")
+    with pytest.raises(AutopruneError, match="unknown dtype"):
+        backends.get_backend("ort-cpu", "int8")
+    with pytest.raises(AutopruneError, match="float16 is supported on torch-cuda only; ort-cpu tables are float32"):
+        backends.get_backend("ort-cpu", "float16")
+    assert backends.get_backend("torch-cuda", "float16", here=False).name == "torch-cuda"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here: the CUDA timing paths need one")
 def test_torch_cuda_backend_profiles_and_times_with_cuda_events(small, tmp_path):
     loaded, space = small
@@ -293,7 +392,7 @@ def test_a_table_from_another_machine_warns_and_rescale_adapts_it_here(table_pat
     # A slower machine with another CPU: every calibration coefficient three times as large.
     data["device"].update(cpu="Some Other CPU 9000", isa=["sse4_2"])
     calibration = data["models"][model_key(space)]["calibration"]
-    calibration["coef"] = [3 * c for c in calibration["coef"]]
+    calibration["coef"] = {name: 3 * c for name, c in calibration["coef"].items()}
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps(data))
     with pytest.warns(ForeignTableWarning, match="measured on another machine"):

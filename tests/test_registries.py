@@ -34,7 +34,7 @@ def test_every_proxy_kind_scores_a_candidate_and_leaves_it_alone(kind, resnet56,
 @pytest.mark.parametrize("name", sorted(CRITERIA))
 def test_every_criterion_prunes_to_the_config(name, resnet56, resnet56_space, half, splits):
     batch = next(splits.proxy_train.batches(16)) if CRITERIA[name].needs_batch else None
-    pruned = prune(resnet56.model, resnet56_space, half, name, batch)
+    pruned = prune(resnet56.model, resnet56_space, half, name, batch=batch)
     widths = {n: m.out_channels for n, m in pruned.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert all(widths[g] == k for g, k in half.items() if g in widths)
     if CRITERIA[name].needs_batch:

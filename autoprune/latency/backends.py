@@ -1,5 +1,9 @@
 """Backends a table can be measured on: one small base class, one subclass per runtime, a registry by name.
 
+Callers ask the backend (what it needs here, its version and GPU, which dtypes it times, whether its jobs
+are ONNX files a kit can carry, how it times models and jobs) rather than branching on its name, so a new
+backend is one subclass and one line in BACKENDS.
+
 ORT backends time ONNX files with the standalone runner in a fresh process that only runs ORT (DESIGN.md:
 timing in the process that just pruned and exported came out 5-8% slower and drifted), so a kit can do
 the same on another device. torch backends time the modules themselves, in this process. CUDA timing
@@ -27,14 +31,18 @@ RUNNER = Path(runner.__file__)
 class LatencyBackend:
     """Where latencies come from: what it needs on a machine, and how it times models and profiling jobs."""
 
-    runtime = ""
     writes_onnx = False  # its jobs are ONNX files the standalone runner times (and so can travel in a kit)
 
     def __init__(self, name: str, cuda: bool):
         self.name, self.cuda = name, cuda
 
     @property
+    def dtypes(self) -> tuple[str, ...]:
+        return ("float32",)
+
+    @property
     def provider(self) -> str:
+        """ONNX Runtime's provider for this device: a timing kit runs ORT whatever runtime made the table."""
         return "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
 
     def check_available(self) -> None:
@@ -57,7 +65,6 @@ class LatencyBackend:
 
 
 class OrtBackend(LatencyBackend):
-    runtime = "ort"
     writes_onnx = True
 
     def check_available(self) -> None:
@@ -99,11 +106,13 @@ def _run_runner(args: list[str], what: str, hint: str = "", show: bool = False) 
 
 
 class TorchBackend(LatencyBackend):
-    runtime = "torch"
-
     @property
     def device(self) -> torch.device:
         return torch.device("cuda" if self.cuda else "cpu")
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(DTYPES) if self.cuda else ("float32",)  # torch on a CPU: float16 is not what gets deployed
 
     def check_available(self) -> None:
         if self.cuda and not torch.cuda.is_available():
@@ -162,8 +171,10 @@ def get_backend(name: str, dtype: str = "float32", here: bool = True) -> Latency
     backend = BACKENDS[name]
     if dtype not in DTYPES:
         raise AutopruneError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
-    if dtype != "float32" and backend.name != "torch-cuda":
-        raise AutopruneError(f"dtype {dtype} is supported on torch-cuda only; {name} tables are float32")
+    if dtype not in backend.dtypes:
+        able = [n for n, b in BACKENDS.items() if dtype in b.dtypes]
+        raise AutopruneError(f"dtype {dtype} is supported on {', '.join(able)} only; {name} tables are "
+                             f"{', '.join(backend.dtypes)}")
     if here:
         backend.check_available()
     return backend

@@ -9,7 +9,8 @@ out-channel counts are linear in the kept counts of the search space's groups:
 
 propagated through the traced graph, so a concat sums its inputs' groups and a flatten scales them.
 This is exact where the graph is, and it is checked against the unpruned shapes. The layout is plain
-JSON and is stored in the table, so predicting needs neither torch nor the model.
+JSON and is stored in the table, so predicting needs neither torch nor the model. A layer at given
+channels is a table key through signature.Signature.of, which owns the key's format.
 """
 from __future__ import annotations
 
@@ -237,23 +238,6 @@ def weight_mb(layer: dict, cin: int, cout: int, bytes_per_value: int = 4) -> flo
     return values * bytes_per_value / 1e6
 
 
-def signature(layer: dict, cin: int, cout: int) -> str:
-    """The table key of a kernel (signature.py owns the format): op, channels, input size, static
-    attributes and fused epilogue."""
-    a = layer["attrs"]
-    hw = "x".join(str(v) for v in layer["hw"]) or "-"
-    if layer["op"] == "conv":
-        pad = a["padding"] if isinstance(a["padding"], str) else "x".join(map(str, a["padding"]))
-        g = "dw" if a["groups"] == "depthwise" else a["groups"]
-        static = (f"k{'x'.join(map(str, a['kernel']))}s{'x'.join(map(str, a['stride']))}p{pad}"
-                  f"d{'x'.join(map(str, a['dilation']))}g{g}{'b' if a['bias'] else ''}")
-    elif layer["op"] == "linear":
-        static = "b" if a["bias"] else "nb"
-    else:
-        static = ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(a.items()))
-    return str(Signature(layer["op"], cin, cout, hw, static, layer["epilogue"]))
-
-
 def activation_mb(layer: dict, cin: int, bytes_per_value: int = 4) -> float:
     """The layer's input feature map per sample, in MB: what a micro-model's layout conversion copies."""
     size = 1
@@ -267,7 +251,7 @@ def config_signatures(layers: list[dict], config: Config) -> tuple[list[str], fl
     keys, weights, acts = [], 0.0, 0.0
     for layer in layers:
         cin, cout = channels(layer["in"], config), channels(layer["out"], config)
-        keys.append(signature(layer, cin, cout))
+        keys.append(str(Signature.of(layer, cin, cout)))
         weights += weight_mb(layer, cin, cout)
         acts += activation_mb(layer, cin)
     return keys, weights, acts
@@ -286,10 +270,11 @@ def enumerate_signatures(layers: list[dict], space: SearchSpace) -> dict[str, tu
     choices = {g.name: g.choices for g in space.groups}
     found = {}
     for layer in layers:
-        if layer["op"] == "conv" and layer["attrs"]["groups"] == "depthwise" or layer["op"].endswith("pool"):
-            pairs = [(c, c) for c in sorted(_values(layer["in"], choices))]  # channels pass through
+        ins = sorted(_values(layer["in"], choices))
+        if Signature.of(layer, ins[0], ins[0]).scales_with_channels:  # its channels pass through
+            pairs = [(c, c) for c in ins]
         else:
-            pairs = [(i, o) for i in sorted(_values(layer["in"], choices)) for o in sorted(_values(layer["out"], choices))]
+            pairs = [(i, o) for i in ins for o in sorted(_values(layer["out"], choices))]
         for cin, cout in pairs:
-            found.setdefault(signature(layer, cin, cout), (layer, cin, cout))
+            found.setdefault(str(Signature.of(layer, cin, cout)), (layer, cin, cout))
     return found

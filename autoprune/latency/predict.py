@@ -2,9 +2,10 @@
 
     ms = a * (dense kernels' ms) + b * (depthwise kernels' ms) + c * weight MB + d * activation MB + e
 
-(the features and why: runner.CALIBRATION_FEATURES). The search calls predict() thousands of times,
-so each layer memoizes its (cin, cout) -> contribution to the features; after the first visit of a
-channel pair a call is a few dict look-ups and additions per layer.
+(the features and why: runner.CALIBRATION_FEATURES). Each coefficient is applied to the feature of its
+name, as the table stores them (runner.calibration_coef, which also reads version 1's list form). The
+search calls predict() thousands of times, so each layer memoizes its (cin, cout) -> contribution to the
+features; after the first visit of a channel pair a call is a few dict look-ups and additions per layer.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import warnings
 
 from ..errors import AutopruneError
 from ..space import Config, SearchSpace
-from .layout import activation_mb, channels, model_key, signature, weight_mb
-from .runner import CALIBRATION_FEATURES
+from .layout import activation_mb, channels, model_key, weight_mb
+from .runner import CALIBRATION_FEATURES, calibrated_ms, calibration_coef, kernel_feature, zero_features
 from .signature import Signature
 from .table import LatencyTable
 
@@ -39,10 +40,10 @@ class LatencyPredictor:
         cal = model.get("calibration")
         if cal is None:
             raise AutopruneError(f"the table's {self.key} has no calibration: its profile did not finish")
-        if cal["features"] != CALIBRATION_FEATURES:
-            raise AutopruneError(f"the table's calibration uses {cal['features']}, this autoprune reads "
-                                 f"{CALIBRATION_FEATURES}: profile it again")
-        self.coef = dict(zip(cal["features"], cal["coef"]))  # by name: nothing is applied by position
+        self.coef = calibration_coef(cal)
+        if self.coef is None or set(self.coef) != set(CALIBRATION_FEATURES):
+            raise AutopruneError(f"the table's calibration of {self.key} is not one this autoprune reads (it needs "
+                                 f"a coefficient for each of {', '.join(CALIBRATION_FEATURES)}): profile it again")
         moved = table.foreign()
         if moved:
             warnings.warn(f"table {table.path or ''} was measured on another machine ({'; '.join(moved)}): its "
@@ -58,9 +59,9 @@ class LatencyPredictor:
         memo = self._memo[i]
         if (cin, cout) not in memo:
             layer = self.layers[i]
-            key = signature(layer, cin, cout)
-            kind = "depthwise_ms" if Signature.parse(key).depthwise else "dense_ms"
-            memo[(cin, cout)] = (self._entry_ms(key), kind, weight_mb(layer, cin, cout), activation_mb(layer, cin))
+            key = str(Signature.of(layer, cin, cout))
+            memo[(cin, cout)] = (self._entry_ms(key), kernel_feature(key), weight_mb(layer, cin, cout),
+                                 activation_mb(layer, cin))
         return memo[(cin, cout)]
 
     def _complete(self, config: Config) -> Config:
@@ -80,12 +81,12 @@ class LatencyPredictor:
 
     def predict(self, config: Config) -> float:
         """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
-        features = {"dense_ms": 0.0, "depthwise_ms": 0.0, "weight_mb": 0.0, "activation_mb": 0.0, "const": 1.0}
+        features = zero_features()
         for _, (ms, kind, mb, act) in self._costs(config):
             features[kind] += ms
             features["weight_mb"] += mb
             features["activation_mb"] += act
-        return sum(self.coef[name] * value for name, value in features.items())
+        return calibrated_ms(self.coef, features)
 
     def breakdown(self, config: Config) -> dict[str, float]:
         """Per-layer ms (its kind's calibration slope applied) plus the weight, activation and constant

@@ -20,7 +20,7 @@ from ..space import SearchSpace
 from .backends import get_backend
 from .measure import measure_models_ms
 from .predict import ForeignTableWarning, LatencyPredictor
-from .runner import device_block, error_figures
+from .runner import SCHEMA_VERSION, device_block, error_figures
 from .table import LatencyTable
 
 DEFAULT_CONFIGS = 8
@@ -46,9 +46,12 @@ def rescale(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, out: s
                "after": error_figures(scaled, measured)}
 
     data = copy.deepcopy(table.data)
+    data["version"] = SCHEMA_VERSION  # the calibration below is written in this version's form
     model = data["models"][predictor.key]
-    model["calibration"]["coef"] = [c * scale for c in model["calibration"]["coef"]]
-    model["calibration"]["rescaled"] = {"scale": scale, "configs": len(chosen), "seed": seed}
+    calibration = model["calibration"]
+    calibration.pop("features", None)  # a version 1 table's names: they key the coefficients now
+    calibration["coef"] = {name: c * scale for name, c in predictor.coef.items()}
+    calibration["rescaled"] = {"scale": scale, "configs": len(chosen), "seed": seed}
     # Its held-out figures were the other machine's; these configs (one factor fitted on them) stand in.
     model["validation"] = {**figures["after"], "seed": seed, "from": "rescale",
                            "predicted_ms": [round(p, 4) for p in scaled], "measured_ms": [round(m, 4) for m in measured]}

@@ -11,7 +11,8 @@ pruned and exported) and on a remote device from a kit:
 A job directory holds manifest.json (written by `autoprune profile`), the micro-benchmark ONNX files
 and the calibration models. Every measured entry is appended to JOB_DIR/measured.jsonl at once, so
 an interrupted run continues where it stopped. autoprune imports the measuring loops, the
-calibration fit and the error figures from here, so remote and local tables are made the same way.
+calibration (its features, fit and coefficients by name) and the error figures from here, so remote and
+local tables are made and read the same way.
 """
 from __future__ import annotations
 
@@ -36,14 +37,9 @@ except ImportError:  # standalone, beside these two files in a kit (or run as a 
     from signature import Signature
 
 SCHEMA = "autoprune-latency-table"
-SCHEMA_VERSION = 1
-# Calibration: measured ~ a*dense + b*depthwise + c*weight_MB + d*activation_MB + e, where dense and
-# depthwise sum the entries of each kind of kernel. What each term models (DESIGN.md, and validation):
-# a lone micro-benchmark keeps its weights in cache while the network streams them (weight MB); a
-# micro-model pays ORT's layout conversions at its input and output (activation MB); memory-bound
-# depthwise kernels run at another speed inside the network than alone (their own slope); the
-# constant is the per-pass overhead and the layers between.
-CALIBRATION_FEATURES = ["dense_ms", "depthwise_ms", "weight_mb", "activation_mb", "const"]
+# 2: a calibration's coefficients are stored by feature name. Version 1 tables (a list beside the list of
+# their "features") are still read, by calibration_coef.
+SCHEMA_VERSION = 2
 
 
 class RunnerError(Exception):
@@ -192,13 +188,49 @@ def error_figures(predicted, measured) -> dict:
     }
 
 
+# ---------------------------------------------------------------- the calibration
+
+# Calibration: measured ~ a*dense + b*depthwise + c*weight_MB + d*activation_MB + e, where dense and
+# depthwise sum the entries of each kind of kernel. What each term models (DESIGN.md, and validation):
+# a lone micro-benchmark keeps its weights in cache while the network streams them (weight MB); a
+# micro-model pays ORT's layout conversions at its input and output (activation MB); memory-bound
+# depthwise kernels run at another speed inside the network than alone (their own slope); the
+# constant is the per-pass overhead and the layers between.
+CALIBRATION_FEATURES = ["dense_ms", "depthwise_ms", "weight_mb", "activation_mb", "const"]
+
+
+def kernel_feature(key: str) -> str:
+    """The feature a kernel's entry adds to: depthwise kernels have a slope of their own."""
+    return "depthwise_ms" if Signature.parse(key).depthwise else "dense_ms"
+
+
+def zero_features() -> dict[str, float]:
+    """Calibration features by name before a config's kernels and MB are added; the constant's is 1."""
+    return {name: 1.0 if name == "const" else 0.0 for name in CALIBRATION_FEATURES}
+
+
 def config_features(entries: dict, keys: list[str], weight_mb: float, activation_mb: float) -> dict[str, float]:
     """A config's calibration features by name (CALIBRATION_FEATURES)."""
-    features = {"dense_ms": 0.0, "depthwise_ms": 0.0, "weight_mb": weight_mb, "activation_mb": activation_mb,
-                "const": 1.0}
+    features = {**zero_features(), "weight_mb": weight_mb, "activation_mb": activation_mb}
     for key in keys:
-        features["depthwise_ms" if Signature.parse(key).depthwise else "dense_ms"] += entries[key]["ms"]
+        features[kernel_feature(key)] += entries[key]["ms"]
     return features
+
+
+def calibrated_ms(coef: dict[str, float], features: dict[str, float]) -> float:
+    """The calibration applied to a config's features, each coefficient to the feature of its name."""
+    return sum(coef[name] * features[name] for name in CALIBRATION_FEATURES)
+
+
+def calibration_coef(calibration: dict) -> dict[str, float] | None:
+    """A stored calibration's coefficients by feature name, or None if it holds none readable. Version 1
+    stored them as a list beside the list of their "features": the names make that form unambiguous."""
+    coef, names = calibration.get("coef"), calibration.get("features")
+    if isinstance(coef, dict):
+        return coef
+    if isinstance(coef, list) and isinstance(names, list) and len(coef) == len(names):
+        return dict(zip(names, coef))
+    return None
 
 
 def fit_calibration(features: list[dict[str, float]], measured) -> dict:
@@ -215,8 +247,7 @@ def fit_calibration(features: list[dict[str, float]], measured) -> dict:
     coef, *_ = np.linalg.lstsq(X / y[:, None], np.ones_like(y), rcond=None)
     fitted = X @ coef
     return {
-        "features": CALIBRATION_FEATURES,
-        "coef": [float(c) for c in coef],
+        "coef": {name: float(c) for name, c in zip(CALIBRATION_FEATURES, coef)},
         "configs": int(y.size),
         "residuals_pct": [round(float(r), 3) for r in (fitted - y) / y * 100],
         "fit": error_figures(fitted, y),
@@ -257,6 +288,7 @@ def merge_into(path: Path, device: dict, settings: dict, entries: dict, model_ke
                 raise RunnerError(
                     f"{path} holds {field}={old.get(field)!r}, this run measures {device[field]!r}: use another --out"
                 )
+        table["version"] = SCHEMA_VERSION  # the model written now is in this version's form; older ones still read
     else:
         table = {"schema": SCHEMA, "version": SCHEMA_VERSION, "entries": {}, "models": {}}
     table["device"] = device
@@ -314,8 +346,7 @@ def run_job(job: Path, out: Path, threads: int | None = None, make_timed=None, b
         if part == "calibration":
             model["calibration"] = fit_calibration(features, measured)
         else:
-            coef = dict(zip(model["calibration"]["features"], model["calibration"]["coef"]))
-            predicted = [sum(coef[name] * value for name, value in f.items()) for f in features]
+            predicted = [calibrated_ms(model["calibration"]["coef"], f) for f in features]
             model["validation"] = {**error_figures(predicted, measured), "seed": manifest.get("validation_seed"),
                                    "predicted_ms": [round(p, 4) for p in predicted],
                                    "measured_ms": [round(m, 4) for m in measured]}

@@ -1,8 +1,9 @@
 """The kernel signature, a latency table's key for one kernel: `op:cin>cout:hw:static:epilogue`.
 
-Built by layout.py from a layer, read back by the predictor (to find kernels of one family, equal but for
-channels, for interpolation) and by the runner (to tell depthwise kernels from dense ones for the
-calibration). Standard library only: the runner reads it on a device without autoprune, from the kit.
+This module is the format's one owner: it builds a key from a layer of the layout (layout.py) at given
+channels, and parses keys back for the predictor (kernels of one family, equal but for channels, for
+interpolation) and for the runner (depthwise kernels from dense ones, for the calibration). Standard
+library only, no autoprune imports: the runner reads it on a device without autoprune, from the kit.
 """
 from __future__ import annotations
 
@@ -22,7 +23,23 @@ class Signature:
         return f"{self.op}:{self.cin}>{self.cout}:{self.hw}:{self.static}:{self.epilogue}"
 
     @classmethod
-    def parse(cls, key: str) -> "Signature":
+    def of(cls, layer: dict, cin: int, cout: int) -> Signature:
+        """The kernel a layer of the layout runs at these channels: the static part holds every attribute
+        that changes the kernel, so two layers share an entry exactly when they run the same kernel."""
+        a = layer["attrs"]
+        if layer["op"] == "conv":
+            pad = a["padding"] if isinstance(a["padding"], str) else _dims(a["padding"])
+            groups = "dw" if a["groups"] == "depthwise" else a["groups"]
+            static = (f"k{_dims(a['kernel'])}s{_dims(a['stride'])}p{pad}d{_dims(a['dilation'])}g{groups}"
+                      f"{'b' if a['bias'] else ''}")
+        elif layer["op"] == "linear":
+            static = "b" if a["bias"] else "nb"
+        else:
+            static = ",".join(f"{k}={_dims(v) if isinstance(v, list) else v}" for k, v in sorted(a.items()))
+        return cls(layer["op"], cin, cout, _dims(layer["hw"]) or "-", static, layer["epilogue"])
+
+    @classmethod
+    def parse(cls, key: str) -> Signature:
         op, channels, hw, static, epilogue = key.split(":", 4)
         cin, cout = channels.split(">")
         return cls(op, int(cin), int(cout), hw, static, epilogue)
@@ -38,5 +55,10 @@ class Signature:
 
     @property
     def scales_with_channels(self) -> bool:
-        """Its cost grows with the channel count (depthwise convs, pools), not with cin x cout."""
+        """Its channels pass through (depthwise convs, pools): cout is cin, and the cost grows with it,
+        not with cin x cout."""
         return self.depthwise or self.op.endswith("pool")
+
+
+def _dims(values) -> str:
+    return "x".join(str(v) for v in values)

@@ -1,15 +1,17 @@
 """The latency table file: JSON (never a pickle), validated when loaded.
 
-    {"schema": "autoprune-latency-table", "version": 1,
+    {"schema": "autoprune-latency-table", "version": 2,
      "device":   {cpu, cores, gpu, os, python, backend, backend_version, threads, batch, dtype, date},
      "settings": {warmup, repeats, rounds, per_round},
      "entries":  {signature: {"ms", "spread", "n"}},            # shared by all models of the table
      "models":   {"spec@CxHxW": {"layers": [...], "groups": {name: channels},
-                                 "calibration": {features, coef, configs, residuals_pct, fit},
+                                 "calibration": {"coef": {feature: coefficient}, configs, residuals_pct, fit},
                                  "validation": {n, mape_pct, worst_pct, within_5pct, within_10pct, kendall_tau}}}}
 
 Entries are deduplicated across layers and models; a model's calibration is its own, because what
-the sum of kernels misses (the layers between, per-call overhead, cache) differs per network.
+the sum of kernels misses (the layers between, per-call overhead, cache) differs per network. Version 1
+tables (the shipped ones among them) store "coef" as a list beside a list of "features"; they load as
+they are, and runner.calibration_coef reads either form by name.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AutopruneError
-from .runner import SCHEMA, SCHEMA_VERSION, write_json
+from .runner import SCHEMA, SCHEMA_VERSION, calibration_coef, write_json
 
 DEVICE_FIELDS = ("backend", "backend_version", "threads", "batch", "dtype", "date")
 LAYER_FIELDS = ("name", "op", "in", "out", "hw", "attrs", "epilogue")
@@ -148,7 +150,8 @@ def _model_problem(model) -> str | None:
             if unknown:
                 return f"layer '{layer['name']}' refers to unknown group '{unknown[0]}'"
     cal = model.get("calibration")
-    if cal is not None and (not isinstance(cal, dict) or not isinstance(cal.get("coef"), list)
-                            or len(cal["coef"]) != len(cal.get("features", []))):
-        return "calibration needs as many 'coef' as 'features'"
+    if cal is not None:
+        coef = calibration_coef(cal) if isinstance(cal, dict) else None
+        if coef is None or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coef.values()):
+            return "calibration needs a number for each feature in 'coef'"
     return None

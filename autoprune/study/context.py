@@ -45,8 +45,8 @@ class SearchContext:
         """The pruned model of `config` and the channels it removed, by the settings' criterion."""
         from ..prune import prune_recorded
 
-        return prune_recorded(self.loaded.model, self.space, config, self.settings.criterion, self.criterion_batch,
-                              loss=self.data.loss)
+        return prune_recorded(self.loaded.model, self.space, config, self.settings.criterion,
+                              batch=self.criterion_batch, loss=self.data.loss)
 
 
 def default_table(model: str) -> str:
