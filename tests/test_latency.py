@@ -378,7 +378,9 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(argv, table_path, tmp_path, cap
 def test_cli_predict_prints_breakdown(table_path, tmp_path, capsys):
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps({"layer1.0.conv1": 8}))
-    assert main(["predict", "--model", "cifar:resnet20", "--table", str(table_path), "--config", str(config)]) == 0
+    # --top 0 prints every layer: whether this one is among the largest parts depends on the timings.
+    assert main(["predict", "--model", "cifar:resnet20", "--table", str(table_path), "--config", str(config),
+                 "--top", "0"]) == 0
     out = capsys.readouterr().out
     assert "predicted" in out and "layer1.0.conv1" in out
 
