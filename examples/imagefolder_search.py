@@ -4,7 +4,7 @@ This example writes such a folder from the CIFAR-10 subset that ships with autop
 the shipped CIFAR ResNet-56 on it from Python. Point `data` at your own folder instead:
 
     autoprune search --model torchvision:resnet18 --weights w.pt --data imagefolder:/data/pets \\
-                     --table latency_tables/my-cpu.json --budget 30ms
+                     --table my-cpu.json --budget 30ms
 """
 import sys
 from pathlib import Path

@@ -1,7 +1,7 @@
 """A user's own model for autoprune: any file with a function that returns an nn.Module.
 
     autoprune inspect --model examples/my_model.py:build
-    autoprune profile --model examples/my_model.py:build --out latency_tables/my-cpu.json
+    autoprune profile --model examples/my_model.py:build --out my-cpu.json
     autoprune search  --model examples/my_model.py:build --weights my_weights.pt --budget 0.5x ...
 
 `input_shape` on the module tells autoprune what one input looks like (else 3x224x224).
