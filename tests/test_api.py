@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import own_model_and_data as example  # noqa: E402
 
 
+# The tiny CNN's latency is mostly per-call overhead: its narrowest config runs at about 65% of the whole, and
+# the table measured here varies by a few percent, so the budgets below leave room above that.
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
@@ -41,7 +43,7 @@ def table(trained, loaders, tmp_path_factory):
 
 
 def test_the_example_runs_on_a_module_a_dataloader_and_a_custom_metric(trained, loaders, tmp_path):
-    found = example.run(trained, *loaders, tmp_path, "0.6x", trials=3, proxy="adaptive-bn:2", export_epochs=0.5,
+    found = example.run(trained, *loaders, tmp_path, "0.85x", trials=3, proxy="adaptive-bn:2", export_epochs=0.5,
                         calibration=8)
     report, best = found["report"], found["best"]
     assert found["unpruned"] > 0.2  # trained a little: well above chance (0.1) on balanced accuracy
@@ -68,7 +70,7 @@ def test_the_knapsack_takes_a_module_and_training_data(trained, loaders, table):
 def test_a_bad_metric_is_one_clear_error_and_the_study_is_kept(trained, loaders, table, tmp_path, evaluate, message):
     example_batch = next(iter(loaders[1]))[0][:1]
     with pytest.raises(autoprune.DataError, match=message):
-        autoprune.search(trained, "0.6x", example_inputs=example_batch, train_data=loaders[0], evaluate=evaluate,
+        autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=loaders[0], evaluate=evaluate,
                          table=str(table.path), out=tmp_path, trials=2, proxy="adaptive-bn:1")
     assert (tmp_path / "study.db").stat().st_size > 0
 
@@ -77,14 +79,14 @@ def test_bad_objects_are_refused_in_one_line(trained, loaders, table):
     example_batch = next(iter(loaders[1]))[0][:1]
     wrong = DataLoader(TensorDataset(torch.randn(8, 3, 16, 16), torch.zeros(8, dtype=torch.long)), batch_size=4)
     with pytest.raises(autoprune.DataError, match=r"yields inputs of shape \(4, 3, 16, 16\)"):
-        autoprune.search(trained, "0.6x", example_inputs=example_batch, train_data=wrong, evaluate=lambda m: 0.5,
+        autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=wrong, evaluate=lambda m: 0.5,
                          table=str(table.path))
     with pytest.raises(autoprune.UnsupportedModelError, match="must be a torch.nn.Module"):
-        autoprune.search(lambda x: x, "0.6x", example_inputs=example_batch, train_data=loaders[0])
+        autoprune.search(lambda x: x, "0.85x", example_inputs=example_batch, train_data=loaders[0])
     with pytest.raises(autoprune.DataError, match="give evaluate"):
-        autoprune.search(trained, "0.6x", example_inputs=example_batch, train_data=loaders[0], table=str(table.path))
+        autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=loaders[0], table=str(table.path))
     with pytest.raises(autoprune.DataError, match="must be a torch Dataset or DataLoader"):
-        autoprune.search(trained, "0.6x", example_inputs=example_batch, train_data=[1, 2], evaluate=lambda m: 0.5)
+        autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=[1, 2], evaluate=lambda m: 0.5)
     for err in (autoprune.DataError, autoprune.UnsupportedModelError, autoprune.BudgetError):
         assert issubclass(err, autoprune.AutopruneError)
 
