@@ -296,3 +296,16 @@ def test_export_with_another_devices_table_writes_a_timing_kit_and_completes_fro
     assert report["pending"] is None and report["measured_ms"] > 0 and "isa" in report["measured_on"]
     assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
     assert main(["export", "--out", str(run), "--measured", str(tmp_path / "nothing.json")]) == 2
+
+
+def test_a_study_stored_before_newer_settings_existed_resumes(small_run):
+    storage = f"sqlite:///{small_run / 'study.db'}"
+    study = optuna.load_study(study_name="autoprune", storage=storage)
+    settings = dict(study.user_attrs["settings"])
+    done = len(study.trials)
+    # As the previous release stored it: no margin, no space digest.
+    study.set_user_attr("settings", {k: v for k, v in settings.items() if k not in ("margin", "space_digest")})
+    try:
+        assert main(["search", "--budget", "0.8x", "--trials", str(done), "--out", str(small_run), *FAST]) == 0
+    finally:
+        study.set_user_attr("settings", settings)
