@@ -54,7 +54,7 @@ def margin_share(text: str | float, validation: dict | None) -> float:
         band = error_band(validation)
         if band is None:
             raise BudgetError("--margin auto needs the table's held-out validation: run `autoprune validate` on it "
-                              "(or profile with --validate 30), or give a margin such as 5%")
+                              "(tables profiled now store one), or give a margin such as 5%")
         return max(0.0, band[1] - 1)
     raw = str(text).strip()
     try:
