@@ -7,6 +7,7 @@ Proxies, the saliency and fine-tuning see only this interface.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Iterator, Protocol
 
 import torch
@@ -25,7 +26,7 @@ class Batches(Protocol):
                 drop_last: bool = False, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
-class TaskData:
+class TaskData(ABC):
     """`train` is what export fine-tunes on, `proxy_train` what the proxies and the saliency use (a part of it,
     or all of it); `score` rates a candidate during the search and `test_score` the exported model. Higher is
     better for both."""
@@ -36,11 +37,13 @@ class TaskData:
     metric: str  # what `score` is, for the front's column
     percent: bool = True  # whether scores are shares, shown as percentages
 
+    @abstractmethod
     def score(self, model: nn.Module) -> float:
-        raise NotImplementedError
+        """A candidate's score during the search (the model is in eval mode; leave it as it is)."""
 
+    @abstractmethod
     def test_score(self, model: nn.Module) -> float:
-        raise NotImplementedError
+        """The exported model's score, on data the search never saw where there is such data."""
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)

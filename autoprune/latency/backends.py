@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16}
 RUNNER = Path(runner.__file__)
 
 
-class LatencyBackend:
+class LatencyBackend(ABC):
     """Where latencies come from: what it needs on a machine, and how it times models and profiling jobs."""
 
     writes_onnx = False  # its jobs are ONNX files the standalone runner times (and so can travel in a kit)
@@ -45,23 +46,25 @@ class LatencyBackend:
         """ONNX Runtime's provider for this device: a timing kit runs ORT whatever runtime made the table."""
         return "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
 
+    @abstractmethod
     def check_available(self) -> None:
-        raise NotImplementedError
+        """Raises AutopruneError, in one line, when this machine cannot run the backend."""
 
+    @abstractmethod
     def version(self) -> str:
-        raise NotImplementedError
+        """The runtime's version, recorded in every table it measures."""
 
     def gpu_name(self) -> str | None:
         return torch.cuda.get_device_name() if self.cuda and torch.cuda.is_available() else None
 
+    @abstractmethod
     def time_models(self, models: list[nn.Module], example: torch.Tensor, threads: int, rounds: int, per_round: int,
                     dtype: str) -> list[dict]:
         """{"ms", "spread"} of each model, timed interleaved over rounds."""
-        raise NotImplementedError
 
+    @abstractmethod
     def measure_job(self, job: Path, out: Path, threads: int, make_timed) -> None:
         """Measures a profiling job into the table `out`; `make_timed(ident)` times an entry in this process."""
-        raise NotImplementedError
 
 
 class OrtBackend(LatencyBackend):
