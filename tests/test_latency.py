@@ -5,6 +5,7 @@ No test asserts a timing: measured numbers only have to exist, be finite and flo
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 import warnings
@@ -383,6 +384,23 @@ def test_cli_predict_prints_breakdown(table_path, tmp_path, capsys):
                  "--top", "0"]) == 0
     out = capsys.readouterr().out
     assert "predicted" in out and "layer1.0.conv1" in out
+
+
+def test_a_table_timed_by_another_runtime_release_warns_but_export_still_times_here(table_path, small, tmp_path):
+    from autoprune.latency.predict import ForeignTableWarning
+
+    loaded, space = small
+    data = json.loads(table_path.read_text())
+    here = data["device"]["backend_version"]
+    data["device"]["backend_version"] = "1.9.0"  # the same hardware, an old onnxruntime
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(data))
+    with pytest.warns(ForeignTableWarning, match=f"ort-cpu version: 1.9.0 -> {re.escape(here)}"):
+        LatencyPredictor(LatencyTable.load(older), space)
+    assert LatencyTable.load(older).foreign(software=False) == []  # export's question: is this the hardware?
+    data["device"]["backend_version"] = here.rsplit(".", 1)[0] + ".999"  # a patch release changes no kernels
+    older.write_text(json.dumps(data))
+    assert LatencyTable.load(older).foreign() == []
 
 
 def test_a_table_from_another_machine_warns_and_rescale_adapts_it_here(table_path, small, tmp_path, capsys):

@@ -57,14 +57,21 @@ class LatencyTable:
     def threads(self) -> int:
         return self.device["threads"]
 
-    def foreign(self) -> list[str]:
+    def foreign(self, software: bool = True) -> list[str]:
         """How the machine this table was measured on differs from this one ('field: there -> here'); empty
-        when they match. A table from a device without a GPU name or ISA flags is compared on what it has."""
+        when they match. A table from a device without a GPU name or ISA flags is compared on what it has.
+        With `software`, another major.minor version of the runtime counts too: its releases change kernels."""
         from .backends import BACKENDS
         from .fingerprint import differences, this_machine
 
         backend = BACKENDS.get(self.backend)
-        return differences(self.device, this_machine(backend.gpu_name() if backend else None))
+        moved = differences(self.device, this_machine(backend.gpu_name() if backend else None))
+        there = self.device.get("backend_version")
+        if software and backend and there:
+            here = backend.version()
+            if there.split(".")[:2] != here.split(".")[:2]:
+                moved.append(f"{self.backend} version: {there} -> {here}")
+        return moved
 
     def model(self, key: str) -> dict:
         if key not in self.models:
