@@ -2,11 +2,13 @@
 
 With a table from another device (its fingerprint differs from this machine's), nothing is timed here: the
 export writes a timing kit for that device and a report whose measurement is pending; `complete_export`
-(`autoprune export --measured result.json`) reads what the kit measured and finishes the check.
+(`autoprune export --measured result.json`) reads what the kit measured and finishes the check, warning when the
+result's fingerprint is not the table's (the kit was run on the wrong machine).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import optuna
 
 from .budget import parse_budget
 from .errors import AutopruneError, LatencyCheckFailed, StudyError
+from .latency.fingerprint import FIELDS, differences, this_machine
+from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
 from .study import STUDY_NAME, build_context, read_result
 from .study.execution import check_settings, make_storage, stored_settings
@@ -61,6 +65,7 @@ class ExportReport:
     files: dict[str, str] = field(default_factory=dict)
     measured_on: dict | None = None  # the fingerprint of the machine that timed it
     pending: str | None = None  # what to run on the table's device, while its measurement is pending
+    table_device: dict | None = None  # the fingerprint of the machine the table was measured on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,7 +115,6 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     from .checkpoint import save_pruned
     from .latency import measure_model_ms
     from .latency.backends import get_backend
-    from .latency.fingerprint import this_machine
     from .latency.kit import write_timing_kit
     from .metrics import count_macs, count_params
     from .onnx_io import export_onnx
@@ -148,6 +152,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     )
     # Timing here would check this machine against another's table; another runtime version on the same
     # hardware is still timed here (the check then shows what the upgrade did).
+    report.table_device = {k: table.device.get(k) for k in FIELDS}
     if table.foreign(software=False):
         timed = out / "timed.onnx"
         export_onnx(model, example, timed)  # the shapes the table was measured with
@@ -176,6 +181,10 @@ def complete_export(out: str | Path, result: str | Path) -> ExportReport:
         stats, device = measured["stats"][0], measured["device"]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise AutopruneError(f"{result} is not what the timing kit writes (runner.py --time ... --json): {exc}") from exc
+    elsewhere = differences(report.table_device or {}, device)
+    if elsewhere:  # the kit was run on the wrong machine: the check would compare two devices
+        warnings.warn(f"{result} was timed on another machine than the table's ({'; '.join(elsewhere)}): run the "
+                      "kit on the table's device for a check that means something", ForeignTableWarning, stacklevel=2)
     report.record(stats["ms"], stats["spread"], device)
     report.save(folder)
     return report.check(folder)

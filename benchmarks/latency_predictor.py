@@ -15,6 +15,11 @@ batch 1; every finished piece is cached under --cache, so an interrupted run res
     consecutive runs; a config's latency is the median over passes;
  4. MAPE, worst error, share within +-5/+-10%, Kendall's tau of predicted vs measured; the noise floor: tau
     between the medians of the even and the odd passes (the best any predictor can rank here).
+ 5. with --transfer TABLE... (a table measured elsewhere: another CPU, another onnxruntime; `shipped` for the
+    tables inside the package): the same configs predicted by that table as it is, then by the table
+    `autoprune.rescale` makes from it here (timed), against the same harness measurements;
+ 6. with --again (run it an hour or more after the first run): each model profiled once more and the same
+    configs timed again by the harness: how far the predictions moved beside how far the measurements did.
 Writes benchmarks/results/latency_predictor.{md,json}; records the CPU model.
 """
 from __future__ import annotations
@@ -26,14 +31,18 @@ import random
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 import autoprune
 from autoprune.allocation import Allocation
+from autoprune.assets import shipped_table_for
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.latency.fingerprint import this_machine
+from autoprune.latency.layout import model_key
+from autoprune.latency.rescale import rescale
 from autoprune.latency.runner import error_figures, kendall_tau
 from autoprune.latency_knapsack import knapsack
 from autoprune.onnx_io import export_onnx
@@ -98,6 +107,31 @@ def harness_pass(files: list[str], seed: int) -> dict[str, float]:
     return json.loads(done.stdout)
 
 
+def transfer(spec: str, table_arg: str, loaded, space, configs, measured, pieces: Pieces, work: Path) -> dict | None:
+    """A table from elsewhere on this machine: its predictions as they are and after `rescale` here."""
+    path = shipped_table_for(spec) if table_arg == "shipped" else Path(table_arg)
+    if path is None or model_key(space) not in LatencyTable.load(path).models:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theirs = LatencyPredictor(LatencyTable.load(path), space)
+    here = work / f"{spec.replace(':', '_')}-rescaled-{path.stem}.json"
+
+    def timed_rescale() -> dict:
+        start = time.time()
+        _, fit = rescale(loaded, space, LatencyTable.load(path), here)
+        return {"seconds": round(time.time() - start, 1), "scale": fit["scale"]}
+
+    done = pieces.get(f"{spec}/rescale:{path.name}", timed_rescale)
+    ours = LatencyPredictor(LatencyTable.load(here), space)
+    device = theirs.table.device
+    return {"table": table_arg if table_arg == "shipped" else path.name,
+            "measured_on": f"{device.get('cpu')}, {device.get('backend')} {device.get('backend_version')}",
+            "warned": [str(w.message) for w in caught], **done,
+            "before": error_figures([theirs.predict(c["config"]) for c in configs], measured),
+            "after": error_figures([ours.predict(c["config"]) for c in configs], measured)}
+
+
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     slug = spec.replace(":", "_")
     table_path = work / f"{slug}.json"
@@ -131,14 +165,27 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     for kind in ("search-like", "uniform"):
         idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
         figures[kind] = error_figures([predicted[i] for i in idx], [measured[i] for i in idx])
-    if args.again:  # the same model profiled again later: how far apart are the two tables' predictions?
+    moved = [transfer(spec, t, loaded, space, configs, measured, pieces, work) for t in args.transfer]
+    figures["transfer"] = [t for t in moved if t is not None]
+    if args.again:  # the same model profiled and timed again later: do the tables move more than the truth?
         again_path = work / f"{slug}-again.json"
         again = pieces.get(f"{spec}/profile-again", lambda: fresh_profile(again_path))
+        later_passes = [pieces.get(f"{spec}/again-pass{p}", lambda p=p: harness_pass(files, args.seed + 100 + p))
+                        for p in range(args.passes)]
+        later = [float(np.median([p[f] for p in later_passes])) for f in files]
         other = LatencyPredictor(LatencyTable.load(again_path), space)
-        moved = [abs(other.predict(c["config"]) / p - 1) * 100 for c, p in zip(configs, predicted)]
+        predicted_later = [other.predict(c["config"]) for c in configs]
+
+        def moved(after: list[float], before: list[float]) -> dict:
+            change = [abs(a / b - 1) * 100 for a, b in zip(after, before)]
+            return {"median_pct": round(float(np.median(change)), 2), "max_pct": round(max(change), 2)}
+
         figures["again"] = {"minutes_later": round((again["at"] - profiled.get("at", again["at"])) / 60),
-                            "seconds": again["seconds"], "median_pct": round(float(np.median(moved)), 2),
-                            "max_pct": round(max(moved), 2)}
+                            "seconds": again["seconds"], "predictions": moved(predicted_later, predicted),
+                            "truth": moved(later, measured), "new_table": error_figures(predicted_later, later),
+                            "first_table": error_figures(predicted, later),
+                            "predicted_ms": [round(p, 4) for p in predicted_later],
+                            "measured_ms": [round(m, 4) for m in later]}
     figures["predicted_ms"] = [round(p, 4) for p in predicted]
     figures["measured_ms"] = [round(m, 4) for m in measured]
     return figures
@@ -151,6 +198,8 @@ def main() -> int:
     p.add_argument("--passes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="/tmp/autoprune-latency-predictor")
+    p.add_argument("--transfer", nargs="+", default=[], metavar="TABLE",
+                   help="tables measured elsewhere (`shipped`: the package's) to check as they are and rescaled here")
     p.add_argument("--again", action="store_true",
                    help="profile each model once more (run it an hour after the first run) and compare predictions")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -175,12 +224,30 @@ def main() -> int:
             k = f[kind]
             by_kind.append(f"| {spec} | {kind} ({k['n']}) | {k['mape_pct']:.2f}% | {k['worst_pct']:+.2f}% | "
                            f"{k['kendall_tau']:.3f} |")
-    again = [f"| {spec} | {f['again']['minutes_later']} | {f['again']['seconds']:.0f} | {f['again']['median_pct']:.2f}% | "
-             f"{f['again']['max_pct']:.2f}% |" for spec, f in results.items() if "again" in f]
+    moved = [f"| {spec} | {t['table']} ({t['measured_on']}) | {'yes' if t['warned'] else 'no'} | "
+             f"{t['before']['mape_pct']:.2f}% | {t['before']['within_10pct']:.0%} | {t['before']['kendall_tau']:.3f} | "
+             f"{t['seconds']:.0f} | {t['scale']:.3f} | {t['after']['mape_pct']:.2f}% | {t['after']['within_10pct']:.0%} | "
+             f"{t['after']['kendall_tau']:.3f} |" for spec, f in results.items() for t in f.get("transfer", [])]
+    if moved:
+        by_kind += ["", "Tables measured elsewhere, used here as they are and after `autoprune rescale` here (same configs "
+                    "and measurements as above):", "",
+                    "| model | table (measured on) | warned | MAPE | within ±10% | tau | rescale s | scale | MAPE rescaled | "
+                    "within ±10% | tau |", "|---|---|---|---|---|---|---|---|---|---|---|", *moved]
+    again = []
+    for spec, f in results.items():
+        if "again" in f:
+            a = f["again"]
+            again.append(f"| {spec} | {a['minutes_later']} | {a['seconds']:.0f} | {a['predictions']['median_pct']:.2f}%, "
+                         f"{a['predictions']['max_pct']:.2f}% | {a['truth']['median_pct']:.2f}%, "
+                         f"{a['truth']['max_pct']:.2f}% | {a['new_table']['mape_pct']:.2f}% | "
+                         f"{a['first_table']['mape_pct']:.2f}% |")
     if again:
-        by_kind += ["", "The same model profiled again later, predictions of the two tables on the configs above:", "",
-                    "| model | minutes later | profile s | median difference | largest difference |",
-                    "|---|---|---|---|---|", *again]
+        by_kind += ["", "The same model profiled again later, and the same configs timed again by the harness then: how "
+                    "far the two tables' predictions moved, how far the harness's own measurements moved, and each "
+                    "table's MAPE against the later measurements:", "",
+                    "| model | minutes later | profile s | predictions moved: median, largest | measurements moved: "
+                    "median, largest | later table's MAPE | first table's MAPE |", "|---|---|---|---|---|---|---|",
+                    *again]
     text = (f"# Latency predictor on {machine['cpu']} ({machine['cores']} cores, ISA {', '.join(machine['isa'])})\n\n"
             f"Written by `benchmarks/latency_predictor.py` (its docstring has the protocol): a fresh default profile "
             f"per model, {args.configs} validation configs each (half search-like, half uniform), timed by an "

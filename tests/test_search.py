@@ -292,6 +292,9 @@ def test_export_with_another_devices_table_writes_a_timing_kit_and_completes_fro
     done = subprocess.run([sys.executable, *command[1:]], cwd=kit, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     code = main(["export", "--out", str(run), "--measured", str(kit / "result.json")])
+    # This machine is not the Orin the table describes, and the completion says so in one line.
+    warned = [line for line in capsys.readouterr().err.splitlines() if "timed on another machine" in line]
+    assert len(warned) == 1 and "Jetson Orin" in warned[0]
     report = json.loads((run / "export" / "report.json").read_text())
     assert report["pending"] is None and report["measured_ms"] > 0 and "isa" in report["measured_on"]
     assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)

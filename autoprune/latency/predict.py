@@ -46,8 +46,8 @@ class LatencyPredictor:
                                  f"a coefficient for each of {', '.join(CALIBRATION_FEATURES)}): profile it again")
         moved = table.foreign()
         if moved:
-            warnings.warn(f"table {table.path or ''} was measured on another machine ({'; '.join(moved)}): its "
-                          "latencies are that machine's; for this one run `autoprune rescale` (seconds) or profile "
+            warnings.warn(f"table {table.path or ''} was measured on another machine or runtime ({'; '.join(moved)}): "
+                          "its latencies are that setup's; for this one run `autoprune rescale` (seconds) or profile "
                           "here", ForeignTableWarning, stacklevel=2)
         self.layers = model["layers"]
         self.full = dict(groups)
