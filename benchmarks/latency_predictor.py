@@ -15,16 +15,18 @@ batch 1; every finished piece is cached under --cache, so an interrupted run res
     consecutive runs; a config's latency is the median over passes;
  4. MAPE, worst error, share within +-5/+-10%, Kendall's tau of predicted vs measured; the noise floor: tau
     between the medians of the even and the odd passes (the best any predictor can rank here).
- 5. with --transfer TABLE... (a table measured elsewhere: another CPU, another onnxruntime; `shipped` for the
+ 5. with --again (run it an hour or more after the first run): each model profiled once more and the same
+    configs timed again by the harness: how far the predictions moved beside how far the measurements did;
+ 6. with --transfer TABLE... (a table measured elsewhere: another CPU, another onnxruntime; `shipped` for the
     tables inside the package): the same configs predicted by that table as it is, then by the table
-    `autoprune.rescale` makes from it here (timed), against the same harness measurements;
- 6. with --again (run it an hour or more after the first run): each model profiled once more and the same
-    configs timed again by the harness: how far the predictions moved beside how far the measurements did.
+    `autoprune.rescale` makes from it here (timed), against the harness's latest measurements (with --again,
+    the later ones: the rescale runs then).
 Writes benchmarks/results/latency_predictor.{md,json}; records the CPU model.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import random
@@ -115,18 +117,20 @@ def transfer(spec: str, table_arg: str, loaded, space, configs, measured, pieces
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         theirs = LatencyPredictor(LatencyTable.load(path), space)
-    here = work / f"{spec.replace(':', '_')}-rescaled-{path.stem}.json"
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:10]  # a table replaced under the same name is new work
+    here = work / f"{spec.replace(':', '_')}-rescaled-{path.stem}-{digest}.json"
 
     def timed_rescale() -> dict:
         start = time.time()
         _, fit = rescale(loaded, space, LatencyTable.load(path), here)
         return {"seconds": round(time.time() - start, 1), "scale": fit["scale"]}
 
-    done = pieces.get(f"{spec}/rescale:{path.name}", timed_rescale)
+    done = pieces.get(f"{spec}/rescale:{path.name}:{digest}", timed_rescale)
     ours = LatencyPredictor(LatencyTable.load(here), space)
     device = theirs.table.device
     return {"table": table_arg if table_arg == "shipped" else path.name,
-            "measured_on": f"{device.get('cpu')}, {device.get('backend')} {device.get('backend_version')}",
+            "measured_on": f"{device.get('cpu')}, {device.get('backend')} {device.get('backend_version')}, "
+                           f"{str(device.get('date', '?'))[:10]}",
             "warned": [str(w.message) for w in caught], **done,
             "before": error_figures([theirs.predict(c["config"]) for c in configs], measured),
             "after": error_figures([ours.predict(c["config"]) for c in configs], measured)}
@@ -165,8 +169,6 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     for kind in ("search-like", "uniform"):
         idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
         figures[kind] = error_figures([predicted[i] for i in idx], [measured[i] for i in idx])
-    moved = [transfer(spec, t, loaded, space, configs, measured, pieces, work) for t in args.transfer]
-    figures["transfer"] = [t for t in moved if t is not None]
     if args.again:  # the same model profiled and timed again later: do the tables move more than the truth?
         again_path = work / f"{slug}-again.json"
         again = pieces.get(f"{spec}/profile-again", lambda: fresh_profile(again_path))
@@ -186,6 +188,9 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
                             "first_table": error_figures(predicted, later),
                             "predicted_ms": [round(p, 4) for p in predicted_later],
                             "measured_ms": [round(m, 4) for m in later]}
+    latest = later if args.again else measured
+    moved = [transfer(spec, t, loaded, space, configs, latest, pieces, work) for t in args.transfer]
+    figures["transfer"] = [t for t in moved if t is not None]
     figures["predicted_ms"] = [round(p, 4) for p in predicted]
     figures["measured_ms"] = [round(m, 4) for m in measured]
     return figures
@@ -229,8 +234,8 @@ def main() -> int:
              f"{t['seconds']:.0f} | {t['scale']:.3f} | {t['after']['mape_pct']:.2f}% | {t['after']['within_10pct']:.0%} | "
              f"{t['after']['kendall_tau']:.3f} |" for spec, f in results.items() for t in f.get("transfer", [])]
     if moved:
-        by_kind += ["", "Tables measured elsewhere, used here as they are and after `autoprune rescale` here (same configs "
-                    "and measurements as above):", "",
+        by_kind += ["", "Tables measured elsewhere, used here as they are and after `autoprune rescale` here (same configs; "
+                    f"against the {'later ' if args.again else ''}measurements above):", "",
                     "| model | table (measured on) | warned | MAPE | within ±10% | tau | rescale s | scale | MAPE rescaled | "
                     "within ±10% | tau |", "|---|---|---|---|---|---|---|---|---|---|---|", *moved]
     again = []
