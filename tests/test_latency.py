@@ -222,7 +222,7 @@ def test_missing_entry_is_interpolated_or_refused_in_strict_mode(table_path, sma
     predictor = LatencyPredictor(table, space)
     with pytest.warns(UserWarning, match="interpolated"):
         assert math.isfinite(predictor.predict({}))
-    assert predictor._entry_ms(missing) > 0
+        assert predictor._entry_ms(missing) > 0
     with pytest.raises(AutopruneError, match="strict"):
         LatencyPredictor(table, space, strict=True).predict({})
 
