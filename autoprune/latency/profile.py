@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -89,7 +90,28 @@ def profile(
                    _in_process_timers(job, manifest, todo, loaded, space, parts, be, dtype))
     print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
+    if validation:
+        _warn_if_disturbed(LatencyTable.load(out).model(key).get("validation"), space.model, out)
     return out
+
+
+class UnsteadyProfileWarning(UserWarning):
+    """The table's own held-out check failed: it was measured while the machine was disturbed."""
+
+
+# Quiet profiles of the shipped models miss their held-out configs by a MAPE of 1.5-5.4%, all within +-10% but
+# one in 60; one taken while a neighbour loaded the machine missed by 17% (a quarter within +-10%).
+DISTURBED_MAPE_PCT, DISTURBED_WITHIN_10 = 8.0, 0.9
+
+
+def _warn_if_disturbed(validation: dict | None, model: str, out: Path) -> None:
+    """A table whose own held-out configs, timed a few seconds after its calibration, miss by much was measured
+    while the machine's speed moved: it is written (its figures say so), but the user should hear it."""
+    if validation and (validation["mape_pct"] > DISTURBED_MAPE_PCT or validation["within_10pct"] < DISTURBED_WITHIN_10):
+        warnings.warn(
+            f"{model}'s held-out configs miss by MAPE {validation['mape_pct']:.1f}% ({validation['within_10pct']:.0%} "
+            f"within +-10%): the machine's speed moved while profiling (another load?); profile again when it is "
+            f"quiet, or check later with `autoprune validate --table {out}`", UnsteadyProfileWarning, stacklevel=3)
 
 
 def _known_entries(out: Path, be, threads: int, batch: int, dtype: str) -> dict:
