@@ -150,21 +150,21 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         count_macs(model, ctx.loaded.example_input()), count_params(model), req.finetune_epochs, req.distill,
         table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
     )
+    report.table_device = {k: table.device.get(k) for k in FIELDS}
+    backend = get_backend(table.backend, here=False)
     # Timing here would check this machine against another's table; another runtime version on the same
     # hardware is still timed here (the check then shows what the upgrade did).
-    report.table_device = {k: table.device.get(k) for k in FIELDS}
     if table.foreign(software=False):
         timed = out / "timed.onnx"
         export_onnx(model, example, timed)  # the shapes the table was measured with
-        kit, command = write_timing_kit(timed, out / "timing-kit.zip", table.threads,
-                                        get_backend(table.backend, here=False).provider, req.out)
+        kit, command = write_timing_kit(timed, out / "timing-kit.zip", table.threads, backend.provider, req.out)
         timed.unlink()
         report.files["timing_kit"] = str(kit)
         report.pending = f"on {table.device.get('cpu')} ({table.backend}): unzip {kit.name} and run: {command}"
         report.save(out)
         return report
     measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
-    report.record(measured_ms, spread, this_machine(get_backend(table.backend, here=False).gpu_name()))
+    report.record(measured_ms, spread, this_machine(backend.gpu_name()))
     report.save(out)
     return report.check(out)
 

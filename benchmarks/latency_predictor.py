@@ -112,28 +112,34 @@ def harness_pass(files: list[str], seed: int) -> dict[str, float]:
 def transfer(spec: str, table_arg: str, loaded, space, configs, measured, pieces: Pieces, work: Path) -> dict | None:
     """A table from elsewhere on this machine: its predictions as they are and after `rescale` here."""
     path = shipped_table_for(spec) if table_arg == "shipped" else Path(table_arg)
-    if path is None or model_key(space) not in LatencyTable.load(path).models:
+    table = LatencyTable.load(path) if path is not None else None
+    if table is None or model_key(space) not in table.models:
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        theirs = LatencyPredictor(LatencyTable.load(path), space)
+        theirs = LatencyPredictor(table, space)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:10]  # a table replaced under the same name is new work
     here = work / f"{spec.replace(':', '_')}-rescaled-{path.stem}-{digest}.json"
 
     def timed_rescale() -> dict:
         start = time.time()
-        _, fit = rescale(loaded, space, LatencyTable.load(path), here)
+        _, fit = rescale(loaded, space, table, here)  # it copies the table's data: `theirs` is unchanged
         return {"seconds": round(time.time() - start, 1), "scale": fit["scale"]}
 
     done = pieces.get(f"{spec}/rescale:{path.name}:{digest}", timed_rescale)
     ours = LatencyPredictor(LatencyTable.load(here), space)
-    device = theirs.table.device
+    device = table.device
     return {"table": table_arg if table_arg == "shipped" else path.name,
             "measured_on": f"{device.get('cpu')}, {device.get('backend')} {device.get('backend_version')}, "
                            f"{str(device.get('date', '?'))[:10]}",
             "warned": [str(w.message) for w in caught], **done,
             "before": error_figures([theirs.predict(c["config"]) for c in configs], measured),
             "after": error_figures([ours.predict(c["config"]) for c in configs], measured)}
+
+
+def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float]:
+    """Each model's latency over the harness passes: the median of its per-pass medians."""
+    return [float(np.median([p[f] for p in passes])) for f in files]
 
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
@@ -158,8 +164,8 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
             export_onnx(prune(loaded.model, space, c["config"]), loaded.example_input(), path)
         files.append(str(path))
     passes = [pieces.get(f"{spec}/pass{p}", lambda p=p: harness_pass(files, args.seed + p)) for p in range(args.passes)]
-    measured = [float(np.median([p[f] for p in passes])) for f in files]
-    halves = [[float(np.median([p[f] for p in passes[k::2]])) for f in files] for k in (0, 1)]
+    measured = pass_medians(passes, files)
+    halves = [pass_medians(passes[k::2], files) for k in (0, 1)]
     predicted = [predictor.predict(c["config"]) for c in configs]
     # The harness against itself: its even passes' medians as a "prediction" of its odd passes'.
     noise = error_figures(halves[0], halves[1])
@@ -174,7 +180,7 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
         again = pieces.get(f"{spec}/profile-again", lambda: fresh_profile(again_path))
         later_passes = [pieces.get(f"{spec}/again-pass{p}", lambda p=p: harness_pass(files, args.seed + 100 + p))
                         for p in range(args.passes)]
-        later = [float(np.median([p[f] for p in later_passes])) for f in files]
+        later = pass_medians(later_passes, files)
         other = LatencyPredictor(LatencyTable.load(again_path), space)
         predicted_later = [other.predict(c["config"]) for c in configs]
 
@@ -189,8 +195,8 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
                             "predicted_ms": [round(p, 4) for p in predicted_later],
                             "measured_ms": [round(m, 4) for m in later]}
     latest = later if args.again else measured
-    moved = [transfer(spec, t, loaded, space, configs, latest, pieces, work) for t in args.transfer]
-    figures["transfer"] = [t for t in moved if t is not None]
+    transfers = [transfer(spec, t, loaded, space, configs, latest, pieces, work) for t in args.transfer]
+    figures["transfer"] = [t for t in transfers if t is not None]
     figures["predicted_ms"] = [round(p, 4) for p in predicted]
     figures["measured_ms"] = [round(m, 4) for m in measured]
     return figures
@@ -229,15 +235,16 @@ def main() -> int:
             k = f[kind]
             by_kind.append(f"| {spec} | {kind} ({k['n']}) | {k['mape_pct']:.2f}% | {k['worst_pct']:+.2f}% | "
                            f"{k['kendall_tau']:.3f} |")
-    moved = [f"| {spec} | {t['table']} ({t['measured_on']}) | {'yes' if t['warned'] else 'no'} | "
-             f"{t['before']['mape_pct']:.2f}% | {t['before']['within_10pct']:.0%} | {t['before']['kendall_tau']:.3f} | "
-             f"{t['seconds']:.0f} | {t['scale']:.3f} | {t['after']['mape_pct']:.2f}% | {t['after']['within_10pct']:.0%} | "
-             f"{t['after']['kendall_tau']:.3f} |" for spec, f in results.items() for t in f.get("transfer", [])]
-    if moved:
+    transfer_rows = [
+        f"| {spec} | {t['table']} ({t['measured_on']}) | {'yes' if t['warned'] else 'no'} | "
+        f"{t['before']['mape_pct']:.2f}% | {t['before']['within_10pct']:.0%} | {t['before']['kendall_tau']:.3f} | "
+        f"{t['seconds']:.0f} | {t['scale']:.3f} | {t['after']['mape_pct']:.2f}% | {t['after']['within_10pct']:.0%} | "
+        f"{t['after']['kendall_tau']:.3f} |" for spec, f in results.items() for t in f.get("transfer", [])]
+    if transfer_rows:
         by_kind += ["", "Tables measured elsewhere, used here as they are and after `autoprune rescale` here (same configs; "
                     f"against the {'later ' if args.again else ''}measurements above):", "",
                     "| model | table (measured on) | warned | MAPE | within ±10% | tau | rescale s | scale | MAPE rescaled | "
-                    "within ±10% | tau |", "|---|---|---|---|---|---|---|---|---|---|---|", *moved]
+                    "within ±10% | tau |", "|---|---|---|---|---|---|---|---|---|---|---|", *transfer_rows]
     again = []
     for spec, f in results.items():
         if "again" in f:

@@ -1,8 +1,8 @@
 """The latency table file: JSON (never a pickle), validated when loaded.
 
     {"schema": "autoprune-latency-table", "version": 2,
-     "device":   {cpu, cores, gpu, os, python, backend, backend_version, threads, batch, dtype, date},
-     "settings": {warmup, repeats, rounds, per_round},
+     "device":   {cpu, cores, isa, gpu, os, python, backend, backend_version, threads, batch, dtype, date},
+     "settings": {warmup, repeats, model_warmup, rounds, per_round},
      "entries":  {signature: {"ms", "spread", "n"}},            # shared by all models of the table
      "models":   {"spec@CxHxW": {"layers": [...], "groups": {name: channels},
                                  "calibration": {"coef": {feature: coefficient}, configs, residuals_pct, fit},
@@ -10,7 +10,7 @@
 
 Entries are deduplicated across layers and models; a model's calibration is its own, because what
 the sum of kernels misses (the layers between, per-call overhead, cache) differs per network. Version 1
-tables (the shipped ones among them) store "coef" as a list beside a list of "features"; they load as
+tables (those shipped until commit 05ddc64 among them) store "coef" as a list beside a list of "features"; they load as
 they are, and runner.calibration_coef reads either form by name.
 """
 from __future__ import annotations
