@@ -7,20 +7,23 @@ is better) or `val_data` (top-1 on it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
 
-from .errors import DataError
+from . import defaults
+from .defaults import DEFAULT_MODEL, STUDY_NAME
+from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
-from .models import LoadedModel, from_module, load_model
-from .study import STUDY_NAME, SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
+from .models import LoadedModel, from_module, load_model, parse_input_shape
+from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
 from .space import Granularity, SearchSpace, space_for
 from .taskdata import TaskData
 
-DEFAULT_MODEL = "cifar:resnet56"
 Model = str | nn.Module
+Table = str | Path | None  # None: this machine's own table (profiled on first use); "shipped"; or a file
 
 
 def load(model: Model = DEFAULT_MODEL, weights: str | None = None, example_inputs=None,
@@ -28,8 +31,7 @@ def load(model: Model = DEFAULT_MODEL, weights: str | None = None, example_input
     """A model spec or object, ready to analyse. The default model comes with its shipped weights."""
     if not isinstance(model, str):
         return from_module(model, example_inputs, input_shape)
-    if weights is None and model == DEFAULT_MODEL:
-        weights = "shipped"
+    model, weights = defaults.model_and_weights(model, weights)
     return load_model(model, weights, input_shape)
 
 
@@ -57,53 +59,121 @@ def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example
     return space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze)
 
 
-def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = "ort-cpu",
-            threads: int = 1, batch: int = 1, calibration: int = 30, validate: int = 20, space: str | None = None,
-            steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
-            seed: int = 0) -> LatencyTable:
-    """Measures a latency table for the model on this machine (grown if `out` exists) and returns it."""
+def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
+           space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
+           freeze: tuple[str, ...] = ()) -> list[str]:
+    """Proves on random channel sets that pruning removes exactly the chosen channels; returns the failures."""
+    from .verify import verify_space
+
+    loaded = load(model, weights, example_inputs, input_shape)
+    return verify_space(loaded.model, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze))
+
+
+def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, steps: int = 8,
+                  multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = ()):
+    loaded = load(model, None, example_inputs, input_shape)
+    return loaded, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze)
+
+
+def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = defaults.BACKEND,
+            threads: int = defaults.THREADS, batch: int = defaults.BATCH, dtype: str = "float32",
+            calibration: int = 30, validate: int = 20, space: str | None = None, steps: int = 8,
+            multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (), seed: int = 0,
+            repeats: int | None = None, warmup: int | None = None, kit: str | Path | None = None):
+    """Measures a latency table for the model on this machine (grown if `out` exists) and returns it; with
+    `kit` (and `out` None), writes a zip that measures it on another device instead and returns its path."""
     from .latency.profile import profile as measure
 
-    loaded = load(model, None, example_inputs, input_shape)
-    searched = space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze)
-    path = measure(loaded, searched, backend, out, threads, batch, "float32", calibration, validate, None, seed)
-    return LatencyTable.load(path)
+    if (out is None) == (kit is None):
+        raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze)
+    settings = {k: v for k, v in (("repeats", repeats), ("warmup", warmup)) if v is not None}
+    path = measure(loaded, searched, backend, out, threads, batch, dtype, calibration, validate, kit, seed, settings)
+    return path if kit is not None else LatencyTable.load(path)
 
 
-def predict(model: Model, table: str | Path, config: dict[str, int] | None = None, *, example_inputs=None,
-            input_shape=None, space: str | None = None) -> float:
-    """Predicted milliseconds of `config` ({group: kept channels}; default the unpruned model)."""
-    loaded = load(model, None, example_inputs, input_shape)
-    searched = space_for(loaded, space)
-    return LatencyPredictor(LatencyTable.load(table), searched).predict(searched.complete(config or {}))
+def _predictor(model: Model, table: Table, example_inputs, input_shape, space: str | None, steps: int = 8,
+               multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+               strict: bool = False, force: bool = False, **target) -> tuple[LoadedModel, LatencyPredictor]:
+    from .latency.choose import choose_table
+
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze)
+    chosen = choose_table(table, loaded, searched, force=force, **target)
+    return loaded, LatencyPredictor(chosen, searched, strict=strict)
 
 
-def validate(model: Model, table: str | Path, *, samples: int = 30, seed: int | None = None, example_inputs=None,
-             input_shape=None, space: str | None = None, save: bool = True) -> dict:
-    """Times `samples` random configs end to end and returns the predictor's error figures."""
+@dataclass
+class Prediction:
+    ms: float
+    parts: dict[str, float]  # per layer and per calibration term; they sum to ms
+    table: LatencyTable
+
+
+def predict(model: Model = DEFAULT_MODEL, table: Table = None, config: dict[str, int] | None = None, *,
+            example_inputs=None, input_shape=None, space: str | None = None, **options) -> float:
+    """Predicted milliseconds of `config` ({group: kept channels}; default the unpruned model). `options`:
+    steps, multiple_of, min_keep, freeze, strict, force, and backend/threads for this machine's table."""
+    return explain(model, table, config, example_inputs=example_inputs, input_shape=input_shape, space=space,
+                   **options).ms
+
+
+def explain(model: Model = DEFAULT_MODEL, table: Table = None, config: dict[str, int] | None = None, *,
+            example_inputs=None, input_shape=None, space: str | None = None, **options) -> Prediction:
+    """The prediction of `config` with its per-layer breakdown and the table it came from."""
+    _, predictor = _predictor(model, table, example_inputs, input_shape, space, **options)
+    return Prediction(predictor.predict(config or {}), predictor.breakdown(config or {}), predictor.table)
+
+
+def validate(model: Model = DEFAULT_MODEL, table: Table = None, *, samples: int = 30, seed: int | None = None,
+             example_inputs=None, input_shape=None, space: str | None = None, save: bool = True,
+             plot: str | Path | None = None, **options) -> dict:
+    """Times `samples` random configs end to end and returns the predictor's error figures (stored in the table
+    with `save`)."""
     from .latency.validate import DEFAULT_SEED, validate as measure
 
-    loaded = load(model, None, example_inputs, input_shape)
-    return measure(loaded, space_for(loaded, space), LatencyTable.load(table),
-                   samples, DEFAULT_SEED if seed is None else seed, save=save)
+    if samples < 2:
+        raise AutopruneError("--samples must be at least 2")
+    loaded, predictor = _predictor(model, table, example_inputs, input_shape, space, **options)
+    figures = measure(loaded, predictor.space, predictor.table, samples, DEFAULT_SEED if seed is None else seed,
+                      save=save, plot=plot)
+    return {**figures, "table": str(predictor.table.path), "backend": predictor.table.backend}
 
 
 def rescale(model: Model, table: str | Path, out: str | Path, *, configs: int = 8, seed: int = 0, example_inputs=None,
-            input_shape=None, space: str | None = None) -> tuple[LatencyTable, dict]:
-    """Adapts a table measured on another machine to this one (a few models timed here, one factor);
-    returns the new table and the error figures before and after on the models timed."""
+            input_shape=None, space: str | None = None, force: bool = False, **options) -> tuple[LatencyTable, dict]:
+    """Adapts a table measured on another machine to this one from a few models timed here; returns the new
+    table and the error figures before and after on the models timed."""
     from .latency.rescale import rescale as adapt
 
-    loaded = load(model, None, example_inputs, input_shape)
-    return adapt(loaded, space_for(loaded, space), LatencyTable.load(table), out, configs, seed)
+    if configs < 2:
+        raise AutopruneError("--configs must be at least 2")
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, **options)
+    return adapt(loaded, searched, LatencyTable.load(table, force=force), out, configs, seed)
+
+
+def tables(clear: bool = False) -> list:
+    """This machine's cached latency tables (CachedTable: path, device, models with their held-out MAPE, age,
+    whether it describes this machine); with `clear`, removes them first and returns what is left."""
+    from .latency.cache import cached_tables, clear_cache
+
+    if clear:
+        clear_cache()
+    return cached_tables()
+
+
+def _shape(input_shape) -> list[int] | None:
+    if input_shape is None:
+        return None
+    return list(parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape)
 
 
 def _context(model: Model, budget: str, weights, example_inputs, input_shape, train_data, val_data, evaluate, loss,
              settings: dict, need_metric: bool = True) -> tuple[SearchSettings, SearchContext | None]:
     """The settings of a search and, when the caller passed objects, the context built from them."""
     if isinstance(model, str) and train_data is None and evaluate is None and val_data is None:
-        weights = "shipped" if weights is None and model == DEFAULT_MODEL else weights
-        return SearchSettings(budget=budget, model=model, weights=weights, input_shape=input_shape, **settings), None
+        model, weights = defaults.model_and_weights(model, weights, trained=True)
+        return SearchSettings(budget=budget, model=model, weights=weights, input_shape=_shape(input_shape),
+                              **settings), None
     loaded = load(model, weights, example_inputs, input_shape)
     data = user_data(loaded, train_data, val_data, evaluate, loss, need_metric)
     searched = SearchSettings(budget=budget, model=loaded.spec, weights=loaded.weights,
@@ -115,21 +185,38 @@ def _context(model: Model, budget: str, weights, example_inputs, input_shape, tr
 
 def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str | None = None, example_inputs=None,
            input_shape=None, train_data=None, val_data=None, evaluate: Callable | None = None,
-           loss: Callable | None = None, out: str | Path = "runs/search", storage: str | None = None,
+           loss: Callable | None = None, out: str | Path | None = None, storage: str | None = None,
            study: str = STUDY_NAME, workers: int = 1, **settings) -> SearchResult:
-    """Runs (or resumes) a search and returns its front. `settings` are SearchSettings fields (table, proxy,
-    trials, seed, criterion, saliency, sampler, distill, steps, multiple_of, min_keep, freeze, space_file, ...)."""
+    """Runs (or resumes) a search and returns its front (in `out`, default runs/<model>). `settings` are
+    SearchSettings fields (table, backend, threads, margin, proxy, trials, seed, criterion, saliency, sampler,
+    distill, steps, multiple_of, min_keep, freeze, space_file, ...); without `table`, latency comes from this
+    machine's own table, profiled on first use."""
+    if settings.get("trials", 1) < 1 or workers < 1:
+        raise AutopruneError("--trials and --workers must be at least 1")
     searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, val_data,
                                  evaluate, loss, settings)
-    return run_search(searched, out, storage, study, workers, context)
+    return run_search(searched, out or defaults.default_out(searched.model), storage, study, workers, context)
+
+
+@dataclass
+class KnapsackResult:
+    config: dict[str, int]
+    predicted_ms: float
+    target_ms: float  # the budget less the margin: what the knapsack filled
+    budget_ms: float
+    unpruned_ms: float
+    saliency: str
 
 
 def knapsack(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str | None = None, example_inputs=None,
-             input_shape=None, train_data=None, loss: Callable | None = None, **settings) -> dict[str, int]:
+             input_shape=None, train_data=None, loss: Callable | None = None, **settings) -> KnapsackResult:
     """The one-shot latency-saliency knapsack's config at `budget` (seconds, no accuracy evaluations)."""
     searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, None, None, loss,
                                  settings, need_metric=False)
-    return (context or build_context(searched)).allocation.config({})
+    ctx = context or build_context(searched)
+    config = ctx.allocation.config({})
+    return KnapsackResult(config, ctx.predictor.predict(config), ctx.target_ms, ctx.budget_ms, ctx.unpruned_ms,
+                          ctx.settings.saliency)
 
 
 def pareto(out: str | Path) -> SearchResult:
@@ -145,7 +232,16 @@ def export(out: str | Path, *, trial: int | None = None, budget: str | None = No
     on objects is exported with the same objects (model, data, metric) passed again."""
     from .deploy import ExportRequest, export as run
 
+    if trial is not None and budget is not None:
+        raise AutopruneError("give --trial or --budget, not both")
     request = ExportRequest(str(out), trial, budget, finetune_epochs, lr, distill, storage, study, seed)
     loaded = None if model is None else load(model, None, example_inputs, input_shape)
     data = None if loaded is None else user_data(loaded, train_data, val_data, evaluate, loss)
     return run(request, loaded, data)
+
+
+def complete_export(out: str | Path, measured: str | Path):
+    """Finishes an export whose table is another device's, from the result.json its timing kit wrote there."""
+    from .deploy import complete_export as complete
+
+    return complete(out, measured)

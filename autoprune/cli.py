@@ -7,16 +7,21 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import api, defaults
 from .errors import AutopruneError, LatencyCheckFailed
-from .models import parse_input_shape
+from .latency.fingerprint import FingerprintError
 from .proxy import DEFAULT_PROXY
+from .report import format_front, format_space, format_tables
 from .saliency import SALIENCIES
 
-DEFAULT_MODEL = "cifar:resnet56"
+TABLE_HELP = ("latency table: a file (from `autoprune profile` or a device's kit), or 'shipped' for the reference "
+              "table shipped with autoprune; default: this machine's own, profiled on first use (about a minute on "
+              "2 cores, once; then cached, see `autoprune tables`)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help=f"model spec (default: {DEFAULT_MODEL} with its shipped weights)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
+                   help=f"model spec (default: {defaults.DEFAULT_MODEL} with its shipped weights)")
     p.add_argument("--weights", default=None, help="checkpoint file (state dict), or 'shipped'")
     p.add_argument("--input-shape", default=None, help="override the input size, e.g. 3x224x224")
 
@@ -29,29 +34,33 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze", action="append", default=[], metavar="GROUP", help="never prune this group (glob)")
 
 
-def load_from_args(args):
-    from .api import load
+def _add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default=None,
+                   help=f"this machine's own table is measured on it: {defaults.BACKEND} (default), torch-cpu, "
+                        "ort-cuda, torch-cuda; a named --table measured on another is refused")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"intra-op threads of this machine's own table (default {defaults.THREADS})")
 
-    args.model = args.model or DEFAULT_MODEL
-    return load(args.model, args.weights, input_shape=args.input_shape)
+
+def _add_table_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--table", required=required, default=None, help=TABLE_HELP)
+    p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
 
 
-def space_from_args(args, loaded):
-    from .space import Granularity, space_for
+def _space(args) -> dict:
+    return {"space": args.space, "steps": args.steps, "multiple_of": args.multiple_of, "min_keep": args.min_keep,
+            "freeze": tuple(args.freeze)}
 
-    return space_for(loaded, getattr(args, "space", None), Granularity(args.steps, args.multiple_of, args.min_keep),
-                     args.freeze)
+
+def _target(args) -> dict:
+    return {"backend": args.backend, "threads": args.threads, "force": args.force}
 
 
 def cmd_inspect(args) -> int:
-    from .report import format_space
-    from .verify import verify_space
-
-    loaded = load_from_args(args)
-    space = space_from_args(args, loaded)
+    space = api.inspect(args.model, weights=args.weights, input_shape=args.input_shape, **_space(args))
     print(format_space(space))
     if args.verify:
-        failures = verify_space(loaded.model, space)
+        failures = api.verify(args.model, weights=args.weights, input_shape=args.input_shape, **_space(args))
         if failures:
             for line in failures:
                 print(f"autoprune: pruning check failed: {line}", file=sys.stderr)
@@ -63,77 +72,50 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _slug(spec: str) -> str:
-    return spec.rsplit("/", 1)[-1].replace(":", "_").replace(".py", "")
-
-
-def settings_from_args(args):
-    from .study import SearchSettings
-
-    model, weights = args.model, args.weights
-    if model is None:
-        model, weights = DEFAULT_MODEL, weights or "shipped"
-    elif weights is None and not (":" in model and model.split(":")[0] not in ("torchvision", "cifar")):
-        raise AutopruneError(
-            f"--weights is required to search {model}: with random weights there is no accuracy to keep"
-        )
-    if args.trials < 1 or args.workers < 1:
-        raise AutopruneError("--trials and --workers must be at least 1")
-    shape = list(parse_input_shape(args.input_shape)) if args.input_shape else None
-    return SearchSettings(
-        budget=args.budget, margin=args.margin, model=model, weights=weights, input_shape=shape, data=args.data, table=args.table,
-        force_table=args.force, proxy=args.proxy, distill=args.distill, saliency=args.saliency,
-        criterion=args.criterion, sampler=args.sampler,
-        trials=args.trials, seed=args.seed, steps=args.steps, multiple_of=args.multiple_of,
-        min_keep=args.min_keep, freeze=args.freeze, space_file=args.space,
-    )
+def _search_settings(args) -> dict:
+    return {
+        "weights": args.weights, "input_shape": args.input_shape, "margin": args.margin, "data": args.data,
+        "table": args.table, "backend": args.backend, "threads": args.threads, "force_table": args.force,
+        "saliency": args.saliency, "seed": args.seed, "steps": args.steps, "multiple_of": args.multiple_of,
+        "min_keep": args.min_keep, "freeze": args.freeze, "space_file": args.space,
+    }
 
 
 def cmd_search(args) -> int:
-    from .study import format_front, run_search
-
-    settings = settings_from_args(args)
-    out = args.out or f"runs/{_slug(settings.model)}"
-    result = run_search(settings, out, storage=args.storage, study_name=args.study, workers=args.workers)
+    out = args.out or defaults.default_out(args.model)
+    result = api.search(
+        args.model, args.budget, out=out, storage=args.storage, study=args.study, workers=args.workers,
+        proxy=args.proxy, distill=args.distill, criterion=args.criterion, sampler=args.sampler, trials=args.trials,
+        **_search_settings(args),
+    )
     print(format_front(result))
     print(f"front, plots and pruned models in {out}/ (pareto.json, pareto.csv, pareto.png, pareto.html, front/)")
     return 0
 
 
 def cmd_knapsack(args) -> int:
-    from .study import build_context
-
-    ctx = build_context(settings_from_args(args))
-    config = ctx.allocation.config({})
-    print(json.dumps(config))
-    print(f"predicted {ctx.predictor.predict(config):.3f} ms (target {ctx.target_ms:.3f} ms, budget {ctx.budget_ms:.3f} ms, unpruned "
-          f"{ctx.unpruned_ms:.3f} ms), {ctx.settings.saliency} saliency", file=sys.stderr)
+    found = api.knapsack(args.model, args.budget, **_search_settings(args))
+    print(json.dumps(found.config))
+    print(f"predicted {found.predicted_ms:.3f} ms (target {found.target_ms:.3f} ms, budget {found.budget_ms:.3f} ms, "
+          f"unpruned {found.unpruned_ms:.3f} ms), {found.saliency} saliency", file=sys.stderr)
     if args.save:
-        Path(args.save).write_text(json.dumps(config, indent=1) + "\n")
+        Path(args.save).write_text(json.dumps(found.config, indent=1) + "\n")
     return 0
 
 
 def cmd_pareto(args) -> int:
-    from .study import format_front, read_result
-
-    print(format_front(read_result(args.out)))
+    print(format_front(api.pareto(args.out)))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .deploy import ExportRequest, complete_export, export
-
     if args.out is None:
         raise AutopruneError("--out is required: the run directory of the search to export from")
-    if args.trial is not None and args.budget is not None:
-        raise AutopruneError("give --trial or --budget, not both")
     if args.measured:
-        report = complete_export(args.out, args.measured)
+        report = api.complete_export(args.out, args.measured)
     else:
-        report = export(ExportRequest(
-            out=args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs, lr=args.lr,
-            distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
-        ))
+        report = api.export(args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs,
+                            lr=args.lr, distill=args.distill, storage=args.storage, study=args.study, seed=args.seed)
         print(f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
               f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%); wrote {report.files['model']}, "
               f"{report.files['onnx']} and report.json")
@@ -147,48 +129,19 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _add_table_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--table", required=True, help="latency table JSON (from `autoprune profile`)")
-    p.add_argument("--backend", default=None, help="refuse a table measured on another backend")
-    p.add_argument("--batch", type=int, default=None, help="refuse a table measured at another batch size")
-    p.add_argument("--force", action="store_true", help="use a table whose backend or batch does not match")
-
-
-def _load_table(args):
-    from .latency import LatencyTable
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = LatencyTable.load(args.table, args.backend, args.batch, args.force)
-    _print_warnings(caught)
-    return table
-
-
-def _print_warnings(caught) -> None:
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"autoprune: warning: {message}", file=sys.stderr)
-
-
 def cmd_profile(args) -> int:
-    from .latency.profile import profile
-
-    if (args.out is None) == (args.kit is None):
-        raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
-    loaded = load_from_args(args)
-    space = space_from_args(args, loaded)
-    settings = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup)) if v is not None}
-    path = profile(loaded, space, args.backend, args.out, args.threads, args.batch, args.dtype, args.calibration,
-                   args.validate, args.kit, args.seed, settings)
+    result = api.profile(
+        args.model, args.out, kit=args.kit, input_shape=args.input_shape, backend=args.backend,
+        threads=args.threads, batch=args.batch, dtype=args.dtype, calibration=args.calibration,
+        validate=args.validate, seed=args.seed, repeats=args.repeats, warmup=args.warmup, **_space(args),
+    )
     if args.kit:
-        print(f"wrote kit {path}: unzip it on the device and run `python3 runner.py . --out table.json`")
+        print(f"wrote kit {result}: unzip it on the device and run `python3 runner.py . --out table.json`")
         return 0
     if args.validate:  # measured by the runner right after calibration, in the same fresh process
-        from .latency import LatencyTable
-        from .latency.layout import model_key
-
-        figures = LatencyTable.load(path).model(model_key(space))["validation"]
-        print(_figures_line(space.model, args.backend, figures))
-    print(f"wrote {path}")
+        figures = next(m["validation"] for key, m in result.models.items() if key.startswith(f"{args.model}@"))
+        print(_figures_line(args.model, args.backend, figures))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -212,65 +165,52 @@ def _read_config(path: str | None) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from .latency import LatencyPredictor
-
-    loaded = load_from_args(args)
-    space = space_from_args(args, loaded)
-    table = _load_table(args)
-    config = space.complete(_read_config(args.config))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        predictor = LatencyPredictor(table, space, strict=args.strict)
-        ms = predictor.predict(config)
-        parts = predictor.breakdown(config)
+        found = api.explain(args.model, args.table, _read_config(args.config), input_shape=args.input_shape,
+                            strict=args.strict, **_space(args), **_target(args))
     _print_warnings(caught)
-    d = table.device
-    print(f"{space.model}: predicted {ms:.3f} ms per forward pass ({d['backend']} {d['backend_version']}, "
-          f"{d['threads']} thread(s), batch {d['batch']}, {d['cpu']})")
-    shown = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[: args.top or None]
+    print(f"{args.model}: predicted {found.ms:.3f} ms per forward pass ({found.table.describe()})")
+    shown = sorted(found.parts.items(), key=lambda kv: -abs(kv[1]))[: args.top or None]
     width = max(len(name) for name, _ in shown)
     for name, part in shown:
-        print(f"  {name:<{width}}  {part:9.4f} ms  {part / ms * 100:5.1f}%")
+        print(f"  {name:<{width}}  {part:9.4f} ms  {part / found.ms * 100:5.1f}%")
     return 0
 
 
-def _validate(args, loaded, space) -> int:
-    from .latency.validate import validate
+def _print_warnings(caught) -> None:
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"autoprune: warning: {message}", file=sys.stderr)
 
-    table = _load_table(args)
-    figures = validate(loaded, space, table, args.samples, args.seed, save=not args.no_save, plot=args.plot)
-    print(_figures_line(space.model, table.backend, figures))
+
+def cmd_validate(args) -> int:
+    figures = api.validate(args.model, args.table, samples=args.samples, seed=args.seed, input_shape=args.input_shape,
+                           save=not args.no_save, plot=args.plot, **_space(args), **_target(args))
+    print(_figures_line(args.model, figures["backend"], figures))
     if not args.no_save:
-        print(f"stored the figures in {args.table}")
+        print(f"stored the figures in {figures['table']}")
     if args.plot:
         print(f"wrote {args.plot}")
     return 0
 
 
 def cmd_rescale(args) -> int:
-    from .latency.rescale import rescale
-
-    if args.configs < 2:
-        raise AutopruneError("--configs must be at least 2")
-    loaded = load_from_args(args)
-    table, figures = rescale(loaded, space_from_args(args, loaded), _load_table(args), args.out, args.configs,
-                             args.seed)
+    table, figures = api.rescale(args.model, args.table, args.out, configs=args.configs, seed=args.seed,
+                                 input_shape=args.input_shape, force=args.force, **_space(args))
     before, after = figures["before"], figures["after"]
-    print(f"{loaded.spec}: scale {figures['scale']:.3f}; on {after['n']} configs timed here MAPE "
+    print(f"{args.model}: scale {figures['scale']:.3f}; on {after['n']} configs timed here MAPE "
           f"{before['mape_pct']:.1f}% -> {after['mape_pct']:.1f}%, worst {before['worst_pct']:+.1f}% -> "
           f"{after['worst_pct']:+.1f}%")
     print(f"wrote {table.path}")
     return 0
 
 
-def cmd_validate(args) -> int:
-    from .latency.validate import DEFAULT_SEED
-
-    if args.samples < 2:
-        raise AutopruneError("--samples must be at least 2")
-    args.seed = DEFAULT_SEED if args.seed is None else args.seed
-    loaded = load_from_args(args)
-    return _validate(args, loaded, space_from_args(args, loaded))
+def cmd_tables(args) -> int:
+    found = api.tables(clear=args.clear)
+    if args.clear:
+        print("cleared the cache of this machine's latency tables")
+    print(format_tables(found))
+    return 0
 
 
 COMMANDS = {
@@ -285,12 +225,16 @@ COMMANDS = {
     "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
     "pareto": ("print the front of a finished search", cmd_pareto),
     "export": ("fine-tune, save and check a chosen pruned model", cmd_export),
+    "tables": ("list this machine's cached latency tables (made on first use), or clear them", cmd_tables),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="autoprune", description="Hardware-aware automated channel pruning for PyTorch CNNs."
+        prog="autoprune", description="Hardware-aware automated channel pruning for PyTorch CNNs.",
+        epilog="Latency is this machine's unless --table names another: on a machine autoprune has not seen, the "
+               "first command that predicts profiles a table for it (about a minute on 2 cores for the default "
+               "model, with a progress bar) and caches it per user (`autoprune tables`); later runs reuse it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {name: sub.add_parser(name, help=text, description=text) for name, (text, _) in COMMANDS.items()}
@@ -321,15 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = parsers["rescale"]
     _add_model_args(p)
     _add_space_args(p)
-    _add_table_args(p)
+    p.add_argument("--table", required=True, help="the table from another machine to adapt (a file, or 'shipped')")
+    p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
     p.add_argument("--out", required=True, help="the table for this machine to write")
-    p.add_argument("--configs", type=int, default=8, help="models timed here: the unpruned one and N-1 pruned (8)")
+    p.add_argument("--configs", type=int, default=8,
+                   help="models timed here: the unpruned one and N-1 pruned (8); from 4 on, the calibration's "
+                        "compute and overhead terms are refitted separately, below that one factor")
     p.add_argument("--seed", type=int, default=0, help="seed of the pruned configs")
 
     p = parsers["predict"]
     _add_model_args(p)
     _add_space_args(p)
     _add_table_args(p)
+    _add_target_args(p)
     p.add_argument("--config", default=None, help="JSON {group: kept channels}; default: the unpruned model")
     p.add_argument("--strict", action="store_true", help="refuse kernels missing from the table (no interpolation)")
     p.add_argument("--top", type=int, default=15, help="show the N largest parts of the breakdown (0: all)")
@@ -338,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_space_args(p)
     _add_table_args(p)
+    _add_target_args(p)
     p.add_argument("--samples", type=int, default=30, help="random configs to measure (default 30)")
     p.add_argument("--seed", type=int, default=None, help="seed of the random configs")
     p.add_argument("--plot", default=None, help="write a PNG scatter of predicted vs measured")
@@ -351,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--margin", default="0",
                        help="stay this far under the budget: auto (from the table's held-out error), 0.05 or 5%%")
         p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
-        p.add_argument("--table", default=None, help="latency table (default: the shipped one holding the model)")
-        p.add_argument("--force", action="store_true", help="use a table measured with other settings anyway")
+        _add_table_args(p)
+        _add_target_args(p)
         p.add_argument("--saliency", default="taylor", choices=SALIENCIES,
                        help="what a channel is worth to the knapsack (default taylor, over proxy-train batches)")
         p.add_argument("--seed", type=int, default=0)
@@ -384,13 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--measured", default=None, metavar="RESULT",
                    help="complete a pending export with the result.json its timing kit wrote on the device")
+
+    p = parsers["tables"]
+    p.add_argument("--clear", action="store_true", help="remove every cached table (the next use profiles again)")
     return parser
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<model>)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run directory)")
-    p.add_argument("--study", default="autoprune", help="study name inside the storage")
+    p.add_argument("--study", default=defaults.STUDY_NAME, help="study name inside the storage")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -406,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     except LatencyCheckFailed as exc:  # the command ran; its check failed (1), unlike a user mistake (2)
         print(f"autoprune {args.command}: {exc}", file=sys.stderr)
         return 1
-    except AutopruneError as exc:
+    except (AutopruneError, FingerprintError) as exc:
         print(f"autoprune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

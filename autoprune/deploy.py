@@ -12,15 +12,13 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import optuna
-
 from .budget import parse_budget
-from .errors import AutopruneError, LatencyCheckFailed, StudyError
+from .defaults import STUDY_NAME
+from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
-from .study import STUDY_NAME, build_context, read_result
-from .study.execution import check_settings, make_storage, stored_settings
+from .study import read_result, reopen
 from .study.result import completed
 from .taskdata import TaskData
 
@@ -89,17 +87,7 @@ class ExportReport:
         return self
 
 
-def _load_study(req: ExportRequest) -> optuna.Study:
-    url = req.storage or f"sqlite:///{Path(req.out) / 'study.db'}"
-    if req.storage is None and not (Path(req.out) / "study.db").is_file():
-        raise StudyError(f"no study in {req.out} (study.db missing): run `autoprune search --out {req.out}` first")
-    try:
-        return optuna.load_study(study_name=req.study, storage=make_storage(url))
-    except KeyError as exc:
-        raise StudyError(f"no study named '{req.study}' in {url}") from exc
-
-
-def choose_trial(req: ExportRequest, study: optuna.Study) -> tuple[int, dict[str, int]]:
+def choose_trial(req: ExportRequest, study) -> tuple[int, dict[str, int]]:
     if req.trial is not None:
         for t in completed(study):
             if t.number == req.trial:
@@ -120,15 +108,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     from .onnx_io import export_onnx
     from .proxy import finetune
 
-    study = _load_study(req)
-    settings = stored_settings(study)
-    if settings.model.startswith("module:") and loaded is None:
-        raise StudyError(f"this study searched a {settings.model[7:]} object: export it from Python with "
-                         "autoprune.export(out, model=..., train_data=..., evaluate=...)")
-    if loaded is not None and loaded.weights != settings.weights:
-        raise StudyError(f"the model passed has other weights than the one this study searched ({settings.weights})")
-    ctx = build_context(settings, loaded, data)
-    check_settings(study, req.storage or req.out, {**settings.defining(), "space_digest": ctx.space_digest})
+    study, ctx = reopen(req.out, req.storage, req.study, loaded, data)
     number, config = choose_trial(req, study)
     trial = study.trials[number]
     out = Path(req.out) / "export"

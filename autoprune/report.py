@@ -1,7 +1,12 @@
 """Plain-text tables of what autoprune found."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .space import SearchSpace
+
+if TYPE_CHECKING:
+    from .study.result import SearchResult
 
 
 def _si(n: float) -> str:
@@ -39,3 +44,41 @@ def format_space(space: SearchSpace) -> str:
         "\nMACs touched: share of the model's MACs in layers whose width the group sets."
     )
     return f"{head}\n{body}\n{foot}"
+
+
+def format_front(result: "SearchResult") -> str:
+    shown = (lambda v: f"{100 * v:.2f}%") if result.extra.get("percent", True) else (lambda v: f"{v:.4g}")
+    band = result.extra.get("band")
+    # The likely measured range: the table's held-out errors (5th to 95th percentile) around the prediction.
+    likely = (lambda ms: f"{ms * band[0]:.3f}-{ms * band[1]:.3f}") if band else (lambda ms: "not validated")
+    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), shown(m.proxy_accuracy),
+             f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
+    stopped = result.extra.get("stopped_early", 0)
+    target = result.extra.get("target_ms", result.budget_ms)
+    margin = f" (searched at {target:.3f} ms: margin {result.extra['margin']})" if target < result.budget_ms else ""
+    head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms{margin}  unpruned "
+            f"{result.unpruned_ms:.3f} ms  {result.trials} trials scored in full ({result.feasible} within budget), "
+            f"{stopped} stopped early\nscore: {result.extra.get('score', 'proxy accuracy')}")
+    if result.extra.get("table"):
+        head += f"\nlatency: {result.extra['table_device']} ({result.extra['table']})"
+    return head + "\n" + table(["trial", "from", "predicted ms", "likely measured ms", "score", "MACs", "params"], rows)
+
+
+def format_tables(found: list) -> str:
+    """The cache of this machine's tables (latency.cache.CachedTable), one row per table and model."""
+    from .latency.cache import cache_dir
+
+    rows = []
+    for t in found:
+        if t.device is None:
+            rows.append([t.path.name, "-", "-", "-", "unreadable: profiled again on next use"])
+            continue
+        d = t.device
+        where = f"{d['cpu']}, {d['cores']} cores, {' '.join(d.get('isa') or [])}" + (" (here)" if t.this_machine else "")
+        setup = f"{d['backend']} {d['backend_version']} t{d['threads']} b{d['batch']} {d['dtype']}"
+        for key, mape in t.models.items():
+            rows.append([key, setup, f"{t.age_days:.1f} d", "-" if mape is None else f"{mape:.2f}%", where])
+    head = f"latency tables cached in {cache_dir()}: {len(found)}"
+    if not rows:
+        return head + " (the first command that predicts on this machine profiles one)"
+    return head + "\n" + table(["model", "measured with", "age", "held-out MAPE", "machine"], rows)

@@ -1,7 +1,8 @@
-"""What ships inside the package: the real data and pretrained weights of the embedded default, the
+"""What ships with the package: the real data and pretrained weights of the embedded default, the
 latency tables measured for it, and the search spaces of the models those tables hold.
 
-Found through importlib.resources, so they are where the installed package is (a wheel or a checkout).
+Found through importlib.resources, so they are where the installed package is. The tables and spaces live
+at the top of the repository (latency_tables/, search_spaces/); a wheel carries them inside the package.
 """
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ import numpy as np
 ASSETS = Path(str(files(__package__)))
 CIFAR10_MINI = ASSETS / "cifar10_mini.npz"
 SHIPPED_WEIGHTS = {"cifar:resnet56": ASSETS / "cifar_resnet56.pt"}
-SHIPPED_TABLES = ASSETS / "latency_tables"
-SHIPPED_SPACES = ASSETS / "search_spaces"
+
+
+def _shipped_folder(name: str) -> Path:
+    """A top-level folder of the checkout, or its copy inside an installed wheel."""
+    inside = ASSETS.parent / name
+    return inside if inside.is_dir() else ASSETS.parent.parent / name
+
+
+SHIPPED_TABLES = _shipped_folder("latency_tables")
+SHIPPED_SPACES = _shipped_folder("search_spaces")
 
 
 def shipped_table_for(model: str) -> Path | None:

@@ -3,9 +3,14 @@
 Standard library only: the kit's runner records the same fingerprint on a device without autoprune.
 The CPU model name alone is not enough (virtual machines report "AMD EPYC" for several generations), so the
 vector-instruction flags that decide which kernels ONNX Runtime and PyTorch pick are part of it.
+
+AUTOPRUNE_FINGERPRINT='{"cpu": "Unseen CPU"}' replaces fields of this machine's fingerprint (a JSON object of
+cpu, cores, isa, gpu): it makes this machine one that no shipped table describes, which is how the test suite
+checks that nothing depends on the machine it runs on.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -14,6 +19,11 @@ from pathlib import Path
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
              "asimd", "sve")
 FIELDS = ("cpu", "cores", "isa", "gpu")
+OVERRIDE = "AUTOPRUNE_FINGERPRINT"
+
+
+class FingerprintError(ValueError):
+    """The override in AUTOPRUNE_FINGERPRINT cannot be read."""
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:
@@ -39,7 +49,22 @@ def this_machine(gpu: str | None = None) -> dict:
         "cores": os.cpu_count(),
         "isa": [f for f in ISA_FLAGS if f in set(flags)],
         "gpu": gpu,
+        **_override(),
     }
+
+
+def _override() -> dict:
+    text = os.environ.get(OVERRIDE)
+    if not text:
+        return {}
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict) or not set(fields) <= set(FIELDS):
+        raise FingerprintError(f"{OVERRIDE} must be a JSON object with some of the fields {', '.join(FIELDS)}, "
+                               f"e.g. '{{\"cpu\": \"Unseen CPU\"}}'; it is {text!r}")
+    return fields
 
 
 def differences(recorded: dict, current: dict) -> list[str]:

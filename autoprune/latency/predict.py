@@ -28,7 +28,7 @@ class ForeignTableWarning(UserWarning):
 
 class LatencyPredictor:
     def __init__(self, table: LatencyTable, space: SearchSpace, strict: bool = False):
-        self.table, self.strict = table, strict
+        self.table, self.space, self.strict = table, space, strict
         self.key = model_key(space)
         model = table.model(self.key)
         groups = {g.name: g.channels for g in space.groups}

@@ -413,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     model = table["models"][json.loads((job / "manifest.json").read_text())["model_key"]]
     print(f"wrote {out} ({len(table['entries'])} entries)")
     if "validation" in model:
-        print("validation:", json.dumps(model["validation"]))
+        v = model["validation"]
+        print(f"validation on {v['n']} held-out configs: MAPE {v['mape_pct']:.2f}%, worst {v['worst_pct']:+.1f}%, "
+              f"within 10% {v['within_10pct']:.0%}, Kendall tau {v['kendall_tau']:.3f}")
     return 0
 
 

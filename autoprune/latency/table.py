@@ -57,6 +57,14 @@ class LatencyTable:
     def threads(self) -> int:
         return self.device["threads"]
 
+    def describe(self) -> str:
+        """What the table was measured on, in one line."""
+        d = self.device
+        isa = " ".join(d.get("isa") or [])
+        return (f"{d['backend']} {d['backend_version']}, {d['threads']} thread(s), batch {d['batch']}, {d['dtype']} on "
+                f"{d.get('cpu')} ({d.get('cores')} cores{', ' + isa if isa else ''}"
+                f"{', ' + d['gpu'] if d.get('gpu') else ''})")
+
     def foreign(self, software: bool = True) -> list[str]:
         """How the machine this table was measured on differs from this one ('field: there -> here'); empty
         when they match. A table from a device without a GPU name or ISA flags is compared on what it has.

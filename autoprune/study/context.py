@@ -11,8 +11,9 @@ import torch.nn as nn
 
 from ..allocation import Allocation
 from ..budget import error_band, margin_share, parse_budget
-from ..errors import BudgetError, TableError
-from ..latency import LatencyPredictor, LatencyTable
+from ..errors import BudgetError
+from ..latency import LatencyPredictor
+from ..latency.choose import choose_table
 from ..models import LoadedModel
 from ..proxy import Proxy, make_ladder
 from ..space import Granularity, SearchSpace, space_for
@@ -49,17 +50,6 @@ class SearchContext:
                               batch=self.criterion_batch, loss=self.data.loss)
 
 
-def default_table(model: str) -> str:
-    """The shipped table that holds a layout of `model`."""
-    from ..assets import shipped_table_for
-
-    path = shipped_table_for(model)
-    if path is None:
-        raise TableError(f"no shipped latency table holds {model}: profile one with `autoprune profile` and pass "
-                             "--table")
-    return str(path)
-
-
 def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
                   data: TaskData | None = None) -> SearchContext:
     from ..data import load_data
@@ -76,7 +66,7 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     space = space_for(loaded, settings.space_file, Granularity(settings.steps, settings.multiple_of, settings.min_keep),
                       settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
-    table = LatencyTable.load(settings.table or default_table(loaded.spec), force=settings.force_table)
+    table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table)
     predictor = LatencyPredictor(table, space)
     unpruned_ms = predictor.predict(space.full_config())
     min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})

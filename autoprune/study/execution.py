@@ -17,14 +17,16 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from ..defaults import STUDY_NAME
 from ..errors import AutopruneError, StudyError
+from ..models import LoadedModel
+from ..taskdata import TaskData
 from .context import SearchContext, build_context
 from .objective import REDUCTION_FACTOR, Objective
 from .result import FINISHED, SearchResult, completed
 from .samplers import make_sampler, sampler_seed
 from .settings import SearchSettings
 
-STUDY_NAME = "autoprune"
 def make_pruner() -> optuna.pruners.BasePruner:
     # Stage i of the proxy ladder reports at step 3**i: the rungs of successive halving with min_resource 1.
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR)
@@ -122,6 +124,28 @@ def stored_settings(study: optuna.Study) -> SearchSettings:
     stored = dict(study.user_attrs["settings"])
     stored.pop("space_digest", None)
     return SearchSettings(**stored)
+
+
+def reopen(out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
+           loaded: LoadedModel | None = None, data: TaskData | None = None) -> tuple[optuna.Study, SearchContext]:
+    """A stored study and the context rebuilt from its settings (for an export); refused when the study searched
+    an object that is not passed again, or when the space is not the one it searched."""
+    url = storage or f"sqlite:///{Path(out) / 'study.db'}"
+    if storage is None and not (Path(out) / "study.db").is_file():
+        raise StudyError(f"no study in {out} (study.db missing): run `autoprune search --out {out}` first")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=make_storage(url))
+    except KeyError as exc:
+        raise StudyError(f"no study named '{study_name}' in {url}") from exc
+    settings = stored_settings(study)
+    if settings.model.startswith("module:") and loaded is None:
+        raise StudyError(f"this study searched a {settings.model[7:]} object: export it from Python with "
+                         "autoprune.export(out, model=..., train_data=..., evaluate=...)")
+    if loaded is not None and loaded.weights != settings.weights:
+        raise StudyError(f"the model passed has other weights than the one this study searched ({settings.weights})")
+    ctx = build_context(settings, loaded, data)
+    check_settings(study, storage or str(out), {**settings.defining(), "space_digest": ctx.space_digest})
+    return study, ctx
 
 
 def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int, progress: bool,

@@ -24,7 +24,8 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
         sum(t.user_attrs["predicted_ms"] <= ctx.target_ms for t in done),
         {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name, "score": score,
          "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": ctx.data.percent,
-         "margin": ctx.settings.margin, "target_ms": ctx.target_ms, "band": ctx.band},
+         "margin": ctx.settings.margin, "target_ms": ctx.target_ms, "band": ctx.band,
+         "table": str(ctx.predictor.table.path), "table_device": ctx.predictor.table.describe()},
     )
     (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
     _write_csv(out / "pareto.csv", front)
@@ -109,21 +110,3 @@ def _write_html(path: Path, study: optuna.Study, score: str) -> None:
     figure = plot_pareto_front(study, target_names=[score, "predicted latency (ms)"],
                                targets=lambda t: (t.value, t.user_attrs["predicted_ms"]))
     figure.write_html(str(path), include_plotlyjs=True)
-
-
-def format_front(result: SearchResult) -> str:
-    from ..report import table
-
-    shown = (lambda v: f"{100 * v:.2f}%") if result.extra.get("percent", True) else (lambda v: f"{v:.4g}")
-    band = result.extra.get("band")
-    # The likely measured range: the table's held-out errors (5th to 95th percentile) around the prediction.
-    likely = (lambda ms: f"{ms * band[0]:.3f}-{ms * band[1]:.3f}") if band else (lambda ms: "not validated")
-    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), shown(m.proxy_accuracy),
-             f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
-    stopped = result.extra.get("stopped_early", 0)
-    target = result.extra.get("target_ms", result.budget_ms)
-    margin = f" (searched at {target:.3f} ms: margin {result.extra['margin']})" if target < result.budget_ms else ""
-    head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms{margin}  unpruned "
-            f"{result.unpruned_ms:.3f} ms  {result.trials} trials scored in full ({result.feasible} within budget), "
-            f"{stopped} stopped early\nscore: {result.extra.get('score', 'proxy accuracy')}")
-    return head + "\n" + table(["trial", "from", "predicted ms", "likely measured ms", "score", "MACs", "params"], rows)

@@ -5,6 +5,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from .. import defaults
 from ..proxy import DEFAULT_PROXY
 
 
@@ -12,11 +13,13 @@ from ..proxy import DEFAULT_PROXY
 class SearchSettings:
     budget: str = "0.5x"
     margin: str = "0"  # the search stays this far under the budget: a share, a percentage, or auto (the table's)
-    model: str = "cifar:resnet56"  # a model spec, or "module:<class>" for a model passed as an object
-    weights: str | None = "shipped"  # a file, 'shipped', or "sha256:<digest>" of an object's weights
+    model: str = defaults.DEFAULT_MODEL  # a model spec, or "module:<class>" for a model passed as an object
+    weights: str | None = defaults.SHIPPED  # a file, 'shipped', or "sha256:<digest>" of an object's weights
     input_shape: list[int] | None = None
     data: str = "cifar10-mini"  # a data source, or "user:<type>" for the user's Dataset/DataLoader
-    table: str | None = None
+    table: str | None = None  # None: this machine's own (latency/choose.py), 'shipped', or a file
+    backend: str | None = None  # this machine's own table is measured with it (None: ort-cpu); a named table must match
+    threads: int | None = None  # of this machine's own table (None: 1)
     force_table: bool = False
     proxy: str = DEFAULT_PROXY
     distill: bool = False

@@ -1,0 +1,39 @@
+"""Which table a prediction uses, one rule for every command and API function:
+
+- none named: this machine's own table, from the cache or profiled now (cache.py);
+- "shipped": the reference table shipped with autoprune that holds the model (measured on the machine its
+  device block names; predicting with it elsewhere warns, in one line);
+- anything else: a table file (a profile of this machine, or one brought back from another device's kit).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import defaults
+from ..errors import TableError
+from ..models import LoadedModel
+from ..space import SearchSpace
+from .cache import LocalTarget, table_for_this_machine
+from .table import LatencyTable
+
+
+def shipped_table(model: str) -> Path:
+    """The shipped table that holds a layout of `model`."""
+    from ..assets import shipped_table_for
+
+    path = shipped_table_for(model)
+    if path is None:
+        raise TableError(f"no shipped latency table holds {model}: leave out --table to profile this machine, or "
+                         "name a table file")
+    return path
+
+
+def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace, backend: str | None = None,
+                 threads: int | None = None, force: bool = False) -> LatencyTable:
+    """`backend` and `threads` (None: the defaults) are what this machine's own table is measured with; a named
+    table brings its own, and a `backend` asked for that it lacks is refused unless `force`."""
+    if table is None:
+        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS)
+        return table_for_this_machine(loaded, space, target)
+    path = shipped_table(loaded.spec) if str(table) == defaults.SHIPPED else table
+    return LatencyTable.load(path, backend, None, force)
