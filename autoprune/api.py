@@ -140,15 +140,19 @@ def validate(model: Model = DEFAULT_MODEL, table: Table = None, *, samples: int 
 
 
 def rescale(model: Model, table: str | Path, out: str | Path, *, configs: int = 8, seed: int = 0, example_inputs=None,
-            input_shape=None, space: str | None = None, force: bool = False, **options) -> tuple[LatencyTable, dict]:
-    """Adapts a table measured on another machine to this one from a few models timed here; returns the new
-    table and the error figures before and after on the models timed."""
+            input_shape=None, space: str | None = None, force: bool = False, terms: bool = True,
+            **options) -> tuple[LatencyTable, dict]:
+    """Adapts a table measured on another machine to this one from a few models timed here (its compute and
+    overhead terms refitted apart, or with `terms=False` one factor); returns the new table and the figures."""
     from .latency.rescale import rescale as adapt
 
     if configs < 2:
         raise AutopruneError("--configs must be at least 2")
     loaded, searched = _loaded_space(model, example_inputs, input_shape, space, **options)
-    return adapt(loaded, searched, LatencyTable.load(table, force=force), out, configs, seed)
+    from .latency.choose import shipped_table
+
+    path = shipped_table(loaded.spec) if str(table) == defaults.SHIPPED else table
+    return adapt(loaded, searched, LatencyTable.load(path, force=force), out, configs, seed, terms)
 
 
 def tables(clear: bool = False) -> list:

@@ -196,9 +196,11 @@ def cmd_validate(args) -> int:
 
 def cmd_rescale(args) -> int:
     table, figures = api.rescale(args.model, args.table, args.out, configs=args.configs, seed=args.seed,
-                                 input_shape=args.input_shape, force=args.force, **_space(args))
+                                 input_shape=args.input_shape, force=args.force, terms=not args.one_factor,
+                                 **_space(args))
     before, after = figures["before"], figures["after"]
-    print(f"{args.model}: scale {figures['scale']:.3f}; on {after['n']} configs timed here MAPE "
+    factors = ", ".join(f"{term} x{f:.3f}" for term, f in figures["factors"].items())
+    print(f"{args.model}: {factors}; on {after['n']} configs timed here MAPE "
           f"{before['mape_pct']:.1f}% -> {after['mape_pct']:.1f}%, worst {before['worst_pct']:+.1f}% -> "
           f"{after['worst_pct']:+.1f}%")
     print(f"wrote {table.path}")
@@ -218,8 +220,8 @@ COMMANDS = {
     "profile": ("measure a latency table on this machine, or write a kit for another device", cmd_profile),
     "predict": ("predicted latency of a model or a config, per layer", cmd_predict),
     "validate": ("measure random configs end to end and report the predictor's error", cmd_validate),
-    "rescale": ("adapt a table from another machine to this one: a few models timed here, one factor",
-                cmd_rescale),
+    "rescale": ("adapt a table from another machine to this one: a few models timed here refit its compute and "
+                "overhead terms", cmd_rescale),
     "knapsack": ("one-shot allocation: the latency-saliency knapsack's config at a budget, no accuracy spent",
                  cmd_knapsack),
     "search": ("search the Pareto front of accuracy vs latency under a budget", cmd_search),
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="models timed here: the unpruned one and N-1 pruned (8); from 4 on, the calibration's "
                         "compute and overhead terms are refitted separately, below that one factor")
     p.add_argument("--seed", type=int, default=0, help="seed of the pruned configs")
+    p.add_argument("--one-factor", action="store_true", help="scale every term by one factor instead")
 
     p = parsers["predict"]
     _add_model_args(p)

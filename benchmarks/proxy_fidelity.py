@@ -35,14 +35,14 @@ from scipy import stats
 
 from autoprune.data import load_data
 from common import Pieces, jpeg_folder
-from autoprune.latency import LatencyPredictor, LatencyTable
+from autoprune.latency import LatencyPredictor
 from autoprune.metrics import count_macs
 from autoprune.models import load_model
 from autoprune.proxy import DEFAULT_PROXY, finetune, make_ladder
 from autoprune.taskdata import evaluate_top1
 from autoprune.prune import prune
 from autoprune.space import build_space
-from autoprune.study import default_table
+from autoprune.latency.choose import choose_table
 
 ROOT = Path(__file__).resolve().parents[1]
 JPEG_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -154,7 +154,7 @@ def main() -> None:
     base = loaded.model.eval()
     pieces.get("base_test", lambda: evaluate_top1(base, test))
     space = build_space(loaded)
-    predictor = LatencyPredictor(LatencyTable.load(default_table(MODEL)), space)
+    predictor = LatencyPredictor(choose_table(None, loaded, space), space)  # this machine's own, as search uses
     configs = pieces.get("configs", lambda: make_configs(space, predictor, base, args))
     if args.reuse_truth:
         reuse_truth(Path(args.reuse_truth), configs, settings, pieces)

@@ -43,14 +43,14 @@ import torch_pruning as tp
 import autoprune
 from autoprune.data import load_data
 from autoprune.graph import CUSTOM_PRUNERS
-from autoprune.latency import LatencyPredictor, LatencyTable, measure_models_ms
+from autoprune.latency import LatencyPredictor, measure_models_ms
 from autoprune.models import load_model
 from autoprune.proxy import finetune
 from autoprune.taskdata import evaluate_top1
 from autoprune.prune import prune
 from autoprune.report import table
 from autoprune.space import Granularity, build_space
-from autoprune.study import default_table
+from autoprune.latency.choose import choose_table
 from common import Pieces, bisect, jpeg_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +117,8 @@ def main() -> None:
     base = load_model(MODEL, weights=base_path)
     space = build_space(base)
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
-    table_path = default_table(MODEL)
-    predictor = LatencyPredictor(LatencyTable.load(table_path), space)
+    predictor = LatencyPredictor(choose_table(None, base, space), space)  # this machine's own, as search uses
+    table_path = predictor.table.path
     unpruned_ms = predictor.predict(space.full_config())
     pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
 
@@ -142,7 +142,7 @@ def main() -> None:
             out = cache / f"search-{budget}"
             searched = pieces.get(f"{budget}/search", lambda: _search(budget, base_path, out))
             start = pieces.get(f"{budget}/best_start", lambda: best_start(out))
-            knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget=budget, weights=str(base_path)))
+            knap = pieces.get(f"{budget}/knapsack", lambda: autoprune.knapsack(budget=budget, weights=str(base_path)).config)
             picked = searched["config"]
             ours = prune(base.model, space, picked)
 

@@ -4,6 +4,16 @@ from autoprune.models import load_model
 from autoprune.space import build_space
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_table_cache(tmp_path_factory):
+    """Every session starts on a machine with no table of its own yet (subprocesses inherit it): the default
+    flow profiles this machine's table once, as on a user's first run, and never touches the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("table-cache")
+        mp.setenv("AUTOPRUNE_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def resnet56():
     """The embedded default: CIFAR ResNet-56 with its shipped pretrained weights."""

@@ -56,10 +56,11 @@ def test_the_example_runs_on_a_module_a_dataloader_and_a_custom_metric(trained, 
 
 def test_the_knapsack_takes_a_module_and_training_data(trained, loaders, table):
     example_batch = next(iter(loaders[1]))[0][:1]
-    config = autoprune.knapsack(trained, "0.8x", example_inputs=example_batch, train_data=loaders[0],
-                                table=str(table.path))
-    assert autoprune.predict(trained, table.path, config, example_inputs=example_batch) <= 0.8 * autoprune.predict(
-        trained, table.path, example_inputs=example_batch) + 1e-9
+    found = autoprune.knapsack(trained, "0.8x", example_inputs=example_batch, train_data=loaders[0],
+                               table=str(table.path))
+    predicted = autoprune.predict(trained, table.path, found.config, example_inputs=example_batch)
+    assert predicted == pytest.approx(found.predicted_ms) and predicted <= found.budget_ms + 1e-9
+    assert found.budget_ms == pytest.approx(0.8 * autoprune.predict(trained, table.path, example_inputs=example_batch))
 
 
 @pytest.mark.parametrize("evaluate, message", [

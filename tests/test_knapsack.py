@@ -120,9 +120,9 @@ def test_taylor_saliency_of_a_real_model_ranks_channels_and_spans_every_group(re
 
 def test_allocation_knobs_and_starting_points_on_resnet56(resnet56, resnet56_space):
     from autoprune.latency import LatencyPredictor, LatencyTable
-    from autoprune.study import default_table
+    from autoprune.latency.choose import shipped_table
 
-    predictor = LatencyPredictor(LatencyTable.load(default_table("cifar:resnet56")), resnet56_space)
+    predictor = LatencyPredictor(LatencyTable.load(shipped_table("cifar:resnet56")), resnet56_space)
     budget = 0.5 * predictor.predict(resnet56_space.full_config())
     saliency = channel_saliency(resnet56.model, resnet56_space, None, "l1")
     allocation = Allocation.for_model(resnet56.model, resnet56_space, predictor, saliency, budget,

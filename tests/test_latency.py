@@ -416,7 +416,7 @@ def test_a_table_timed_by_another_runtime_release_warns_but_export_still_times_h
 
 def test_a_table_from_another_machine_warns_and_rescale_adapts_it_here(table_path, small, tmp_path, capsys):
     from autoprune.latency.predict import ForeignTableWarning
-    from autoprune.latency.rescale import rescale
+    from autoprune.latency.rescale import TERMS, fit_factors, rescale
 
     loaded, space = small
     data = json.loads(table_path.read_text())
@@ -428,16 +428,22 @@ def test_a_table_from_another_machine_warns_and_rescale_adapts_it_here(table_pat
     foreign.write_text(json.dumps(data))
     with pytest.warns(ForeignTableWarning, match="measured on another machine or runtime"):
         slow = LatencyPredictor(LatencyTable.load(foreign), space)
-    rescaled, figures = rescale(loaded, space, LatencyTable.load(foreign), tmp_path / "here.json", configs=3)
-    assert figures["scale"] < 0.6 and figures["after"]["mape_pct"] < figures["before"]["mape_pct"]
+    rescaled, figures = rescale(loaded, space, LatencyTable.load(foreign), tmp_path / "here.json", configs=5)
+    assert all(f < 0.6 for f in figures["factors"].values())
+    assert figures["after"]["mape_pct"] < figures["before"]["mape_pct"]
     assert rescaled.device["rescaled_from"]["cpu"] == "Some Other CPU 9000" and rescaled.foreign() == []
     with warnings.catch_warnings():
         warnings.simplefilter("error", ForeignTableWarning)
         here = LatencyPredictor(LatencyTable.load(tmp_path / "here.json"), space)
     config = space.random_config(random.Random(1))
-    scale = rescaled.model(model_key(space))["calibration"]["rescaled"]["scale"]
-    assert scale == pytest.approx(figures["scale"], abs=1e-4)
-    assert here.predict(config) == pytest.approx(scale * slow.predict(config))
+    factors = rescaled.model(model_key(space))["calibration"]["rescaled"]["factors"]
+    assert factors == pytest.approx(figures["factors"], abs=1e-4)
+    # Each part of the slow table's prediction is scaled by its own factor.
+    parts = {term: sum(slow.coef[n] * slow.features(config)[n] for n in names) for term, names in TERMS.items()}
+    assert here.predict(config) == pytest.approx(sum(factors[t] * parts[t] for t in TERMS))
+    # Below MIN_TWO_TERMS models, or with terms=False, one factor scales every term.
+    one = fit_factors(slow.coef, [slow.features(c) for c in (config, space.full_config())], [1.0, 2.0])
+    assert len(set(one.values())) == 1
     # The CLI says the same in one line.
     assert main(["predict", "--model", "cifar:resnet20", "--table", str(foreign)]) == 0
     warning = [line for line in capsys.readouterr().err.splitlines() if "another machine or runtime" in line]

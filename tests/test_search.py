@@ -84,10 +84,10 @@ def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
 
 
 def test_knapsack_command_prints_a_config_within_the_budget(tmp_path, capsys):
-    from autoprune.latency import LatencyPredictor, LatencyTable
+    from autoprune.latency import LatencyPredictor
+    from autoprune.latency.choose import choose_table
     from autoprune.space import build_space
     from autoprune.models import load_model
-    from autoprune.study import default_table
 
     saved = tmp_path / "k.json"
     assert main(["knapsack", "--budget", "0.4x", "--saliency", "l1", "--save", str(saved)]) == 0
@@ -96,7 +96,7 @@ def test_knapsack_command_prints_a_config_within_the_budget(tmp_path, capsys):
     assert json.loads(saved.read_text()) == config
     loaded = load_model("cifar:resnet56", "shipped")
     space = build_space(loaded)
-    predictor = LatencyPredictor(LatencyTable.load(default_table("cifar:resnet56")), space)
+    predictor = LatencyPredictor(choose_table(None, loaded, space), space)  # this machine's, as the command used
     assert predictor.predict(config) <= 0.4 * predictor.predict(space.full_config())
     assert "l1 saliency" in captured.err
 
@@ -273,9 +273,9 @@ def test_machines_sharing_a_storage_draw_different_samples(monkeypatch):
 def test_export_with_another_devices_table_writes_a_timing_kit_and_completes_from_its_result(tmp_path, capsys):
     import zipfile
 
-    from autoprune.study import default_table
+    from autoprune.latency.choose import shipped_table
 
-    table = json.loads(open(default_table("cifar:resnet56")).read())
+    table = json.loads(shipped_table("cifar:resnet56").read_text())
     table["device"].update(cpu="Jetson Orin (ARM Cortex-A78AE)", isa=["asimd"], cores=8)
     foreign = tmp_path / "orin.json"
     foreign.write_text(json.dumps(table))

@@ -102,10 +102,20 @@ class OrtBackend(LatencyBackend):
 def _run_runner(args: list[str], what: str, hint: str = "", show: bool = False) -> None:
     """The runner in a fresh process; `show` lets its progress through to the user, else its last line of
     stderr is the error's reason."""
-    done = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=not show, text=True)
+    # Shown, the runner's report goes to stderr with its progress: stdout is the command's result.
+    streams = {"stdout": sys.stderr.fileno() if _has_fileno(sys.stderr) else None} if show else {"capture_output": True}
+    done = subprocess.run([sys.executable, str(RUNNER), *args], text=True, **streams)
     if done.returncode != 0:
         last = "" if show else ": " + (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise AutopruneError(f"{what} failed (runner exit {done.returncode}{last}){hint}")
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream (pytest, a notebook)
+        return False
+    return True
 
 
 class TorchBackend(LatencyBackend):

@@ -2,7 +2,8 @@
 
 A cached table is keyed by everything that changes what it measures: this machine's fingerprint (CPU model,
 cores, ISA flags, GPU), the backend and its runtime release (major.minor), threads, batch, dtype, and the
-model's layout and search space. The folder is $AUTOPRUNE_CACHE, else $XDG_CACHE_HOME/autoprune/tables, else
+model's layout (its groups and their widths). A search space whose choices need kernels the table lacks (finer
+steps, an edited space file) grows the table with them. The folder is $AUTOPRUNE_CACHE, else $XDG_CACHE_HOME/autoprune/tables, else
 ~/.cache/autoprune/tables. Two processes that need the same missing table take a lock: one profiles, the
 other waits and reads it; the runner writes tables atomically, so no reader sees half a table.
 """
@@ -27,7 +28,7 @@ from ..models import LoadedModel
 from ..space import SearchSpace
 from .backends import get_backend
 from .fingerprint import differences, this_machine
-from .layout import model_key
+from .layout import build_layout, enumerate_signatures, model_key
 from .table import LatencyTable
 
 CACHE_ENV = "AUTOPRUNE_CACHE"
@@ -57,7 +58,7 @@ def cache_path(space: SearchSpace, target: LocalTarget) -> Path:
     """Where this machine's table for `space` at `target` lives (whether or not it exists yet)."""
     backend = get_backend(target.backend, target.dtype)
     identity = {"machine": this_machine(backend.gpu_name()), "runtime": backend.version().split(".")[:2],
-                **asdict(target), "layout": model_key(space), "space": space.to_dict()}
+                **asdict(target), "layout": model_key(space), "groups": {g.name: g.channels for g in space.groups}}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", model_key(space)).strip("-")
     return cache_dir() / f"{slug}-{target.backend}-t{target.threads}-b{target.batch}-{target.dtype}-{digest}.json"
@@ -66,17 +67,22 @@ def cache_path(space: SearchSpace, target: LocalTarget) -> Path:
 def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: LocalTarget = LocalTarget()) -> LatencyTable:
     """This machine's table for the model: from the cache, or profiled now (once) and cached."""
     path = cache_path(space, target)
+    wanted = set(enumerate_signatures(build_layout(loaded, space), space))
     table = _read(path)
-    if table is not None:
+    if table is not None and wanted <= set(table.entries):
         return table
     with _lock(path):
         table = _read(path, set_aside=True)  # another process may have profiled it while this one waited
-        if table is not None:
+        if table is not None and wanted <= set(table.entries):
             return table
         from .profile import profile
 
-        print(f"autoprune: no latency table of {space.model} for this machine yet ({_describe(target)}): "
-              f"profiling one now, once (about a minute on 2 cores), cached as {path}", file=sys.stderr, flush=True)
+        if table is None:
+            print(f"autoprune: no latency table of {space.model} for this machine yet ({_describe(target)}): "
+                  f"profiling one now, once (about a minute on 2 cores), cached as {path}", file=sys.stderr, flush=True)
+        else:
+            print(f"autoprune: this machine's table of {space.model} lacks {len(wanted - set(table.entries))} kernels "
+                  f"of this search space: profiling them into {path}", file=sys.stderr, flush=True)
         profile(loaded, space, target.backend, path, target.threads, target.batch, target.dtype, CALIBRATION,
                 VALIDATION)
         return LatencyTable.load(path)

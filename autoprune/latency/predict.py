@@ -79,14 +79,18 @@ class LatencyPredictor:
         for i, layer in enumerate(self.layers):
             yield layer["name"], self._layer_cost(i, channels(layer["in"], full), channels(layer["out"], full))
 
-    def predict(self, config: Config) -> float:
-        """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
+    def features(self, config: Config) -> dict[str, float]:
+        """The calibration's features of a config (runner.CALIBRATION_FEATURES), before its coefficients."""
         features = zero_features()
         for _, (ms, kind, mb, act) in self._costs(config):
             features[kind] += ms
             features["weight_mb"] += mb
             features["activation_mb"] += act
-        return calibrated_ms(self.coef, features)
+        return features
+
+    def predict(self, config: Config) -> float:
+        """Predicted ms of one forward pass at the table's batch size; unnamed groups stay whole."""
+        return calibrated_ms(self.coef, self.features(config))
 
     def breakdown(self, config: Config) -> dict[str, float]:
         """Per-layer ms (its kind's calibration slope applied) plus the weight, activation and constant

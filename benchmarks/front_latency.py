@@ -1,0 +1,76 @@
+"""Do a search's front members run within its budget on this machine? Timed by the latency benchmark's
+independent harness (a fresh process per pass that imports only onnxruntime and numpy; 10 warm-up runs, the
+median of 30 consecutive runs, shuffled order), not by autoprune's own timers.
+
+    python benchmarks/front_latency.py runs/cifar_resnet56 [--passes 5]
+
+The unpruned model and every front member (its pruned model in front/) are exported to ONNX and timed together
+in each pass; a model's latency is the median over passes. Each member is compared with the budget in ms (as the
+search computed it from its table) and, for a relative budget, with the budget's share of the unpruned model's
+measured latency. Writes benchmarks/results/front_latency.{md,json} with the CPU model and ISA flags.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import autoprune
+from autoprune.latency.fingerprint import this_machine
+from autoprune.onnx_io import export_onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_predictor import harness_pass, pass_medians  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a search's run directory")
+    p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--share", type=float, default=None, help="the budget's share of the unpruned model (0.5x: 0.5)")
+    args = p.parse_args()
+    result = autoprune.pareto(args.run)
+    share = args.share if args.share is not None else result.budget_ms / result.unpruned_ms
+    loaded = autoprune.api.load(result.extra["model"])
+    example = loaded.example_input()
+    with tempfile.TemporaryDirectory(prefix="front-latency-") as tmp:
+        files = [str(export_onnx(loaded.model, example, Path(tmp) / "unpruned.onnx"))]
+        for m in result.front:
+            files.append(str(export_onnx(autoprune.load_pruned(m.model_path), example, Path(tmp) / f"t{m.trial}.onnx")))
+        passes = [harness_pass(files, seed) for seed in range(args.passes)]
+        measured = pass_medians(passes, files)
+    unpruned = measured[0]
+    rows = []
+    for m, ms in zip(result.front, measured[1:]):
+        rows.append({"trial": m.trial, "predicted_ms": round(m.predicted_ms, 4), "measured_ms": round(ms, 4),
+                     "budget_ms": round(result.budget_ms, 4), "share_of_unpruned": round(ms / unpruned, 4),
+                     "within_budget_ms": ms <= result.budget_ms, "within_share": ms / unpruned <= share})
+    machine = {**this_machine(), "platform": platform.platform()}
+    out = {"machine": machine, "run": args.run, "table": result.extra.get("table"), "passes": args.passes,
+           "budget_ms": result.budget_ms, "share": share, "unpruned_predicted_ms": result.unpruned_ms,
+           "unpruned_measured_ms": round(unpruned, 4), "front": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "front_latency.json").write_text(json.dumps(out, indent=1))
+    lines = [f"# Front latency on {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
+             f"Written by `benchmarks/front_latency.py {args.run}` ({args.passes} harness passes). Table: "
+             f"`{result.extra.get('table')}`. Budget {result.budget_ms:.3f} ms = {share:g} x the unpruned model's "
+             f"predicted {result.unpruned_ms:.3f} ms; the unpruned model measured {unpruned:.3f} ms here.", "",
+             "| trial | predicted ms | measured ms | error | measured / unpruned measured | within budget ms | "
+             "within the share |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['trial']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
+                     f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}% | {r['share_of_unpruned']:.3f} | "
+                     f"{'yes' if r['within_budget_ms'] else 'NO'} | {'yes' if r['within_share'] else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "front_latency.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""This machine's own tables: profiled on first use, cached per user, shared safely between processes; bad
+caches are one line and lose nothing; the fingerprint override makes this machine one nobody has seen."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+from autoprune.cli import main
+
+TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
+PREDICT = [sys.executable, "-m", "autoprune.cli", "predict", "--model", TINY, "--top", "1"]
+
+
+def _run(cmd, cache, **env):
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "AUTOPRUNE_CACHE": str(cache), **env})
+
+
+def _tables(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.json"))
+
+
+def _predicted(out: str) -> str:
+    return out.splitlines()[0].split("predicted ")[1].split(" ms")[0]
+
+
+def test_the_first_use_profiles_this_machine_and_later_runs_reuse_it(tmp_path):
+    first = _run(PREDICT, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "profiling one now" in first.stderr and "profiled in" in first.stderr
+    (table,) = _tables(tmp_path)
+    data = json.loads(table.read_text())
+    assert data["device"]["backend"] == "ort-cpu" and data["device"]["threads"] == 1
+    assert "validation" in next(iter(data["models"].values()))  # held-out figures for --margin auto
+    again = _run(PREDICT, tmp_path)
+    assert again.returncode == 0 and "profil" not in again.stderr
+    assert _predicted(again.stdout) == _predicted(first.stdout)
+    assert _tables(tmp_path) == [table]
+    # A finer space of the same layout grows the same table with the kernels it lacks, once.
+    finer = _run([*PREDICT, "--steps", "16"], tmp_path)
+    assert finer.returncode == 0 and "kernels of this search space" in finer.stderr
+    assert len(json.loads(table.read_text())["entries"]) > len(data["entries"])
+    assert "profil" not in _run([*PREDICT, "--steps", "16"], tmp_path).stderr
+    # Another thread count is another table; the listing shows both as this machine's.
+    assert _run([*PREDICT, "--threads", "2"], tmp_path).returncode == 0
+    assert len(_tables(tmp_path)) == 2
+    listing = _run([sys.executable, "-m", "autoprune.cli", "tables"], tmp_path).stdout
+    assert listing.count("(here)") == 2 and "t1 b1 float32" in listing and "t2 b1 float32" in listing
+
+
+def test_two_processes_on_an_empty_cache_profile_once(tmp_path):
+    env = {**os.environ, "AUTOPRUNE_CACHE": str(tmp_path)}
+    procs = [subprocess.Popen(PREDICT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    done = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in done]
+    assert sum("profiling one now" in err for _, err in done) == 1
+    assert sum("waiting for another process" in err for _, err in done) == 1
+    assert len(_tables(tmp_path)) == 1
+    assert _predicted(done[0][0]) == _predicted(done[1][0])
+
+
+def test_a_corrupt_cached_table_is_kept_aside_and_profiled_again(tmp_path):
+    assert _run(PREDICT, tmp_path).returncode == 0
+    (table,) = _tables(tmp_path)
+    good = table.read_text()
+    table.write_text(good[: len(good) // 2])  # truncated, as a full disk would leave it
+    again = _run(PREDICT, tmp_path)
+    assert again.returncode == 0, again.stderr
+    warned = [line for line in again.stderr.splitlines() if "unreadable" in line]
+    assert len(warned) == 1 and warned[0].startswith("autoprune: warning:")
+    assert "profiling one now" in again.stderr
+    assert json.loads(table.read_text())["models"]  # whole again
+    assert table.with_name(table.name + ".corrupt").read_text() == good[: len(good) // 2]  # nothing lost
+
+
+def test_a_cache_that_cannot_be_written_and_a_missing_table_are_one_line(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(blocker / "tables"))
+    assert main(["predict", "--model", TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the latency-table cache" in err[0] and "AUTOPRUNE_CACHE" in err[0]
+    assert blocker.read_text() == "not a folder"
+    assert main(["predict", "--model", TINY, "--table", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latency table not found" in err[0]
+
+
+def test_an_unseen_fingerprint_gets_its_own_table_and_the_shipped_one_warns(tmp_path, monkeypatch, capsys):
+    unseen = json.dumps({"cpu": "Unseen CPU 1", "isa": ["sse4_2"]})
+    done = _run(PREDICT, tmp_path, AUTOPRUNE_FINGERPRINT=unseen)
+    assert done.returncode == 0 and "Unseen CPU 1" in done.stderr  # the profile says which machine it is for
+    (table,) = _tables(tmp_path)
+    assert json.loads(table.read_text())["device"]["cpu"] == "Unseen CPU 1"  # the runner records the override
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    monkeypatch.setenv("AUTOPRUNE_FINGERPRINT", unseen)
+    assert main(["predict", "--table", "shipped", "--top", "1"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "another machine" in line]
+    assert len(warned) == 1 and "Unseen CPU 1" in warned[0]
+    monkeypatch.setenv("AUTOPRUNE_FINGERPRINT", '{"socket": 2}')
+    assert main(["predict", "--table", "shipped"]) == 2
+    assert "AUTOPRUNE_FINGERPRINT must be a JSON object" in capsys.readouterr().err
+    monkeypatch.delenv("AUTOPRUNE_FINGERPRINT")
+    assert main(["tables", "--clear"]) == 0
+    assert _tables(tmp_path) == [] and "0" in capsys.readouterr().out.splitlines()[-1]
