@@ -41,7 +41,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="front-latency-") as tmp:
         files = [str(export_onnx(loaded.model, example, Path(tmp) / "unpruned.onnx"))]
         for m in result.front:
-            files.append(str(export_onnx(autoprune.load_pruned(m.model_path), example, Path(tmp) / f"t{m.trial}.onnx")))
+            # The front stores paths as the search was given them (relative to where it ran).
+            path = Path(args.run) / "front" / Path(m.model_path).name
+            files.append(str(export_onnx(autoprune.load_pruned(path), example, Path(tmp) / f"t{m.trial}.onnx")))
         passes = [harness_pass(files, seed) for seed in range(args.passes)]
         measured = pass_medians(passes, files)
     unpruned = measured[0]
