@@ -310,13 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
     p = parsers["knapsack"]
     p.add_argument("--save", default=None, help="also write the config as JSON (for predict --config)")
-    p.set_defaults(proxy=DEFAULT_PROXY, distill=False, criterion="l1", sampler="tpe", trials=1, workers=1)
+    p.set_defaults(proxy=DEFAULT_PROXY, distill=False, criterion="saliency", sampler="tpe", trials=1,
+                   workers=1)
     p = parsers["search"]
     p.add_argument("--proxy", default=DEFAULT_PROXY,
                    help=f"score of a candidate: a ladder of fidelities (default {DEFAULT_PROXY}), adaptive-bn[:N] or "
                         "finetune:STEPS")
     p.add_argument("--distill", action="store_true", help="fine-tuning proxies distil from the unpruned model")
-    p.add_argument("--criterion", default="l1", help="which channels go: l1, l2, bn-scale, random, taylor")
+    p.add_argument("--criterion", default="saliency",
+                   help="which channels go: saliency (default: those the knapsack's saliency values least), l1, l2, "
+                        "bn-scale, random, taylor")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2"])
     p.add_argument("--trials", type=int, default=40,
                    help="candidates to look at, scored in full or stopped early (default 40)")

@@ -20,11 +20,17 @@ Criterion = Callable[[object], torch.Tensor]
 
 @dataclass(frozen=True)
 class CriterionKind:
-    make: Callable[[], Criterion]
+    make: Callable[[], Criterion] | None  # None: the scores come with the call (the knapsack's saliency)
     needs_batch: bool = False  # scores from gradients: the caller passes a batch of (inputs, targets)
+
+    @property
+    def uses_saliency(self) -> bool:
+        return self.make is None
 
 
 CRITERIA: dict[str, CriterionKind] = {
+    # The channels the knapsack valued least go: it chose the widths by the same scores (HALP keeps what it values).
+    "saliency": CriterionKind(None),
     "l1": CriterionKind(lambda: tp.importance.MagnitudeImportance(p=1)),
     "l2": CriterionKind(lambda: tp.importance.MagnitudeImportance(p=2)),
     "bn-scale": CriterionKind(lambda: tp.importance.BNScaleImportance()),
@@ -72,14 +78,21 @@ def channels_to_remove(
     batch: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
     loss: Callable = F.cross_entropy,
+    saliency: dict[str, list[float]] | None = None,
 ) -> dict[str, list[int]]:
-    """Scores each group's channels with `criterion` and picks the least important to reach `config`."""
+    """Scores each group's channels with `criterion` and picks the least important to reach `config`;
+    criterion "saliency" takes the scores of `saliency` ({group: per-channel score in channel order})."""
     full = space.complete(config)
+    needs_grad, given = False, None
     if isinstance(criterion, str):
         kind = criterion_kind(criterion)
-        needs_grad, criterion = kind.needs_batch, kind.make()
-    else:
-        needs_grad = False
+        if kind.uses_saliency:
+            if saliency is None:
+                raise AutopruneError("the saliency criterion needs the knapsack's channel scores")
+            given = saliency
+            criterion = None
+        else:
+            needs_grad, criterion = kind.needs_batch, kind.make()
     scored = copy.deepcopy(model).eval()
     torch.manual_seed(seed)
     dg = build_graph(scored, example_input(space))
@@ -93,7 +106,7 @@ def channels_to_remove(
         drop = space.group(name).channels - full[name]
         if drop <= 0:
             continue
-        scores = criterion(group)
+        scores = torch.tensor(given[name]) if criterion is None else criterion(group)
         if scores is None:  # no weights to score (e.g. a parameter-free group): keep the first channels
             scores = torch.arange(len(group[0].idxs), 0, -1, dtype=torch.float)
         removed[name] = torch.argsort(scores)[:drop].tolist()

@@ -33,12 +33,23 @@ def test_every_proxy_kind_scores_a_candidate_and_leaves_it_alone(kind, resnet56,
 
 @pytest.mark.parametrize("name", sorted(CRITERIA))
 def test_every_criterion_prunes_to_the_config(name, resnet56, resnet56_space, half, splits):
+    from autoprune.prune import channels_to_remove
+    from autoprune.saliency import channel_saliency
+
     batch = next(splits.proxy_train.batches(16)) if CRITERIA[name].needs_batch else None
-    pruned = prune(resnet56.model, resnet56_space, half, name, batch=batch)
+    scores = channel_saliency(resnet56.model, resnet56_space, splits, "taylor", batches=2).values
+    pruned = prune(resnet56.model, resnet56_space, half, name, batch=batch, saliency=scores)
     widths = {n: m.out_channels for n, m in pruned.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert all(widths[g] == k for g, k in half.items() if g in widths)
     if CRITERIA[name].needs_batch:
         with pytest.raises(AutopruneError, match="needs a batch"):
+            prune(resnet56.model, resnet56_space, half, name)
+    if CRITERIA[name].uses_saliency:  # exactly the channels the saliency values least
+        removed = channels_to_remove(resnet56.model, resnet56_space, half, name, saliency=scores)
+        for group, idxs in removed.items():
+            kept = set(range(len(scores[group]))) - set(idxs)
+            assert max(scores[group][i] for i in idxs) <= min(scores[group][i] for i in kept)
+        with pytest.raises(AutopruneError, match="needs the knapsack's channel scores"):
             prune(resnet56.model, resnet56_space, half, name)
 
 

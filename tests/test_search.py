@@ -137,7 +137,7 @@ def _complete(db):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
-    cmd = _search_cmd(tmp_path, 10)
+    cmd = _search_cmd(tmp_path, 7)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -152,7 +152,7 @@ def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{tmp_path / 'study.db'}")
     after = {(t._trial_id, t.number) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    assert before <= after and len(after) >= 10
+    assert before <= after and len(after) >= 7
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     retried = [t for t in study.trials if "retry_of" in t.user_attrs]
     if failed:  # killed inside a trial: it is failed and its sample run again
@@ -163,7 +163,7 @@ def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
 
 
 def _two_workers(tmp_path, *storage):
-    done = subprocess.run(_search_cmd(tmp_path, 6, "--workers", "2", *storage), capture_output=True, text=True)
+    done = subprocess.run(_search_cmd(tmp_path, 4, "--workers", "2", *storage), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return json.loads((tmp_path / "pareto.json").read_text())
 
@@ -183,7 +183,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path):
         front = _two_workers(tmp_path, "--storage", url, "--study", "pg")
         study = optuna.load_study(study_name="pg", storage=url)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        assert len(done) >= 6 and len({t.user_attrs["worker"] for t in done}) == 2
+        assert len(done) >= 4 and len({t.user_attrs["worker"] for t in done}) == 2
         assert front["front"]
         assert not (tmp_path / "study.db").exists()
     finally:

@@ -47,7 +47,7 @@ class SearchContext:
         from ..prune import prune_recorded
 
         return prune_recorded(self.loaded.model, self.space, config, self.settings.criterion,
-                              batch=self.criterion_batch, loss=self.data.loss)
+                              batch=self.criterion_batch, loss=self.data.loss, saliency=self.allocation.saliency.values)
 
 
 def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,

@@ -24,7 +24,7 @@ class SearchSettings:
     proxy: str = DEFAULT_PROXY
     distill: bool = False
     saliency: str = "taylor"
-    criterion: str = "l1"
+    criterion: str = "saliency"  # which channels go: those the knapsack's saliency values least, or a named rule
     sampler: str = "tpe"
     trials: int = 40
     seed: int = 0
