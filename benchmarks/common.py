@@ -48,3 +48,16 @@ class Pieces:
             self.done[key] = compute()
             self.path.write_text(json.dumps(self.done, indent=1))
         return self.done[key]
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_results(name: str, data: dict, lines: list[str]) -> str:
+    """benchmarks/results/NAME.json (the figures) and NAME.md (the table people read); prints the table."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1))
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+    return text

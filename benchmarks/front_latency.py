@@ -12,7 +12,6 @@ measured latency. Writes benchmarks/results/front_latency.{md,json} with the CPU
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -23,10 +22,8 @@ from autoprune.latency.fingerprint import this_machine
 from autoprune.onnx_io import export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
 from latency_predictor import harness_pass, pass_medians  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,8 +53,6 @@ def main() -> int:
     out = {"machine": machine, "run": args.run, "table": result.extra.get("table"), "passes": args.passes,
            "budget_ms": result.budget_ms, "share": share, "unpruned_predicted_ms": result.unpruned_ms,
            "unpruned_measured_ms": round(unpruned, 4), "front": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "front_latency.json").write_text(json.dumps(out, indent=1))
     lines = [f"# Front latency on {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
              f"Written by `benchmarks/front_latency.py {args.run}` ({args.passes} harness passes). Table: "
              f"`{result.extra.get('table')}`. Budget {result.budget_ms:.3f} ms = {share:g} x the unpruned model's "
@@ -68,9 +63,7 @@ def main() -> int:
         lines.append(f"| {r['trial']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
                      f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}% | {r['share_of_unpruned']:.3f} | "
                      f"{'yes' if r['within_budget_ms'] else 'NO'} | {'yes' if r['within_share'] else 'NO'} |")
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "front_latency.md").write_text(text)
-    print(text)
+    write_results("front_latency", out, lines)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from itertools import islice
 from pathlib import Path
@@ -29,8 +28,8 @@ from autoprune.prune import example_input
 from autoprune.saliency import SALIENCY_BATCH_SIZE
 from autoprune.space import graph_groups
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
 
 def halves(data, size: int, seed: int):
     drawn = list(islice(data.proxy_train.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed), 2 * size))
@@ -83,8 +82,7 @@ def main() -> int:
         old = [accumulated_gradient_taylor(model, groups, half, data.loss) for half in (first, second)]
         rows.append({"batches_per_half": size, "halp": agreement(*halp), "accumulated_gradient": agreement(*old)})
         print(rows[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "importance_stability.json").write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=1))
+    out = {"settings": vars(args), "rows": rows}
     lines = ["# Importance stability: two disjoint halves of proxy-train batches, ranked against each other", "",
              "Written by `benchmarks/importance_stability.py` (cifar:resnet56, shipped weights, batches of 64; mean "
              "over the searchable groups).", "",
@@ -96,9 +94,7 @@ def main() -> int:
         lines.append(f"| {r['batches_per_half']} | {h['pooled_spearman']:.3f} | {h['spearman_mean']:.3f} "
                      f"({h['spearman_min']:.3f}) | {h['kendall_mean']:.3f} | {o['pooled_spearman']:.3f} | "
                      f"{o['spearman_mean']:.3f} ({o['spearman_min']:.3f}) | {o['kendall_mean']:.3f} |")
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "importance_stability.md").write_text(text)
-    print(text)
+    write_results("importance_stability", out, lines)
     return 0
 
 
