@@ -148,11 +148,11 @@ def rescale(model: Model, table: str | Path, out: str | Path, *, configs: int = 
 
     if configs < 2:
         raise AutopruneError("--configs must be at least 2")
-    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, **options)
-    from .latency.choose import shipped_table
+    from .latency.choose import named_table
 
-    path = shipped_table(loaded.spec) if str(table) == defaults.SHIPPED else table
-    return adapt(loaded, searched, LatencyTable.load(path, force=force), out, configs, seed, terms)
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, **options)
+    return adapt(loaded, searched, LatencyTable.load(named_table(table, loaded.spec), force=force), out, configs, seed,
+                 terms)
 
 
 def tables(clear: bool = False) -> list:

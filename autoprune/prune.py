@@ -83,16 +83,15 @@ def channels_to_remove(
     """Scores each group's channels with `criterion` and picks the least important to reach `config`;
     criterion "saliency" takes the scores of `saliency` ({group: per-channel score in channel order})."""
     full = space.complete(config)
-    needs_grad, given = False, None
-    if isinstance(criterion, str):
-        kind = criterion_kind(criterion)
-        if kind.uses_saliency:
-            if saliency is None:
-                raise AutopruneError("the saliency criterion needs the knapsack's channel scores")
-            given = saliency
-            criterion = None
-        else:
-            needs_grad, criterion = kind.needs_batch, kind.make()
+    kind = criterion_kind(criterion) if isinstance(criterion, str) else CriterionKind(lambda: criterion)
+    if kind.uses_saliency:
+        if saliency is None:
+            raise AutopruneError("the saliency criterion needs the knapsack's channel scores")
+        score = lambda name, group: torch.tensor(saliency[name])  # noqa: E731
+    else:
+        rule = kind.make()
+        score = lambda name, group: rule(group)  # noqa: E731
+    needs_grad = kind.needs_batch
     scored = copy.deepcopy(model).eval()
     torch.manual_seed(seed)
     dg = build_graph(scored, example_input(space))
@@ -106,7 +105,7 @@ def channels_to_remove(
         drop = space.group(name).channels - full[name]
         if drop <= 0:
             continue
-        scores = torch.tensor(given[name]) if criterion is None else criterion(group)
+        scores = score(name, group)
         if scores is None:  # no weights to score (e.g. a parameter-free group): keep the first channels
             scores = torch.arange(len(group[0].idxs), 0, -1, dtype=torch.float)
         removed[name] = torch.argsort(scores)[:drop].tolist()

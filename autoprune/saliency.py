@@ -68,7 +68,7 @@ def channel_saliency(model: nn.Module, space: SearchSpace, data: TaskData | None
         values = accumulated_importance(scored, groups, drawn, data.loss)
     else:
         magnitude = tp.importance.MagnitudeImportance(p=1, group_reduction="sum", normalizer=None)
+        # A group with no weights to score (torch-pruning answers None): every channel alike.
         values = {name: magnitude(group) for name, group in groups.items()}
-    return Saliency(criterion, {name: [float(v) for v in (values[name] if values[name] is not None
-                                                            else torch.ones(len(g[0].idxs)))]
-                                for name, g in groups.items()})
+        values = {name: torch.ones(len(groups[name][0].idxs)) if v is None else v for name, v in values.items()}
+    return Saliency(criterion, {name: [float(x) for x in v] for name, v in values.items()})

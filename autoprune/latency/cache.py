@@ -69,11 +69,12 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
     path = cache_path(space, target)
     wanted = set(enumerate_signatures(build_layout(loaded, space), space))
     table = _read(path)
-    if table is not None and wanted <= set(table.entries):
+    if table is not None and wanted <= table.entries.keys():
         return table
     with _lock(path):
         table = _read(path, set_aside=True)  # another process may have profiled it while this one waited
-        if table is not None and wanted <= set(table.entries):
+        missing = wanted if table is None else wanted - table.entries.keys()
+        if not missing:
             return table
         from .profile import profile
 
@@ -81,7 +82,7 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
             print(f"autoprune: no latency table of {space.model} for this machine yet ({_describe(target)}): "
                   f"profiling one now, once (about a minute on 2 cores), cached as {path}", file=sys.stderr, flush=True)
         else:
-            print(f"autoprune: this machine's table of {space.model} lacks {len(wanted - set(table.entries))} kernels "
+            print(f"autoprune: this machine's table of {space.model} lacks {len(missing)} kernels "
                   f"of this search space: profiling them into {path}", file=sys.stderr, flush=True)
         profile(loaded, space, target.backend, path, target.threads, target.batch, target.dtype, CALIBRATION,
                 VALIDATION)

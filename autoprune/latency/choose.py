@@ -28,6 +28,11 @@ def shipped_table(model: str) -> Path:
     return path
 
 
+def named_table(table: str | Path, model: str) -> Path:
+    """The file a table name means: the shipped one holding `model` for 'shipped', else the name itself."""
+    return shipped_table(model) if str(table) == defaults.SHIPPED else Path(table)
+
+
 def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace, backend: str | None = None,
                  threads: int | None = None, force: bool = False) -> LatencyTable:
     """`backend` and `threads` (None: the defaults) are what this machine's own table is measured with; a named
@@ -35,5 +40,4 @@ def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpa
     if table is None:
         target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS)
         return table_for_this_machine(loaded, space, target)
-    path = shipped_table(loaded.spec) if str(table) == defaults.SHIPPED else table
-    return LatencyTable.load(path, backend, None, force)
+    return LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
