@@ -13,8 +13,10 @@ import pytest
 import torch
 import yaml
 
+from autoprune.budget import error_band
 from autoprune.checkpoint import load_pruned
 from autoprune.cli import main
+from autoprune.latency import LatencyTable
 from autoprune.study import read_result
 from autoprune.onnx_io import ort_session, run_onnx
 from postgres import start_server
@@ -247,9 +249,11 @@ def test_a_journal_storage_runs_and_resumes_and_a_margin_keeps_the_front_under_t
     result = read_result(tmp_path)
     assert result.trials == 3 and result.extra["target_ms"] == pytest.approx(result.budget_ms / 1.1)
     assert all(m.predicted_ms <= result.extra["target_ms"] for m in result.front)
-    # The front shows the likely measured range from the shipped table's held-out error.
+    # The front shows the likely measured range from the table's own held-out error (whatever this machine's
+    # noise made it: the test checks where the band comes from, not how wide it is).
+    (held_out,) = [m["validation"] for m in LatencyTable.load(result.extra["table"]).models.values()]
     low, high = result.extra["band"]
-    assert low < 1 < high
+    assert (low, high) == pytest.approx(error_band(held_out)) and low <= high
     assert f"{result.front[0].predicted_ms * high:.3f}" in capsys.readouterr().out
 
 
