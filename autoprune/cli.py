@@ -115,7 +115,8 @@ def cmd_export(args) -> int:
         report = api.complete_export(args.out, args.measured)
     else:
         report = api.export(args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs,
-                            lr=args.lr, distill=args.distill, storage=args.storage, study=args.study, seed=args.seed)
+                            lr=args.lr, distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
+                            schedule=args.schedule)
         print(f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
               f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%); wrote {report.files['model']}, "
               f"{report.files['onnx']} and report.json")
@@ -336,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
+    p.add_argument("--schedule", default="one-shot", metavar="{one-shot,progressive[:EVENTS]}",
+                   help="one-shot (default): prune the trial's config, then fine-tune; progressive: HALP's schedule, "
+                        "pruning toward the search's latency target in EVENTS steps (30) during the first third of "
+                        "the fine-tune, the trial's knobs weighing each step (the final widths may differ from the "
+                        "trial's); the same epochs either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--measured", default=None, metavar="RESULT",
                    help="complete a pending export with the result.json its timing kit wrote on the device")

@@ -18,6 +18,7 @@ from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
+from .schedule import parse_schedule, progressive_finetune
 from .study import read_result, reopen
 from .study.result import completed
 from .taskdata import TaskData
@@ -37,6 +38,7 @@ class ExportRequest:
     storage: str | None = None
     study: str = STUDY_NAME
     seed: int = 0
+    schedule: str = "one-shot"  # or "progressive[:EVENTS]" (schedule.py)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ExportReport:
     params: int
     finetune_epochs: float
     distill: bool
+    schedule: str
     backend: str
     threads: int
     batch: int
@@ -114,11 +117,18 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     out = Path(req.out) / "export"
     out.mkdir(parents=True, exist_ok=True)
 
-    model, removed = ctx.prune(config)
     teacher = ctx.loaded.model if req.distill else None
-    model = finetune(model, ctx.data, epochs=req.finetune_epochs, lr=req.lr, teacher=teacher,
-                     checkpoint=str(out / "finetune.ckpt"), seed=req.seed)
-    model.eval()
+    tuning = dict(epochs=req.finetune_epochs, lr=req.lr, teacher=teacher, checkpoint=str(out / "finetune.ckpt"),
+                  seed=req.seed)
+    plan = parse_schedule(req.schedule)
+    if plan is not None:
+        # The trial's knobs weigh the knapsack at every event, as they did the trial's one-shot config.
+        model, config, removed = progressive_finetune(ctx.loaded.model, ctx.space, ctx.predictor, ctx.data,
+                                                      ctx.target_ms, weights=ctx.allocation.weights(trial.params),
+                                                      plan=plan, **tuning)
+    else:
+        model, removed = ctx.prune(config)
+        model = finetune(model, ctx.data, **tuning).eval()
     table = ctx.predictor.table
     example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
@@ -128,7 +138,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         number, config, budget_ms, ctx.predictor.predict(config), None, None, None,
         ctx.data.test_score(model), trial.user_attrs.get("proxy_accuracy"), ctx.data.test_score(ctx.loaded.model),
         count_macs(model, ctx.loaded.example_input()), count_params(model), req.finetune_epochs, req.distill,
-        table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
+        req.schedule, table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
     )
     report.table_device = {k: table.device.get(k) for k in FIELDS}
     backend = get_backend(table.backend, here=False)
@@ -155,7 +165,7 @@ def complete_export(out: str | Path, result: str | Path) -> ExportReport:
     path = folder / "report.json"
     if not path.is_file():
         raise AutopruneError(f"no export in {out} (export/report.json missing): run `autoprune export --out {out}`")
-    report = ExportReport(**json.loads(path.read_text()))
+    report = ExportReport(**{"schedule": "one-shot", **json.loads(path.read_text())})  # reports from before schedules
     try:
         measured = json.loads(Path(result).read_text())
         stats, device = measured["stats"][0], measured["device"]

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import torch
 import torch.nn as nn
@@ -96,14 +96,29 @@ def _optimiser(model: nn.Module, lr: float, steps: int):
     return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
 
 
-def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int, x, y, teacher) -> float:
+class TrainingSchedule(Protocol):
+    """What prunes while a fine-tune trains (schedule.py): called around each step, checkpointed with it."""
+
+    def identity(self) -> dict: ...
+    def after_backward(self, step: int) -> None: ...
+    def after_step(self, step: int) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int, x, y, teacher,
+                schedule: TrainingSchedule | None = None) -> float:
     torch.manual_seed(seed * 10_007 + step)  # layers that draw random numbers (dropout) repeat on resume
     model.train()
     optimiser.zero_grad(set_to_none=True)
     loss = _loss(model, data, x, y, teacher)
     loss.backward()
+    if schedule is not None:
+        schedule.after_backward(step)
     optimiser.step()
     scheduler.step()
+    if schedule is not None:
+        schedule.after_step(step)
     return loss.item()
 
 
@@ -164,7 +179,7 @@ def _read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        saved_run = {k: state[k] for k in run}
+        saved_run = {k: state.get(k) for k in run}
         model_state = state["model"]
     except Exception as exc:  # a torn or foreign file: any reason it cannot be read is the same message
         raise AutopruneError(f"cannot resume from checkpoint {path}: {type(exc).__name__} {exc}") from exc
@@ -184,6 +199,13 @@ def _write_checkpoint(path: Path, state: dict) -> None:
     os.replace(partial, path)
 
 
+def finetune_steps(data: TaskData, epochs: float, batch_size: int = 128) -> int:
+    total = round(epochs * data.train.num_batches(batch_size, drop_last=True))
+    if total < 1:
+        raise AutopruneError(f"fine-tuning {epochs} epochs of {len(data.train)} samples at batch {batch_size} is no step")
+    return total
+
+
 def finetune(
     model: nn.Module,
     data: TaskData,
@@ -195,18 +217,19 @@ def finetune(
     batch_size: int = 128,
     checkpoint_every: int = 100,
     progress: bool = True,
+    schedule: TrainingSchedule | None = None,
 ) -> nn.Module:
     """Trains `model` in place on data.train with SGD and a cosine schedule over all steps; returns it.
 
     `epochs` may be fractional. With `checkpoint`, the state (weights, optimiser, schedule, step) is saved
     every `checkpoint_every` steps and at the end, and a run that finds the file resumes from it: it ends
-    with the weights an uninterrupted run would have. The file loads with weights_only=True.
+    with the weights an uninterrupted run would have. The file loads with weights_only=True. A `schedule`
+    (schedule.py) prunes while it trains and is checkpointed with it.
     """
-    total = round(epochs * data.train.num_batches(batch_size, drop_last=True))
-    if total < 1:
-        raise AutopruneError(f"fine-tuning {epochs} epochs of {len(data.train)} samples at batch {batch_size} is no step")
+    total = finetune_steps(data, epochs, batch_size)
     optimiser, scheduler = _optimiser(model, lr, total)
-    run = {"total_steps": total, "seed": seed, "batch_size": batch_size, "lr": float(lr), "distilled": teacher is not None}
+    run = {"total_steps": total, "seed": seed, "batch_size": batch_size, "lr": float(lr), "distilled": teacher is not None,
+           **(schedule.identity() if schedule is not None else {})}
     path = Path(checkpoint) if checkpoint else None
     state = _read_checkpoint(path, model, run) if path else None
     start = 0
@@ -214,6 +237,8 @@ def finetune(
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
     if teacher is not None:
         teacher.eval()
@@ -221,13 +246,15 @@ def finetune(
     def save(step: int) -> None:
         if path:
             snapshot = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict()}
+            if schedule is not None:
+                snapshot["schedule"] = schedule.state_dict()
             _write_checkpoint(path, {**snapshot, **run, "step": step})
 
     bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress, dynamic_ncols=True)
     with bar:
         if start < total:
             for step, x, y in _stream(data.train, batch_size, seed, start):
-                loss = _train_step(model, data, optimiser, scheduler, step, seed, x, y, teacher)
+                loss = _train_step(model, data, optimiser, scheduler, step, seed, x, y, teacher, schedule)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if step + 1 == total:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch.nn as nn
@@ -80,6 +80,11 @@ class SearchSpace:
     @property
     def searchable(self) -> list[Group]:
         return [g for g in self.groups if not g.frozen and len(g.choices) > 1]
+
+    def capped(self, widths: Config) -> "SearchSpace":
+        """This space with each named group's choices cut at its width there (a schedule that only narrows)."""
+        groups = [replace(g, choices=[c for c in g.choices if c <= widths.get(g.name, g.channels)]) for g in self.groups]
+        return replace(self, groups=groups)
 
     def full_config(self) -> Config:
         return {g.name: g.channels for g in self.groups}

@@ -1,6 +1,7 @@
 """The search end to end on the embedded default: front, early stopping, resume after a kill, workers,
 storage, export, and the one-shot knapsack command."""
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -130,6 +131,22 @@ def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
             expected = exported(x).numpy()
         got = run_onnx(session, x)
         assert got.shape == (batch, 10) and np.abs(got - expected).max() < 1e-4
+
+
+def test_a_progressive_export_prunes_while_it_fine_tunes_to_within_the_target(small_run, tmp_path):
+    result = read_result(small_run)
+    chosen = result.select()
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out, ignore=shutil.ignore_patterns("export"))
+    code = main(["export", "--out", str(out), "--trial", str(chosen.trial), "--finetune-epochs", "0.5",
+                 "--schedule", "progressive:3"])
+    report = json.loads((out / "export" / "report.json").read_text())
+    assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
+    assert report["schedule"] == "progressive:3" and report["predicted_ms"] <= result.extra["target_ms"]
+    exported = load_pruned(out / "export" / "model.pt")
+    assert exported.autoprune_config == {**exported.autoprune_config, **report["config"]}
+    assert report["params"] == sum(p.numel() for p in exported.parameters()) < result.front[0].params / 0.6
+    assert main(["export", "--out", str(out), "--trial", str(chosen.trial), "--schedule", "gradual"]) == 2
 
 
 def _complete(db):

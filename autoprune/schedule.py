@@ -1,0 +1,194 @@
+"""When channels go: all at once before fine-tuning (one-shot), or progressively while it trains (HALP).
+
+  one-shot     the chosen config is pruned from the trained model, then fine-tuned (the default)
+  progressive[:EVENTS]  HALP's schedule (Shen et al. 2022; NVlabs/HALP prune/pruner.py): the full model trains while,
+               every `interval` steps, the importance accumulated over those steps (importance.py, batch by
+               batch) is averaged and the latency knapsack, at the next of `events` latency targets spaced
+               geometrically from the unpruned latency to the target, chooses which further channels to mask;
+               masked channels stay masked and are never revived. After the last event the masked model
+               trains on for the rest of the epochs and is then physically pruned.
+
+HALP masks by zeroing the weights that write a channel; here every layer that writes a group's channels has
+its output zeroed at the masked ones instead, because some writers have no weights (the parameter-free
+shortcut of CIFAR ResNets pads the previous stage's channels into the next): the masked model then computes
+exactly what the pruned one will, and a masked channel's importance is zero.
+
+HALP runs 30 events 40 steps apart at the start of a 90-epoch ImageNet run, a sliver of its training; a
+fine-tune of a few epochs would spend itself pruning at that pace, so here the interval shrinks to fit the
+events into `window` of the fine-tune's steps (a third by default), and never grows past HALP's 40.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .errors import AutopruneError
+from .graph import build_graph
+from .importance import ImportanceAccumulator
+from .latency_knapsack import Predictor, knapsack
+from .prune import example_input, prune_channels
+from .saliency import Saliency
+from .space import Config, SearchSpace, graph_groups
+
+HALP_EVENTS = 30
+HALP_INTERVAL = 40
+WINDOW = 1 / 3  # the share of the fine-tune's steps the pruning events may take
+
+def parse_schedule(spec: str) -> "Progressive | None":
+    """`one-shot` (None) or `progressive[:EVENTS]` (HALP's 30 events by default)."""
+    kind, sep, events = spec.partition(":")
+    if kind == "one-shot" and not sep:
+        return None
+    if kind == "progressive" and (not sep or (events.isdigit() and int(events) >= 1)):
+        return Progressive(events=int(events)) if sep else Progressive()
+    raise AutopruneError(f"unknown schedule '{spec}': use one-shot or progressive[:EVENTS] (e.g. progressive:30)")
+
+
+def latency_targets(initial_ms: float, target_ms: float, events: int) -> list[float]:
+    """The target after each event: geometric steps from the unpruned latency to the target (HALP's schedule)."""
+    return [initial_ms * (target_ms / initial_ms) ** (k / events) for k in range(1, events + 1)]
+
+
+@dataclass(frozen=True)
+class Progressive:
+    events: int = HALP_EVENTS
+    interval: int = HALP_INTERVAL
+    window: float = WINDOW
+
+    def spacing(self, total_steps: int) -> int:
+        """Steps between events for a fine-tune of `total_steps`."""
+        interval = min(self.interval, int(self.window * total_steps) // self.events)
+        if interval < 1:
+            raise AutopruneError(f"a progressive schedule of {self.events} events needs at least "
+                                 f"{int(self.events / self.window) + 1} fine-tune steps, this one has {total_steps}: "
+                                 "fine-tune longer")
+        return interval
+
+
+class _Around:
+    """Predicts a partial config with the other groups at `base` (groups that can narrow no further)."""
+
+    def __init__(self, predictor: Predictor, base: Config):
+        self.predictor, self.base = predictor, base
+
+    def predict(self, config: Config) -> float:
+        return self.predictor.predict({**self.base, **config})
+
+
+class ProgressivePruning:
+    """HALP's schedule on a model being trained in place; `finish()` returns the pruned model and its config.
+
+    `finetune(..., schedule=this)` calls `after_backward` between a step's backward pass and the optimiser's step
+    (the gradients importance is scored from), then `after_step`; its checkpoint carries `state_dict()`.
+    """
+
+    def __init__(self, model: nn.Module, space: SearchSpace, predictor: Predictor, target_ms: float,
+                 total_steps: int, plan: Progressive = Progressive(), weights: dict[str, float] | None = None):
+        self.model, self.space, self.predictor, self.target_ms = model, space, predictor, target_ms
+        self.weights = weights
+        self.interval = plan.spacing(total_steps)
+        self.events = plan.events
+        searchable = {g.name for g in space.searchable}
+        groups = {n: g for n, g in graph_groups(model, build_graph(model, example_input(space))).items() if n in searchable}
+        self.accumulator = ImportanceAccumulator(groups)
+        self.targets = latency_targets(predictor.predict(space.full_config()), target_ms, plan.events)
+        self.removed: dict[str, list[int]] = {name: [] for name in groups}
+        self.done_events = 0
+        # Per group, the layers writing its channels, and which of their output channels carry which of the group's.
+        self._writers = {name: [(dep.layer, torch.tensor(dep_idxs), torch.tensor(group[i].root_idxs))
+                                for i, (dep, dep_idxs) in enumerate(group)
+                                if getattr(dep.pruning_fn, "__name__", "") == "prune_out_channels"]
+                         for name, group in groups.items()}
+        self._silenced: dict[nn.Module, torch.Tensor] = {}
+        layers = {layer for writers in self._writers.values() for layer, _, _ in writers}
+        self._hooks = [layer.register_forward_hook(self._silence) for layer in layers]
+
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed by this schedule."""
+        return {"pruning_schedule": "progressive", "events": self.events, "interval": self.interval,
+                "schedule_target_ms": round(self.target_ms, 6)}
+
+    @property
+    def pruning(self) -> bool:
+        return self.done_events < self.events
+
+    def config(self) -> Config:
+        return {g.name: g.channels - len(self.removed.get(g.name, [])) for g in self.space.searchable}
+
+    def after_backward(self, step: int) -> None:
+        if self.pruning:
+            self.accumulator.add_batch()
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        if self.pruning and (step + 1) % self.interval == 0:
+            self._prune_to(self.targets[self.done_events])
+            self.done_events += 1
+            self.accumulator = ImportanceAccumulator(self.accumulator.groups)
+            self._refresh_masks()
+
+    def _prune_to(self, target_ms: float) -> None:
+        current = self.config()
+        values = {name: [float(x) for x in v] for name, v in self.accumulator.mean().items()}
+        saliency = Saliency("progressive", values)
+        chosen = knapsack(self.space.capped(current), _Around(self.predictor, current), saliency, target_ms, self.weights)
+        for name, kept in chosen.items():
+            gone = set(self.removed[name])
+            alive = sorted((i for i in range(len(values[name])) if i not in gone), key=lambda i: values[name][i])
+            self.removed[name] += alive[: current[name] - kept]
+
+    def _silence(self, layer: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
+        gone = self._silenced.get(layer)
+        if gone is None:
+            return None
+        keep = torch.ones(output.shape[1], dtype=output.dtype)
+        keep[gone] = 0
+        return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
+
+    def _refresh_masks(self) -> None:
+        self._silenced = {}
+        for name, removed in self.removed.items():
+            if removed:
+                gone = torch.tensor(removed)
+                for layer, dep_idxs, root_idxs in self._writers[name]:
+                    self._silenced[layer] = dep_idxs[torch.isin(root_idxs, gone)]
+
+    def state_dict(self) -> dict:
+        return {"removed": self.removed, "done_events": self.done_events, "importance": self.accumulator.total,
+                "importance_batches": self.accumulator.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.removed = {name: [int(i) for i in v] for name, v in state["removed"].items()}
+        self.done_events = int(state["done_events"])
+        self.accumulator.total = dict(state["importance"])
+        self.accumulator.count = int(state["importance_batches"])
+        self._refresh_masks()
+
+    def finish(self) -> tuple[nn.Module, Config, dict[str, list[int]]]:
+        """The physically pruned model (the masked channels removed), its config and the removed channels; the
+        trained model is left unmasked."""
+        if self.pruning:
+            raise AutopruneError(f"the progressive schedule ended after {self.done_events} of {self.events} events")
+        for hook in self._hooks:
+            hook.remove()
+        model = prune_channels(self.model, self.space, self.removed)
+        return model, self.config(), {name: sorted(v) for name, v in self.removed.items()}
+
+
+def progressive_finetune(model: nn.Module, space: SearchSpace, predictor: Predictor, data, target_ms: float,
+                         epochs: float, weights: dict[str, float] | None = None, plan: Progressive = Progressive(),
+                         **finetune_args) -> tuple[nn.Module, Config, dict[str, list[int]]]:
+    """Fine-tunes a copy of the unpruned `model` for `epochs` under HALP's schedule toward `target_ms`; returns
+    the pruned model, its config and the channels removed. `finetune_args` go to proxy.finetune (checkpoint...)."""
+    from .proxy import finetune, finetune_steps
+
+    trained = copy.deepcopy(model)
+    batch_size = finetune_args.get("batch_size", 128)
+    schedule = ProgressivePruning(trained, space, predictor, target_ms, finetune_steps(data, epochs, batch_size),
+                                  plan, weights)
+    finetune(trained, data, epochs=epochs, schedule=schedule, **finetune_args)
+    pruned, config, removed = schedule.finish()
+    return pruned.eval(), config, removed
