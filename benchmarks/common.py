@@ -61,3 +61,16 @@ def write_results(name: str, data: dict, lines: list[str]) -> str:
     (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return text
+
+
+def wait_until_quiet(limit: float = 0.6, patience_s: float = 1800) -> float:
+    """Waits until the 1-minute load average is under `limit` (nothing else running) before a timing pass, so
+    that no figure is timed beside another job; returns the load it started at (recorded with the figures)."""
+    start = time.time()
+    while True:
+        load = float(Path("/proc/loadavg").read_text().split()[0])
+        if load < limit or time.time() - start > patience_s:
+            if load >= limit:
+                print(f"warning: timing at load {load:.2f} after waiting {patience_s:.0f} s for a quiet machine")
+            return load
+        time.sleep(15)

@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import autoprune
 from autoprune.latency.fingerprint import this_machine
-from autoprune.onnx_io import export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
-from latency_predictor import harness_pass, pass_medians  # noqa: E402
+from latency_predictor import time_independently  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,14 +33,9 @@ def main() -> int:
     share = args.share if args.share is not None else result.budget_ms / result.unpruned_ms
     loaded = autoprune.api.load(result.extra["model"])
     example = loaded.example_input()
-    with tempfile.TemporaryDirectory(prefix="front-latency-") as tmp:
-        files = [str(export_onnx(loaded.model, example, Path(tmp) / "unpruned.onnx"))]
-        for m in result.front:
-            # The front stores paths as the search was given them (relative to where it ran).
-            path = Path(args.run) / "front" / Path(m.model_path).name
-            files.append(str(export_onnx(autoprune.load_pruned(path), example, Path(tmp) / f"t{m.trial}.onnx")))
-        passes = [harness_pass(files, seed) for seed in range(args.passes)]
-        measured = pass_medians(passes, files)
+    models = [loaded.model] + [autoprune.load_pruned(Path(args.run) / "front" / Path(m.model_path).name)
+                               for m in result.front]  # the front stores paths as the search was given them
+    measured = time_independently(models, example, args.passes)
     unpruned = measured[0]
     rows = []
     for m, ms in zip(result.front, measured[1:]):

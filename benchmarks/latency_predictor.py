@@ -31,6 +31,7 @@ import json
 import platform
 import random
 import subprocess
+import tempfile
 import sys
 import time
 import warnings
@@ -153,6 +154,14 @@ def rescale_configs(space) -> list[dict]:
 def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float]:
     """Each model's latency over the harness passes: the median of its per-pass medians."""
     return [float(np.median([p[f] for p in passes])) for f in files]
+
+
+def time_independently(models: list, example, passes: int = 5) -> list[float]:
+    """Each model's ms by the independent harness: exported to ONNX, timed in `passes` shuffled fresh-process
+    passes, all models together (a drift of the machine spreads over all of them)."""
+    with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
+        files = [str(export_onnx(m, example, Path(tmp) / f"m{i:03d}.onnx")) for i, m in enumerate(models)]
+        return pass_medians([harness_pass(files, seed) for seed in range(passes)], files)
 
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
