@@ -230,17 +230,19 @@ def pareto(out: str | Path) -> SearchResult:
 
 def export(out: str | Path, *, trial: int | None = None, budget: str | None = None, finetune_epochs: float = 1.0,
            lr: float = 0.01, distill: bool = False, storage: str | None = None, study: str = STUDY_NAME,
-           seed: int = 0, schedule: str = "one-shot", model: nn.Module | None = None, example_inputs=None,
-           input_shape=None, train_data=None, val_data=None, evaluate: Callable | None = None,
+           seed: int = 0, schedule: str = "one-shot", int8: bool = False, model: nn.Module | None = None,
+           example_inputs=None, input_shape=None, train_data=None, val_data=None, evaluate: Callable | None = None,
            loss: Callable | None = None):
     """Fine-tunes a front member, saves .pt and .onnx, times it here; returns the ExportReport. A search run
     on objects is exported with the same objects (model, data, metric) passed again. `schedule="progressive"`
-    prunes while fine-tuning (HALP's schedule, schedule.py) instead of before."""
+    prunes while fine-tuning (HALP's schedule, schedule.py) instead of before; `int8` also writes and times
+    model.int8.onnx (implied by an int8 table)."""
     from .deploy import ExportRequest, export as run
 
     if trial is not None and budget is not None:
         raise AutopruneError("give --trial or --budget, not both")
-    request = ExportRequest(str(out), trial, budget, finetune_epochs, lr, distill, storage, study, seed, schedule)
+    request = ExportRequest(str(out), trial, budget, finetune_epochs, lr, distill, storage, study, seed, schedule,
+                            int8)
     loaded = None if model is None else load(model, None, example_inputs, input_shape)
     data = None if loaded is None else user_data(loaded, train_data, val_data, evaluate, loss)
     return run(request, loaded, data)

@@ -40,6 +40,10 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
                         "ort-cuda, torch-cuda; a named --table measured on another is refused")
     p.add_argument("--threads", type=int, default=None,
                    help=f"intra-op threads of this machine's own table (default {defaults.THREADS})")
+    p.add_argument("--dtype", default=None,
+                   help=f"the precision latencies are predicted in: {defaults.DTYPE} (default) or int8 (ort-cpu: "
+                        "statically quantised, QDQ); this machine's own table is measured in it, a named --table "
+                        "must hold it")
 
 
 def _add_table_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -53,7 +57,7 @@ def _space(args) -> dict:
 
 
 def _target(args) -> dict:
-    return {"backend": args.backend, "threads": args.threads, "force": args.force}
+    return {"backend": args.backend, "threads": args.threads, "force": args.force, "dtype": args.dtype}
 
 
 def cmd_inspect(args) -> int:
@@ -76,6 +80,7 @@ def _search_settings(args) -> dict:
     return {
         "weights": args.weights, "input_shape": args.input_shape, "margin": args.margin, "data": args.data,
         "table": args.table, "backend": args.backend, "threads": args.threads, "force_table": args.force,
+        "dtype": args.dtype,
         "saliency": args.saliency, "seed": args.seed, "steps": args.steps, "multiple_of": args.multiple_of,
         "min_keep": args.min_keep, "freeze": args.freeze, "space_file": args.space,
     }
@@ -116,10 +121,13 @@ def cmd_export(args) -> int:
     else:
         report = api.export(args.out, trial=args.trial, budget=args.budget, finetune_epochs=args.finetune_epochs,
                             lr=args.lr, distill=args.distill, storage=args.storage, study=args.study, seed=args.seed,
-                            schedule=args.schedule)
+                            schedule=args.schedule, int8=args.int8)
         print(f"trial {report.trial}: test accuracy {100 * report.test_accuracy:.2f}% "
               f"(unpruned {100 * report.unpruned_test_accuracy:.2f}%); wrote {report.files['model']}, "
-              f"{report.files['onnx']} and report.json")
+              f"{report.files['onnx']}{', ' + report.files['int8'] if 'int8' in report.files else ''} and report.json")
+        for name, figures in report.precisions.items():
+            timed = f", {figures['measured_ms']:.3f} ms measured here" if "measured_ms" in figures else ""
+            print(f"  {name}: test accuracy {100 * figures['test_accuracy']:.2f}%{timed}")
     if report.pending:
         print(f"latency: predicted {report.predicted_ms:.3f} ms, budget {report.budget_ms:.3f} ms; the table is "
               f"another device's, so the measurement is pending {report.pending}; then "
@@ -254,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="ort-cpu", help="ort-cpu (default), torch-cpu, ort-cuda or torch-cuda")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--dtype", default="float32", help="float32 (default); float16 on torch-cuda")
+    p.add_argument("--dtype", default=defaults.DTYPE,
+                   help="float32 (default); int8 on ort-cpu (statically quantised QDQ models, as ORT runs them); "
+                        "float16 on torch-cuda")
     p.add_argument("--out", default=None, help="table JSON to write, or to grow if it exists")
     p.add_argument("--kit", default=None, help="instead of measuring here, write a zip to measure on another device")
     p.add_argument("--calibration", type=int, default=30, help="random configs timed end to end to calibrate (30)")
@@ -342,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pruning toward the search's latency target in EVENTS steps (30) during the first third of "
                         "the fine-tune, the trial's knobs weighing each step (the final widths may differ from the "
                         "trial's); the same epochs either way")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (ONNX Runtime static QDQ, calibrated on training images) and "
+                        "report its test accuracy and latency; implied when the study's table is an int8 one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--measured", default=None, metavar="RESULT",
                    help="complete a pending export with the result.json its timing kit wrote on the device")

@@ -9,7 +9,7 @@ STUDY_NAME = "autoprune"
 # that holds the model (measured on the machine its device block names, not necessarily this one).
 SHIPPED = "shipped"
 # Where a table for this machine is measured when none is named: ONNX Runtime on the CPU, 1 thread, batch 1.
-BACKEND, THREADS, BATCH = "ort-cpu", 1, 1
+BACKEND, THREADS, BATCH, DTYPE = "ort-cpu", 1, 1, "float32"
 # Model kinds that build a network with random weights: searching one without --weights keeps no accuracy.
 RANDOM_INIT_KINDS = ("torchvision", "cifar")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
+from .precision import precision
 from .schedule import parse_schedule, progressive_finetune
 from .study import read_result, reopen
 from .study.result import completed
@@ -25,6 +27,7 @@ from .taskdata import TaskData
 
 # How far the measured latency may exceed the budget before the export fails.
 TOLERANCE = 0.10
+INT8_BATCHES = 8  # batches of 32 training images calibrate an int8 export's activation ranges
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ExportRequest:
     study: str = STUDY_NAME
     seed: int = 0
     schedule: str = "one-shot"  # or "progressive[:EVENTS]" (schedule.py)
+    int8: bool = False  # also write model.int8.onnx (implied when the table is an int8 one)
 
 
 @dataclass
@@ -67,6 +71,9 @@ class ExportReport:
     measured_on: dict | None = None  # the fingerprint of the machine that timed it
     pending: str | None = None  # what to run on the table's device, while its measurement is pending
     table_device: dict | None = None  # the fingerprint of the machine the table was measured on
+    dtype: str = "float32"  # the precision the table predicts and `measured_ms` times
+    # Per precision written (float32, and int8 where asked): test accuracy and ms measured here, and the file.
+    precisions: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +115,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     from .latency.backends import get_backend
     from .latency.kit import write_timing_kit
     from .metrics import count_macs, count_params
-    from .onnx_io import export_onnx
+    from .onnx_io import OnnxModule, export_onnx
     from .proxy import finetune
 
     study, ctx = reopen(req.out, req.storage, req.study, loaded, data)
@@ -130,31 +137,49 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         model, removed = ctx.prune(config)
         model = finetune(model, ctx.data, **tuning).eval()
     table = ctx.predictor.table
+    dtype = table.device["dtype"]
     example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
-    export_onnx(model, example, out / "model.onnx", dynamic_batch=True)
+    files = {"float32": export_onnx(model, example, out / "model.onnx", dynamic_batch=True)}
+    if req.int8 or precision(dtype).quantised:
+        get_backend(table.backend, "int8", here=False)  # one line where the table's backend cannot run int8
+        files["int8"] = out / "model.int8.onnx"
+        # Activation ranges from training images, as a user's own calibration would take them.
+        samples = [x for x, _ in islice(ctx.data.proxy_train.batches(32, shuffle=True, seed=req.seed), INT8_BATCHES)]
+        files["int8"].write_bytes(precision("int8").onnx_bytes(model, example, dynamic_batch=True, samples=samples))
+    scores = {name: ctx.data.test_score(model if name == "float32" else OnnxModule(path)) for name, path in files.items()}
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
     report = ExportReport(
         number, config, budget_ms, ctx.predictor.predict(config), None, None, None,
-        ctx.data.test_score(model), trial.user_attrs.get("proxy_accuracy"), ctx.data.test_score(ctx.loaded.model),
-        count_macs(model, ctx.loaded.example_input()), count_params(model), req.finetune_epochs, req.distill,
-        req.schedule, table.backend, table.threads, table.batch, {"model": str(out / "model.pt"), "onnx": str(out / "model.onnx")},
+        scores.get(dtype, scores["float32"]), trial.user_attrs.get("proxy_accuracy"),
+        ctx.data.test_score(ctx.loaded.model), count_macs(model, ctx.loaded.example_input()), count_params(model),
+        req.finetune_epochs, req.distill, req.schedule, table.backend, table.threads, table.batch,
+        {"model": str(out / "model.pt"), "onnx": str(files["float32"]),
+         **({"int8": str(files["int8"])} if "int8" in files else {})},
     )
     report.table_device = {k: table.device.get(k) for k in FIELDS}
+    report.dtype = dtype
+    report.precisions = {name: {"test_accuracy": scores[name], "file": str(path)} for name, path in files.items()}
     backend = get_backend(table.backend, here=False)
     # Timing here would check this machine against another's table; another runtime version on the same
     # hardware is still timed here (the check then shows what the upgrade did).
     if table.foreign(software=False):
         timed = out / "timed.onnx"
-        export_onnx(model, example, timed)  # the shapes the table was measured with
+        timed.write_bytes(precision(dtype).onnx_bytes(model, example))  # as the table was measured: its shapes, precision
         kit, command = write_timing_kit(timed, out / "timing-kit.zip", table.threads, backend.provider, req.out)
         timed.unlink()
         report.files["timing_kit"] = str(kit)
         report.pending = f"on {table.device.get('cpu')} ({table.backend}): unzip {kit.name} and run: {command}"
         report.save(out)
         return report
-    measured_ms, spread = measure_model_ms(model, example, table.backend, table.threads)
-    report.record(measured_ms, spread, this_machine(backend.gpu_name()))
+    for name in files:  # every precision written, timed here alike; the table's is the one checked
+        ms, spread = measure_model_ms(model, example, table.backend, table.threads, dtype=name)
+        report.precisions[name].update(measured_ms=ms, measured_spread_ms=spread)
+    if dtype not in report.precisions:  # a float16 table: its export is timed in float16
+        ms, spread = measure_model_ms(model, example, table.backend, table.threads, dtype=dtype)
+    else:
+        ms, spread = report.precisions[dtype]["measured_ms"], report.precisions[dtype]["measured_spread_ms"]
+    report.record(ms, spread, this_machine(backend.gpu_name()))
     report.save(out)
     return report.check(out)
 

@@ -1,7 +1,10 @@
 """ONNX export and ONNX Runtime sessions: the deployed form whose outputs and latency count."""
 from __future__ import annotations
 
+import collections
 import io
+import json
+import os
 import warnings
 from pathlib import Path
 
@@ -52,3 +55,34 @@ def ort_session(model_bytes_or_path: bytes | str | Path, threads: int = 1) -> or
 
 def run_onnx(session: ort.InferenceSession, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def executed_ops(model_bytes_or_path: bytes | str | Path, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    """How many nodes of each kernel type ONNX Runtime's CPU provider ran for one inference (from its profiler),
+    after its own fusions: e.g. whether a quantised model's convolutions really run as QLinearConv."""
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    source = str(model_bytes_or_path) if isinstance(model_bytes_or_path, Path) else model_bytes_or_path
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    session.run(None, feeds)
+    trace = session.end_profiling()
+    try:
+        events = json.loads(Path(trace).read_text())
+    finally:
+        os.remove(trace)
+    return dict(collections.Counter(e["args"]["op_name"] for e in events
+                                    if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")))
+
+
+class OnnxModule(nn.Module):
+    """An ONNX model run by ONNX Runtime behind nn.Module's call, so that the scores that take a module (top-1, a
+    user's metric) score the deployed file itself, e.g. its int8 form."""
+
+    def __init__(self, model_bytes_or_path: bytes | str | Path, threads: int = 1):
+        super().__init__()
+        self.session = ort_session(model_bytes_or_path, threads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(run_onnx(self.session, x.float().contiguous()))

@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
+from ..precision import precision
 from . import runner
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
 RUNNER = Path(runner.__file__)
 
 
@@ -39,6 +39,7 @@ class LatencyBackend(ABC):
 
     @property
     def dtypes(self) -> tuple[str, ...]:
+        """The precisions (precision.py) it times."""
         return ("float32",)
 
     @property
@@ -70,6 +71,10 @@ class LatencyBackend(ABC):
 class OrtBackend(LatencyBackend):
     writes_onnx = True
 
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return ("float32",) if self.cuda else ("float32", "int8")  # ORT's int8 convolutions are CPU kernels (MLAS)
+
     def check_available(self) -> None:
         import onnxruntime as ort
 
@@ -85,10 +90,11 @@ class OrtBackend(LatencyBackend):
         return ort.__version__
 
     def time_models(self, models, example, threads, rounds, per_round, dtype) -> list[dict]:
-        from ..onnx_io import export_onnx
-
         with tempfile.TemporaryDirectory(prefix="autoprune-measure-") as tmp:
-            files = [str(export_onnx(m, example, Path(tmp) / f"m{i:03d}.onnx")) for i, m in enumerate(models)]
+            files = []
+            for i, m in enumerate(models):
+                files.append(str(Path(tmp) / f"m{i:03d}.onnx"))
+                Path(files[-1]).write_bytes(precision(dtype).onnx_bytes(m, example))
             out = Path(tmp) / "stats.json"
             _run_runner(["--time", *files, "--json", str(out), "--threads", str(threads), "--provider",
                          self.provider, "--rounds", str(rounds), "--per-round", str(per_round)], "timing the models")
@@ -125,7 +131,7 @@ class TorchBackend(LatencyBackend):
 
     @property
     def dtypes(self) -> tuple[str, ...]:
-        return tuple(DTYPES) if self.cuda else ("float32",)  # torch on a CPU: float16 is not what gets deployed
+        return ("float32", "float16") if self.cuda else ("float32",)  # torch on a CPU: float16 is not deployed
 
     def check_available(self) -> None:
         if self.cuda and not torch.cuda.is_available():
@@ -148,8 +154,7 @@ class TorchBackend(LatencyBackend):
 
     def timed(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: str = "float32"):
         """A callable running `module` once on `inputs` and returning the elapsed ms."""
-        module = module.eval().to(self.device, DTYPES[dtype])
-        inputs = tuple(x.to(self.device, DTYPES[dtype]) for x in inputs)
+        module, inputs = precision(dtype).cast(module, inputs, self.device)
 
         @torch.inference_mode()
         def cpu() -> float:
@@ -182,8 +187,7 @@ def get_backend(name: str, dtype: str = "float32", here: bool = True) -> Latency
     if name not in BACKENDS:
         raise AutopruneError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
     backend = BACKENDS[name]
-    if dtype not in DTYPES:
-        raise AutopruneError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
+    precision(dtype)  # a name it does not know is one line
     if dtype not in backend.dtypes:
         able = [n for n, b in BACKENDS.items() if dtype in b.dtypes]
         raise AutopruneError(f"dtype {dtype} is supported on {', '.join(able)} only; {name} tables are "

@@ -44,7 +44,7 @@ class LocalTarget:
     backend: str = defaults.BACKEND
     threads: int = defaults.THREADS
     batch: int = defaults.BATCH
-    dtype: str = "float32"
+    dtype: str = defaults.DTYPE
 
 
 def cache_dir() -> Path:

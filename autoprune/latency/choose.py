@@ -34,10 +34,15 @@ def named_table(table: str | Path, model: str) -> Path:
 
 
 def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace, backend: str | None = None,
-                 threads: int | None = None, force: bool = False) -> LatencyTable:
-    """`backend` and `threads` (None: the defaults) are what this machine's own table is measured with; a named
-    table brings its own, and a `backend` asked for that it lacks is refused unless `force`."""
+                 threads: int | None = None, force: bool = False, dtype: str | None = None) -> LatencyTable:
+    """`backend`, `threads` and `dtype` (None: the defaults) are what this machine's own table is measured with;
+    a named table brings its own, and a `backend` asked for that it lacks is refused unless `force`. A precision
+    asked for that a named table lacks is always refused: its latencies would be another precision's."""
     if table is None:
-        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS)
+        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS, dtype=dtype or defaults.DTYPE)
         return table_for_this_machine(loaded, space, target)
-    return LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
+    chosen = LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
+    if dtype is not None and chosen.device["dtype"] != dtype:
+        raise TableError(f"table {chosen.path} holds {chosen.device['dtype']} latencies, this asks for {dtype}: "
+                         f"profile a {dtype} table (`autoprune profile --dtype {dtype}`) or leave out --table")
+    return chosen

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..errors import AutopruneError
 from ..models import LoadedModel
-from ..onnx_io import to_onnx_bytes
+from ..precision import precision
 from ..prune import prune
 from ..space import SearchSpace
 from . import backends, runner
@@ -59,7 +59,7 @@ def profile(
         )
     known = _known_entries(Path(out), be, threads, batch, dtype) if out and kit is None else {}
     key = model_key(space)
-    job = _job_dir(out, kit, key)
+    job = _job_dir(out, kit, f"{key} {dtype}")  # an interrupted profile resumes only in its own precision
     manifest = {
         "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": dtype,
         "settings": {**DEFAULT_SETTINGS, **(settings or {})}, "model_key": key,
@@ -76,9 +76,9 @@ def profile(
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
     if be.writes_onnx:
-        manifest["entries"] = _write_entries(job, todo, batch)
+        manifest["entries"] = _write_entries(job, todo, batch, dtype)
         for part, cfgs in parts.items():
-            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch)
+            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch, dtype)
     runner.write_json(job / "manifest.json", manifest)
     if kit is not None:
         from .kit import write_kit
@@ -145,8 +145,9 @@ def _write_file(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _write_entries(job: Path, todo: dict, batch: int) -> dict[str, str]:
-    """One ONNX micro-model per kernel not yet in the table, named by a hash of its key."""
+def _write_entries(job: Path, todo: dict, batch: int, dtype: str) -> dict[str, str]:
+    """One ONNX micro-model per kernel not yet in the table, in the table's precision, named by a hash of its key
+    (an int8 kernel is the quantised conv as ORT runs it in a quantised model: QLinearConv and its epilogue)."""
     (job / "entries").mkdir(exist_ok=True)
     measured = runner.read_log(job / "measured.jsonl")
     files = {}
@@ -156,12 +157,12 @@ def _write_entries(job: Path, todo: dict, batch: int) -> dict[str, str]:
         if key in measured or (job / rel).is_file():
             continue
         module, inputs = micro_model(layer, cin, cout, batch)
-        _write_file(job / rel, to_onnx_bytes(module, inputs))
+        _write_file(job / rel, precision(dtype).onnx_bytes(module, inputs))
     return files
 
 
-def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, batch: int) -> list[dict]:
-    """Pruned whole models, exported, with the keys and weight MB the predictor will use for them."""
+def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, batch: int, dtype: str) -> list[dict]:
+    """Pruned whole models, exported in the table's precision, with the keys and weight MB the predictor uses."""
     (job / part).mkdir(exist_ok=True)
     written = []
     example = loaded.example_input(batch)
@@ -169,7 +170,7 @@ def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, b
         rel = f"{part}/{i:03d}.onnx"
         stamp = job / f"{part}/{i:03d}.json"
         if not ((job / rel).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == config):
-            _write_file(job / rel, to_onnx_bytes(prune(loaded.model, space, config), example))
+            _write_file(job / rel, precision(dtype).onnx_bytes(prune(loaded.model, space, config), example))
             stamp.write_text(json.dumps(config))
         written.append(_config_record(rel, layers, space, config))
     return written

@@ -66,7 +66,8 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     space = space_for(loaded, settings.space_file, Granularity(settings.steps, settings.multiple_of, settings.min_keep),
                       settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
-    table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table)
+    table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
+                         settings.dtype)
     predictor = LatencyPredictor(table, space)
     unpruned_ms = predictor.predict(space.full_config())
     min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})

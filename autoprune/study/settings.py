@@ -20,6 +20,7 @@ class SearchSettings:
     table: str | None = None  # None: this machine's own (latency/choose.py), 'shipped', or a file
     backend: str | None = None  # this machine's own table is measured with it (None: ort-cpu); a named table must match
     threads: int | None = None  # of this machine's own table (None: 1)
+    dtype: str | None = None  # the precision (precision.py) latencies are predicted in (None: float32, or the table's)
     force_table: bool = False
     proxy: str = DEFAULT_PROXY
     distill: bool = False

@@ -1,0 +1,100 @@
+"""The numeric precision a model is deployed in: one object, resolved by name, carried by tables and studies.
+
+  float32  the trained model as it is
+  float16  weights and inputs cast (torch-cuda)
+  int8     the float model exported to ONNX, then statically quantised by ONNX Runtime's own tools: shape
+           inference and graph optimisation first (`quant_pre_process`, as ORT advises), then QDQ with
+           per-channel signed int8 weights and unsigned int8 activations (U8S8), calibrated on sample inputs
+
+Why U8S8 and not ORT's suggested S8S8: on ORT 1.32's CPU provider, with S8 activations the QDQ convolutions
+followed by a ReLU (the quantiser folds the ReLU into the range) are not fused and run as float Conv between
+Dequantize/Quantize pairs: 28 of CIFAR ResNet-56's 55 convolutions, and no residual Add becomes QLinearAdd.
+With U8 activations all 55 run as QLinearConv and all 27 Adds as QLinearAdd (`executed_ops`, tests/test_precision.py).
+
+A precision says what a model costs per value and how it is made to run that way; backends say which ones
+they time (backends.py).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import AutopruneError
+from .onnx_io import to_onnx_bytes
+
+# Inputs the quantiser calibrates its activation ranges on when none are given: enough for latency, where only
+# the graph matters; accuracy needs real images (`samples`).
+RANDOM_CALIBRATION = 4
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    bytes_per_value: int
+    torch_dtype: torch.dtype  # what a module and its inputs are cast to where torch runs it
+    quantised: bool = False  # made by quantising the float model's ONNX export (ORT only)
+
+    def cast(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], device) -> tuple[nn.Module, tuple]:
+        if self.quantised:
+            raise AutopruneError(f"{self.name} models run in ONNX Runtime: use --backend ort-cpu")
+        return module.eval().to(device, self.torch_dtype), tuple(x.to(device, self.torch_dtype) for x in inputs)
+
+    def onnx_bytes(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...],
+                   dynamic_batch: bool = False, samples: Iterable[torch.Tensor] | None = None) -> bytes:
+        """The model's ONNX export in this precision; `samples` (input batches) calibrate an int8 model."""
+        data = to_onnx_bytes(model, example, dynamic_batch)
+        if not self.quantised:
+            return data
+        inputs = example if isinstance(example, tuple) else (example,)
+        return quantise_static(data, _calibration_feeds(inputs, samples))
+
+
+def _calibration_feeds(inputs: tuple[torch.Tensor, ...], samples) -> list[dict[str, np.ndarray]]:
+    names = ["input"] + [f"input{i}" for i in range(1, len(inputs))]  # onnx_io's names
+    if samples is not None:
+        return [{names[0]: x.numpy().astype(np.float32)} for x in samples]
+    rng = np.random.default_rng(0)
+    return [{n: rng.standard_normal(tuple(x.shape)).astype(np.float32) for n, x in zip(names, inputs)}
+            for _ in range(RANDOM_CALIBRATION)]
+
+
+def quantise_static(onnx_bytes: bytes, feeds: list[dict[str, np.ndarray]]) -> bytes:
+    """ORT's static QDQ quantisation (uint8 activations, per-channel int8 weights) of a float ONNX model."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="autoprune-int8-") as tmp:
+        plain, prepared, quantised = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
+        plain.write_bytes(onnx_bytes)
+        quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(quantised), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return quantised.read_bytes()
+
+
+PRECISIONS: dict[str, Precision] = {
+    "float32": Precision("float32", 4, torch.float32),
+    "float16": Precision("float16", 2, torch.float16),
+    "int8": Precision("int8", 1, torch.float32, quantised=True),
+}
+
+
+def precision(name: str | Precision) -> Precision:
+    if isinstance(name, Precision):
+        return name
+    if name not in PRECISIONS:
+        raise AutopruneError(f"unknown dtype '{name}' (choose from {', '.join(PRECISIONS)})")
+    return PRECISIONS[name]

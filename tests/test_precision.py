@@ -1,0 +1,99 @@
+"""Precisions: the int8 export really runs integer kernels in ONNX Runtime, keeps the float model's answers, and
+every command refuses a precision its backend or table does not hold, in one line."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autoprune.cli import main
+from autoprune.data import load_data
+from autoprune.errors import AutopruneError
+from autoprune.latency.backends import get_backend
+from autoprune.onnx_io import OnnxModule, executed_ops, ort_session, run_onnx
+from autoprune.precision import precision
+from autoprune.taskdata import evaluate_top1
+
+
+@pytest.fixture(scope="module")
+def int8_resnet56(resnet56):
+    data = load_data("cifar10-mini", resnet56)
+    samples = [x for x, _ in data.proxy_train.batches(32, shuffle=True, seed=0)][:4]
+    return data, precision("int8").onnx_bytes(resnet56.model, resnet56.example_input(), dynamic_batch=True,
+                                              samples=samples)
+
+
+def test_every_convolution_and_residual_add_of_the_int8_resnet56_runs_as_an_integer_kernel(resnet56, int8_resnet56):
+    _, model = int8_resnet56
+    ops = executed_ops(model, {"input": resnet56.example_input().numpy()})
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in resnet56.model.modules())
+    assert ops.get("QLinearConv") == convs == 55 and "Conv" not in ops and "FusedConv" not in ops
+    assert ops.get("QLinearAdd") == 27 and "Add" not in ops
+    float_ops = executed_ops(precision("float32").onnx_bytes(resnet56.model, resnet56.example_input()),
+                             {"input": resnet56.example_input().numpy()})
+    assert "QLinearConv" not in float_ops
+
+
+def test_the_int8_model_keeps_the_float_models_answers(resnet56, int8_resnet56):
+    data, model = int8_resnet56
+    float_top1 = evaluate_top1(resnet56.model, data.test)
+    int8_top1 = evaluate_top1(OnnxModule(model), data.test)
+    assert abs(int8_top1 - float_top1) < 0.02 and int8_top1 > 0.8
+    x = next(data.test.batches(16))[0]
+    got = run_onnx(ort_session(model), x)  # any batch size: the export's batch axis stays dynamic
+    with torch.no_grad():
+        expected = resnet56.model.eval()(x).numpy()
+    assert got.shape == (16, 10) and (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    assert not np.allclose(got, expected, atol=1e-3)  # it is really quantised, not the float graph
+
+
+def test_precisions_a_backend_cannot_time_are_refused_in_one_line():
+    assert precision("int8").bytes_per_value == 1 and precision("float16").bytes_per_value == 2
+    with pytest.raises(AutopruneError, match="unknown dtype 'int4'"):
+        precision("int4")
+    with pytest.raises(AutopruneError, match="dtype int8 is supported on ort-cpu only"):
+        get_backend("torch-cpu", "int8", here=False)
+    with pytest.raises(AutopruneError, match="dtype int8 is supported on ort-cpu only"):
+        get_backend("ort-cuda", "int8", here=False)
+
+
+def test_a_table_of_another_precision_is_refused(tmp_path, capsys):
+    # The shipped table holds float32 latencies: asking int8 of it is one line, exit 2, and the table is unchanged.
+    from autoprune.latency.choose import shipped_table
+
+    before = shipped_table("cifar:resnet56").read_bytes()
+    assert main(["predict", "--table", "shipped", "--dtype", "int8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "error" in line]) == 1 and "holds float32 latencies, this asks for int8" in err[-1]
+    assert main(["search", "--budget", "0.5x", "--table", "shipped", "--dtype", "int8", "--trials", "1",
+                 "--out", str(tmp_path)]) == 2
+    assert "holds float32 latencies" in capsys.readouterr().err
+    assert shipped_table("cifar:resnet56").read_bytes() == before
+    assert main(["profile", "--out", str(tmp_path / "t.json"), "--backend", "torch-cpu", "--dtype", "int8"]) == 2
+    assert "dtype int8 is supported on ort-cpu only" in capsys.readouterr().err
+
+
+def test_int8_tables_are_profiled_and_cached_apart_from_float_ones(tmp_path, capsys):
+    from pathlib import Path
+
+    from autoprune.latency import LatencyTable
+
+    tiny = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
+    out = tmp_path / "int8.json"
+    assert main(["profile", "--model", tiny, "--dtype", "int8", "--out", str(out), "--calibration", "8",
+                 "--validate", "4"]) == 0
+    table = LatencyTable.load(out)
+    (model,) = table.models.values()
+    assert table.device["dtype"] == "int8" and model["validation"]["n"] == 4 and table.entries
+    assert main(["predict", "--model", tiny, "--table", str(out), "--dtype", "int8"]) == 0
+    assert main(["predict", "--model", tiny, "--table", str(out), "--dtype", "float32"]) == 2
+    capsys.readouterr()
+    # This machine's own tables: one per precision, never one answering for the other.
+    for dtype in ("int8", "float32"):
+        assert main(["predict", "--model", tiny, "--dtype", dtype]) == 0
+    import autoprune
+    from autoprune.latency.cache import LocalTarget, cache_path
+
+    space = autoprune.inspect(tiny)
+    for dtype in ("int8", "float32"):
+        assert LatencyTable.load(cache_path(space, LocalTarget(dtype=dtype))).device["dtype"] == dtype
