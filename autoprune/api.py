@@ -18,6 +18,7 @@ from .defaults import DEFAULT_MODEL, STUDY_NAME
 from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
 from .models import LoadedModel, from_module, load_model, parse_input_shape
+from .precision import precision
 from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
 from .space import Granularity, SearchSpace, space_for
 from .taskdata import TaskData
@@ -70,9 +71,12 @@ def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_
 
 
 def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, steps: int = 8,
-                  multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = ()):
+                  multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+                  dtype: str | None = None):
+    """The model and its search space; without --multiple-of, an int8 space keeps int8's preferred widths."""
     loaded = load(model, None, example_inputs, input_shape)
-    return loaded, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze)
+    granularity = precision(dtype or defaults.DTYPE).granularity(steps, multiple_of, min_keep)
+    return loaded, space_for(loaded, space, granularity, freeze)
 
 
 def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = defaults.BACKEND,
@@ -86,7 +90,8 @@ def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=N
 
     if (out is None) == (kit is None):
         raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
-    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze)
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
+                                     dtype)
     settings = {k: v for k, v in (("repeats", repeats), ("warmup", warmup)) if v is not None}
     path = measure(loaded, searched, backend, out, threads, batch, dtype, calibration, validate, kit, seed, settings)
     return path if kit is not None else LatencyTable.load(path)
@@ -97,7 +102,8 @@ def _predictor(model: Model, table: Table, example_inputs, input_shape, space: s
                strict: bool = False, force: bool = False, **target) -> tuple[LoadedModel, LatencyPredictor]:
     from .latency.choose import choose_table
 
-    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze)
+    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
+                                     target.get("dtype"))
     chosen = choose_table(table, loaded, searched, force=force, **target)
     return loaded, LatencyPredictor(chosen, searched, strict=strict)
 

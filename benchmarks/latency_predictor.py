@@ -48,7 +48,7 @@ from autoprune.latency.layout import model_key
 from autoprune.latency.rescale import DEFAULT_CONFIGS, fit_factors, rescale
 from autoprune.latency.runner import error_figures, kendall_tau
 from autoprune.latency_knapsack import knapsack
-from autoprune.onnx_io import export_onnx
+from autoprune.precision import precision
 from autoprune.prune import prune
 from autoprune.saliency import channel_saliency
 
@@ -95,10 +95,12 @@ def draw_configs(loaded, space, predictor, n: int, seed: int) -> list[dict]:
     unpruned = predictor.predict(space.full_config())
     allocation = Allocation.for_model(loaded.model, space, predictor, saliency, unpruned, loaded.example_input())
     configs = []
+    # Where a precision prunes to little (int8: per-call costs stay), a budget is never below what the space reaches.
+    narrowest = predictor.predict({g.name: g.choices[0] for g in space.groups})
     for _ in range(n // 2):
         weights = allocation.weights({k: rng.uniform(0.25, 4.0) for k in allocation.knobs()})
-        configs.append({"kind": "search-like", "config": knapsack(space, predictor, saliency,
-                                                                  rng.uniform(0.35, 0.8) * unpruned, weights)})
+        budget = max(rng.uniform(0.35, 0.8) * unpruned, 1.02 * narrowest)
+        configs.append({"kind": "search-like", "config": knapsack(space, predictor, saliency, budget, weights)})
     uniform = random.Random(UNIFORM_SEED)
     configs += [{"kind": "uniform", "config": space.random_config(uniform)} for _ in range(n - n // 2)]
     return configs
@@ -156,36 +158,43 @@ def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float
     return [float(np.median([p[f] for p in passes])) for f in files]
 
 
-def time_independently(models: list, example, passes: int = 5) -> list[float]:
-    """Each model's ms by the independent harness: exported to ONNX, timed in `passes` shuffled fresh-process
-    passes, all models together (a drift of the machine spreads over all of them)."""
+def time_independently(models: list, example, passes: int = 5, dtype: str = "float32") -> list[float]:
+    """Each model's ms by the independent harness: exported to ONNX (in `dtype`), timed in `passes` shuffled
+    fresh-process passes, all models together (a drift of the machine spreads over all of them)."""
     with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
-        files = [str(export_onnx(m, example, Path(tmp) / f"m{i:03d}.onnx")) for i, m in enumerate(models)]
+        files = [str(Path(tmp) / f"m{i:03d}.onnx") for i in range(len(models))]
+        for model, path in zip(models, files):
+            Path(path).write_bytes(precision(dtype).onnx_bytes(model, example))
         return pass_medians([harness_pass(files, seed) for seed in range(passes)], files)
 
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
-    slug = spec.replace(":", "_")
+    """A fresh default profile of `spec` in args.dtype, against the harness on args.configs configs."""
+    dtype = getattr(args, "dtype", "float32")
+    slug = spec.replace(":", "_") + ("" if dtype == "float32" else f"-{dtype}")
     table_path = work / f"{slug}.json"
+    spec_key = spec if dtype == "float32" else f"{spec}/{dtype}"
 
     def fresh_profile(path: Path) -> dict:
         path.unlink(missing_ok=True)
         start = time.time()
-        autoprune.profile(spec, path)
+        autoprune.profile(spec, path, dtype=dtype)
         return {"seconds": round(time.time() - start, 1), "at": time.time()}
 
-    profiled = pieces.get(f"{spec}/profile", lambda: fresh_profile(table_path))
+    profiled = pieces.get(f"{spec_key}/profile", lambda: fresh_profile(table_path))
     loaded = autoprune.api.load(spec)
     space = autoprune.inspect(spec)
     predictor = LatencyPredictor(LatencyTable.load(table_path), space)
-    configs = pieces.get(f"{spec}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
+    configs = pieces.get(f"{spec_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
     files = []
     for i, c in enumerate(configs):
         path = work / slug / f"c{i:02d}.onnx"
         if not path.is_file():
-            export_onnx(prune(loaded.model, space, c["config"]), loaded.example_input(), path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(precision(dtype).onnx_bytes(prune(loaded.model, space, c["config"]), loaded.example_input()))
         files.append(str(path))
-    passes = [pieces.get(f"{spec}/pass{p}", lambda p=p: harness_pass(files, args.seed + p)) for p in range(args.passes)]
+    passes = [pieces.get(f"{spec_key}/pass{p}", lambda p=p: harness_pass(files, args.seed + p))
+              for p in range(args.passes)]
     measured = pass_medians(passes, files)
     halves = [pass_medians(passes[k::2], files) for k in (0, 1)]
     predicted = [predictor.predict(c["config"]) for c in configs]

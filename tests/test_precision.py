@@ -97,3 +97,11 @@ def test_int8_tables_are_profiled_and_cached_apart_from_float_ones(tmp_path, cap
     space = autoprune.inspect(tiny)
     for dtype in ("int8", "float32"):
         assert LatencyTable.load(cache_path(space, LocalTarget(dtype=dtype))).device["dtype"] == dtype
+
+
+def test_an_int8_space_keeps_the_widths_int8_runs_fastest_at_unless_told_otherwise():
+    assert precision("int8").granularity(8, None, 0.125).choices(64) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert precision("int8").granularity(8, 4, 0.125).choices(16) == [4, 8, 12, 16]
+    assert precision("float32").granularity(8, None, 0.125).choices(64) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert precision("float32").granularity(8, None, 0.125).choices(20) != precision("int8").granularity(
+        8, None, 0.125).choices(20)

@@ -149,6 +149,23 @@ def test_a_progressive_export_prunes_while_it_fine_tunes_to_within_the_target(sm
     assert main(["export", "--out", str(out), "--trial", str(chosen.trial), "--schedule", "gradual"]) == 2
 
 
+def test_an_int8_export_writes_the_quantised_model_with_its_accuracy_and_latency(small_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out, ignore=shutil.ignore_patterns("export"))
+    chosen = read_result(out).select()
+    code = main(["export", "--out", str(out), "--trial", str(chosen.trial), "--finetune-epochs", "0.05", "--int8"])
+    report = json.loads((out / "export" / "report.json").read_text())
+    assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
+    both = report["precisions"]
+    assert set(both) == {"float32", "int8"} and report["dtype"] == "float32"
+    assert all(both[p]["measured_ms"] > 0 for p in both) and report["measured_ms"] == both["float32"]["measured_ms"]
+    assert abs(both["int8"]["test_accuracy"] - both["float32"]["test_accuracy"]) < 0.03
+    assert report["test_accuracy"] == both["float32"]["test_accuracy"]
+    session = ort_session(out / "export" / "model.int8.onnx")
+    assert run_onnx(session, torch.randn(3, 3, 32, 32)).shape == (3, 10)
+    assert "int8: test accuracy" in capsys.readouterr().out
+
+
 def _complete(db):
     with sqlite3.connect(db) as con:
         return con.execute("select trial_id, number from trials where state='COMPLETE'").fetchall()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from .. import defaults
 from ..allocation import Allocation
 from ..budget import error_band, margin_share, parse_budget
 from ..errors import BudgetError
@@ -16,7 +17,8 @@ from ..latency import LatencyPredictor
 from ..latency.choose import choose_table
 from ..models import LoadedModel
 from ..proxy import Proxy, make_ladder
-from ..space import Granularity, SearchSpace, space_for
+from ..precision import precision
+from ..space import SearchSpace, space_for
 from ..taskdata import TaskData
 from .settings import SearchSettings, digest
 
@@ -63,8 +65,9 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     ladder = make_ladder(settings.proxy, settings.seed)
     needs_batch = criterion_kind(settings.criterion).needs_batch
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
-    space = space_for(loaded, settings.space_file, Granularity(settings.steps, settings.multiple_of, settings.min_keep),
-                      settings.freeze)
+    granularity = precision(settings.dtype or defaults.DTYPE).granularity(settings.steps, settings.multiple_of,
+                                                                        settings.min_keep)
+    space = space_for(loaded, settings.space_file, granularity, settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
     table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
                          settings.dtype)

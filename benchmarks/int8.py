@@ -1,0 +1,136 @@
+"""INT8 on this CPU: does an int8 table predict as well as a float one, what does ORT really run, which widths are
+fast in int8, and what does int8 buy over float32?
+
+ 1. for each model (--models): a fresh default profile in float32 and in int8 (`autoprune profile --dtype int8`:
+    every kernel and calibration model statically quantised by ORT, QDQ U8S8 per-channel), each checked against
+    the latency benchmark's independent harness on --configs configs (half search-like, half uniform), with the
+    harness's own noise floor (latency_predictor.run_model, the same protocol as the float tables' figures);
+ 2. what ORT runs: the kernels its CPU provider executed for the unpruned int8 model (QLinearConv or Conv);
+ 3. the staircase: a 3x3 convolution with batch norm and ReLU at 16x16, 64 input channels, timed by the harness
+    for every output width 4..64 in float32 and int8: the widths a precision prefers;
+ 4. speed-up: the unpruned model in float32 and int8, timed by the harness in one run.
+No timing starts while the machine is loaded (common.wait_until_quiet). Writes benchmarks/results/int8.{md,json,png}.
+
+The user's question at one measured latency (unpruned int8, pruned float, pruned int8, each fine-tuned alike
+and scored on all 10,000 JPEG test images) needs the search-quality protocol's fine-tunes and is not run here.
+
+    python benchmarks/int8.py [--models cifar:resnet56 torchvision:resnet18]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import autoprune
+from autoprune.latency.fingerprint import this_machine
+from autoprune.onnx_io import executed_ops
+from autoprune.precision import precision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Pieces, wait_until_quiet, write_results  # noqa: E402
+from latency_predictor import run_model, time_independently  # noqa: E402
+
+DTYPES = ("float32", "int8")
+WIDTHS = list(range(4, 65))
+
+
+def staircase_conv(cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(64, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()).eval()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["cifar:resnet56", "torchvision:resnet18"])
+    p.add_argument("--configs", type=int, default=20)
+    p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default="/tmp/autoprune-int8")
+    p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
+    args = p.parse_args()
+    args.again, args.transfer = False, []  # run_model's options for the float benchmark's extra checks
+    work = Path(args.cache)
+    work.mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(work / "pieces.json", args.max_seconds)
+    machine = {**this_machine(), "platform": platform.platform()}
+    quiet = wait_until_quiet()
+
+    tables, ops, speed = {}, {}, {}
+    for spec in args.models:
+        for dtype in DTYPES:
+            args.dtype = dtype
+            tables[f"{spec} {dtype}"] = run_model(spec, args, pieces, work)
+        loaded = autoprune.api.load(spec)
+        example = loaded.example_input()
+        ops[spec] = pieces.get(f"{spec}/ops", lambda: executed_ops(precision("int8").onnx_bytes(loaded.model, example),
+                                                                   {"input": example.numpy()}))
+        speed[spec] = pieces.get(f"{spec}/unpruned", lambda: dict(zip(DTYPES, [
+            time_independently([loaded.model], example, args.passes, dtype)[0] for dtype in DTYPES])))
+
+    x = torch.randn(1, 64, 16, 16)
+    stairs = pieces.get("staircase", lambda: {dtype: time_independently([staircase_conv(c) for c in WIDTHS], x,
+                                                                         args.passes, dtype) for dtype in DTYPES})
+    plot(stairs, Path(__file__).resolve().parent / "results" / "int8.png")
+
+    lines = [f"# INT8 on {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
+             f"Written by `benchmarks/int8.py` (its docstring has the protocol); ONNX Runtime, 1 thread, batch 1; "
+             f"load {quiet:.2f} when it started. VNNI: {'yes' if any('vnni' in f for f in machine['isa']) else 'no'}.",
+             "", "| model | dtype | profile s | MAPE | worst | within ±10% | Kendall tau | noise floor: tau, MAPE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, f in tables.items():
+        spec, dtype = key.rsplit(" ", 1)
+        lines.append(f"| {spec} | {dtype} | {f['profile_seconds']:.0f} | {f['mape_pct']:.2f}% | {f['worst_pct']:+.2f}% | "
+                     f"{f['within_10pct']:.0%} | {f['kendall_tau']:.3f} | {f['noise_floor_tau']:.3f}, "
+                     f"{f['noise_mape_pct']:.2f}% |")
+    lines += ["", "Unpruned, timed by the harness in one run, and the kernels ORT executed for the int8 model:", "",
+              "| model | float32 ms | int8 ms | speed-up | int8 kernels run |", "|---|---|---|---|---|"]
+    for spec in args.models:
+        s = speed[spec]
+        run = ", ".join(f"{k} {v}" for k, v in sorted(ops[spec].items(), key=lambda kv: -kv[1])
+                        if k in ("QLinearConv", "Conv", "FusedConv", "QLinearAdd", "Add", "QGemm", "Gemm"))
+        lines.append(f"| {spec} | {s['float32']:.3f} | {s['int8']:.3f} | {s['float32'] / s['int8']:.2f}x | {run} |")
+    ratio = np.array(stairs["float32"]) / np.array(stairs["int8"])
+    lines += ["", f"Staircase (3x3 conv + BN + ReLU, 64 input channels, 16x16, output widths {WIDTHS[0]}-{WIDTHS[-1]}): "
+              f"int8 speed-up over float32 from {ratio.min():.2f}x to {ratio.max():.2f}x; per multiple of 8 "
+              f"{_by_multiple(stairs, 8)}; other widths {_by_multiple(stairs, 8, other=True)}.", "",
+              "![latency against output channels](int8.png)", "",
+              "Not run here: the equal-latency accuracy comparison (unpruned int8, pruned float, pruned int8, "
+              "fine-tuned alike), which needs the search-quality protocol's fine-tunes."]
+    write_results("int8", {"machine": machine, "settings": vars(args), "tables": tables, "ops": ops, "unpruned": speed,
+                           "staircase": {"widths": WIDTHS, **stairs}}, lines)
+    return 0
+
+
+def _by_multiple(stairs: dict, step: int, other: bool = False) -> str:
+    idx = [i for i, w in enumerate(WIDTHS) if (w % step == 0) != other]
+    ratio = np.array(stairs["float32"])[idx] / np.array(stairs["int8"])[idx]
+    return f"median {np.median(ratio):.2f}x"
+
+
+def plot(stairs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for dtype in DTYPES:
+        ax.plot(WIDTHS, 1e3 * np.array(stairs[dtype]), marker=".", label=dtype)
+    for w in range(8, WIDTHS[-1] + 1, 8):
+        ax.axvline(w, color="grey", linewidth=0.5, alpha=0.4)
+    ax.set_xlabel("output channels (3x3 conv + BN + ReLU, 64 in, 16x16)")
+    ax.set_ylabel("measured latency (us, ORT CPU, 1 thread)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
