@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
-from .precision import precision
+from .precision import calibration_samples, precision
 from .schedule import parse_schedule, progressive_finetune
 from .study import read_result, reopen
 from .study.result import completed
@@ -27,7 +26,6 @@ from .taskdata import TaskData
 
 # How far the measured latency may exceed the budget before the export fails.
 TOLERANCE = 0.10
-INT8_BATCHES = 8  # batches of 32 training images calibrate an int8 export's activation ranges
 
 
 @dataclass
@@ -144,8 +142,7 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     if req.int8 or precision(dtype).quantised:
         get_backend(table.backend, "int8", here=False)  # one line where the table's backend cannot run int8
         files["int8"] = out / "model.int8.onnx"
-        # Activation ranges from training images, as a user's own calibration would take them.
-        samples = [x for x, _ in islice(ctx.data.proxy_train.batches(32, shuffle=True, seed=req.seed), INT8_BATCHES)]
+        samples = calibration_samples(ctx.data.proxy_train, req.seed)
         files["int8"].write_bytes(precision("int8").onnx_bytes(model, example, dynamic_batch=True, samples=samples))
     scores = {name: ctx.data.test_score(model if name == "float32" else OnnxModule(path)) for name, path in files.items()}
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)

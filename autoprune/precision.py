@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
@@ -26,12 +27,14 @@ import torch
 import torch.nn as nn
 
 from .errors import AutopruneError
-from .onnx_io import to_onnx_bytes
+from .onnx_io import OnnxModule, to_onnx_bytes
 from .space import Granularity
+from .taskdata import Batches
 
 # Inputs the quantiser calibrates its activation ranges on when none are given: enough for latency, where only
 # the graph matters; accuracy needs real images (`samples`).
 RANDOM_CALIBRATION = 4
+CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 8, 32  # 256 training images: an int8 model's activation ranges
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,15 @@ class Precision:
     bytes_per_value: int
     torch_dtype: torch.dtype  # what a module and its inputs are cast to where torch runs it
     quantised: bool = False  # made by quantising the float model's ONNX export (ORT only)
-    # The channel multiple a search space keeps by default in this precision (None: k/8 of each width).
+    # The multiple a search space rounds its widths to by default in this precision (None: k/8 of each width).
     channel_multiple: int | None = None
 
     def granularity(self, steps: int, multiple_of: int | None, min_keep: float) -> Granularity:
-        """The search space's allowed widths: the user's, else this precision's preferred multiple."""
-        return Granularity(steps, multiple_of if multiple_of is not None else self.channel_multiple, min_keep)
+        """The search space's allowed widths: the user's multiple, else k/steps of each width rounded to this
+        precision's preferred multiple."""
+        if multiple_of is not None:
+            return Granularity(steps, multiple_of, min_keep)
+        return Granularity(steps, None, min_keep, align=self.channel_multiple)
 
     def cast(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], device) -> tuple[nn.Module, tuple]:
         if self.quantised:
@@ -60,6 +66,19 @@ class Precision:
             return data
         inputs = example if isinstance(example, tuple) else (example,)
         return quantise_static(data, _calibration_feeds(inputs, samples))
+
+    def deployed(self, model: nn.Module, samples: list[torch.Tensor]) -> nn.Module:
+        """The model as it is deployed in this precision, behind nn.Module's call, so that a score that takes a
+        module (top-1, a user's metric) scores what runs: an int8 model is ORT running the export quantised on
+        `samples` (input batches); the others are scored as the float model (a float16 cast keeps its answers)."""
+        if not self.quantised:
+            return model
+        return OnnxModule(self.onnx_bytes(model, samples[0][:1], dynamic_batch=True, samples=samples))
+
+
+def calibration_samples(images: Batches, seed: int = 0) -> list[torch.Tensor]:
+    """Training batches an int8 model's activation ranges are fitted on, as a user's own calibration takes them."""
+    return [x for x, _ in islice(images.batches(CALIBRATION_BATCH_SIZE, shuffle=True, seed=seed), CALIBRATION_BATCHES)]
 
 
 def _calibration_feeds(inputs: tuple[torch.Tensor, ...], samples) -> list[dict[str, np.ndarray]]:

@@ -6,12 +6,16 @@
   A>B               a ladder of fidelities (the search's default: adaptive-bn>finetune:20): every candidate is
                     scored by A, and only those the search's pruner promotes go on to B, whose score counts
 
+The score that counts is the deployed model's: in an int8 search the ladder's last stage scores the candidate
+statically quantised by ONNX Runtime, calibrated on proxy-train (precision.py), as export will deploy it.
+
 A proxy works on a copy: the candidate it is given is left as it was. Every random choice (batch order,
 augmentation) comes from the seed, so the same candidate gets the same score every time.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import AutopruneError
+from .precision import PRECISIONS, Precision, calibration_samples
 from .taskdata import Batches, TaskData
 
 BN_BATCHES = 4  # adaptive-bn's default: enough for stable statistics, cheap enough for ~60 candidates in minutes
@@ -124,13 +129,15 @@ def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: in
 
 @dataclass(frozen=True)
 class Proxy:
-    """BN re-estimation over `bn_batches` batches, then `steps` SGD steps (none for adaptive-bn), then top-1."""
+    """BN re-estimation over `bn_batches` batches, then `steps` SGD steps (none for adaptive-bn), then the score of
+    the model as it runs in `precision`."""
 
     name: str
     bn_batches: int = BN_BATCHES
     steps: int = 0
     lr: float = STEP_LR
     seed: int = 0
+    precision: Precision = PRECISIONS["float32"]
 
     def evaluate(self, model: nn.Module, data: TaskData, teacher: nn.Module | None = None) -> ProxyResult:
         start = time.perf_counter()
@@ -144,7 +151,10 @@ class Proxy:
                 if step >= self.steps:
                     break
                 _train_step(model, data, optimiser, scheduler, step, self.seed, x, y, teacher)
-        accuracy = data.score(model)
+        scored = model.eval()
+        if self.precision.quantised:
+            scored = self.precision.deployed(model, calibration_samples(data.proxy_train, self.seed))
+        accuracy = data.score(scored)
         return ProxyResult(accuracy, time.perf_counter() - start)
 
 
@@ -156,9 +166,12 @@ PROXY_KINDS = {
 DEFAULT_PROXY = "adaptive-bn>finetune:20"
 
 
-def make_ladder(spec: str, seed: int = 0) -> list[Proxy]:
-    """The proxies of a ladder spec, cheapest first; the last one's score is the candidate's."""
-    return [make_proxy(stage, seed) for stage in spec.split(">")]
+def make_ladder(spec: str, seed: int = 0, precision: Precision = PRECISIONS["float32"]) -> list[Proxy]:
+    """The proxies of a ladder spec, cheapest first; the last one's score is the candidate's, taken in `precision`
+    (the earlier stages only decide who goes on: they score the float model, which is cheaper)."""
+    ladder = [make_proxy(stage, seed) for stage in spec.split(">")]
+    ladder[-1] = dataclasses.replace(ladder[-1], precision=precision)
+    return ladder
 
 
 def make_proxy(spec: str, seed: int = 0) -> Proxy:

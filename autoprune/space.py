@@ -23,13 +23,16 @@ Config = dict[str, int]
 class Granularity:
     """Which kept counts a group may take.
 
-    `multiple_of` (e.g. 8, what vector units like) wins over `steps` (kept = k/steps of the width).
+    `multiple_of` (e.g. 8, what vector units like) wins over `steps` (kept = k/steps of the width) and allows every
+    multiple; `align` keeps the k/steps widths, each rounded to a multiple of it (at least one multiple), so a
+    precision's preferred multiple (precision.py) costs no more kernels than the float space has.
     No group keeps fewer than `min_keep` of its channels, nor fewer than one.
     """
 
     steps: int = 8
     multiple_of: int | None = None
     min_keep: float = 0.125
+    align: int | None = None
 
     def __post_init__(self):
         if self.steps < 1 or (self.multiple_of is not None and self.multiple_of < 1) or not 0 < self.min_keep <= 1:
@@ -41,6 +44,8 @@ class Granularity:
             counts = set(range(self.multiple_of, channels + 1, self.multiple_of))
         else:
             counts = {max(1, round(channels * k / self.steps)) for k in range(1, self.steps + 1)}
+            if self.align:
+                counts = {min(channels, max(self.align, self.align * round(c / self.align))) for c in counts}
         return sorted({c for c in counts if c >= floor} | {channels})
 
 

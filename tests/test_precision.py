@@ -2,6 +2,10 @@
 every command refuses a precision its backend or table does not hold, in one line."""
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +16,10 @@ from autoprune.errors import AutopruneError
 from autoprune.latency.backends import get_backend
 from autoprune.onnx_io import OnnxModule, executed_ops, ort_session, run_onnx
 from autoprune.precision import precision
+from autoprune.proxy import make_ladder, reestimate_bn
 from autoprune.taskdata import evaluate_top1
+
+TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
 
 
 @pytest.fixture(scope="module")
@@ -103,5 +110,29 @@ def test_an_int8_space_keeps_the_widths_int8_runs_fastest_at_unless_told_otherwi
     assert precision("int8").granularity(8, None, 0.125).choices(64) == [8, 16, 24, 32, 40, 48, 56, 64]
     assert precision("int8").granularity(8, 4, 0.125).choices(16) == [4, 8, 12, 16]
     assert precision("float32").granularity(8, None, 0.125).choices(64) == [8, 16, 24, 32, 40, 48, 56, 64]
-    assert precision("float32").granularity(8, None, 0.125).choices(20) != precision("int8").granularity(
-        8, None, 0.125).choices(20)
+    assert precision("int8").granularity(8, None, 0.125).choices(20) == [8, 16, 20]  # k/8 of 20, to multiples of 8
+    assert precision("float32").granularity(8, None, 0.125).choices(20) == [5, 8, 10, 12, 15, 18, 20]
+    # Wide layers keep the float space's eight widths, not every multiple of 8 (resnet18's int8 profile fits).
+    assert precision("int8").granularity(8, None, 0.125).choices(512) == list(range(64, 513, 64))
+    assert precision("int8").granularity(8, None, 0.125).choices(200) == [48, 72, 96, 128, 152, 176, 200]
+
+
+def test_an_int8_ladder_scores_the_candidate_as_ort_runs_it_quantised(resnet56, int8_resnet56):
+    data, _ = int8_resnet56
+    first, last = make_ladder("adaptive-bn:2>adaptive-bn:2", seed=0, precision=precision("int8"))
+    assert first.precision.name == "float32" and last.precision.name == "int8"  # only the score that counts
+    got = last.evaluate(resnet56.model, data).accuracy
+    # By hand: the same re-estimation, then ORT's static quantisation calibrated on 8 shuffled proxy-train batches.
+    model = copy.deepcopy(resnet56.model)
+    reestimate_bn(model, data.proxy_train, 2, seed=0)
+    samples = [x for x, _ in data.proxy_train.batches(32, shuffle=True, seed=0)][:8]
+    quantised = precision("int8").onnx_bytes(model.eval(), samples[0][:1], dynamic_batch=True, samples=samples)
+    assert got == evaluate_top1(OnnxModule(quantised), data.proxy_val)
+
+
+def test_an_int8_search_says_its_scores_are_the_quantised_models(tmp_path):
+    out = tmp_path / "run"
+    assert main(["search", "--model", TINY, "--budget", "0.95x", "--dtype", "int8", "--trials", "2",
+                 "--proxy", "adaptive-bn:1", "--saliency", "l1", "--out", str(out)]) == 0
+    assert json.loads((out / "pareto.json").read_text())["extra"]["score"] == (
+        "proxy-val top-1 after adaptive-bn:1 of the int8 model (ONNX Runtime, static quantisation)")

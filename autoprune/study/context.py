@@ -62,7 +62,7 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
 
     check_sampler(settings.sampler)
     budget = parse_budget(settings.budget)
-    ladder = make_ladder(settings.proxy, settings.seed)
+    make_ladder(settings.proxy)  # a bad ladder spec fails before a table is profiled
     needs_batch = criterion_kind(settings.criterion).needs_batch
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
     granularity = precision(settings.dtype or defaults.DTYPE).granularity(settings.steps, settings.multiple_of,
@@ -72,6 +72,7 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
                          settings.dtype)
     predictor = LatencyPredictor(table, space)
+    ladder = make_ladder(settings.proxy, settings.seed, precision(table.device["dtype"]))  # scored as deployed
     unpruned_ms = predictor.predict(space.full_config())
     min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})
     budget_ms = budget.to_ms(unpruned_ms)

@@ -16,7 +16,7 @@ from .result import FrontMember, SearchResult, completed, front_members, is_star
 def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchResult:
     """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
     done = completed(study)
-    score = score_name(ctx.settings.proxy, ctx.data.metric)
+    score = score_name(ctx.settings.proxy, ctx.data.metric, ctx.ladder[-1].precision.name)
     front = front_members(done, ctx.target_ms)
     save_front_models(ctx, front, out / "front")
     result = SearchResult(

@@ -89,6 +89,8 @@ def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> l
     return front
 
 
-def score_name(proxy: str, metric: str = "proxy-val top-1") -> str:
-    """What the front's accuracy column is: the data's metric after the ladder's last stage."""
-    return f"{metric} after {proxy.split('>')[-1]}"
+def score_name(proxy: str, metric: str = "proxy-val top-1", deployed: str = "float32") -> str:
+    """What the front's accuracy column is: the data's metric after the ladder's last stage, of the model in the
+    precision it was scored in."""
+    quantised = f" of the {deployed} model (ONNX Runtime, static quantisation)" if deployed == "int8" else ""
+    return f"{metric} after {proxy.split('>')[-1]}{quantised}"
