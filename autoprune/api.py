@@ -54,10 +54,11 @@ def user_data(loaded: LoadedModel, train_data=None, val_data=None, evaluate: Cal
 
 def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
             space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
-            freeze: tuple[str, ...] = ()) -> SearchSpace:
-    """The model's prunable channel groups and the kept counts each may take."""
+            freeze: tuple[str, ...] = (), dtype: str | None = None) -> SearchSpace:
+    """The model's prunable channel groups and the kept counts each may take (in `dtype`'s space: int8 rounds
+    them to its preferred multiple)."""
     loaded = load(model, weights, example_inputs, input_shape)
-    return space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze)
+    return space_for(loaded, space, precision(dtype or defaults.DTYPE).granularity(steps, multiple_of, min_keep), freeze)
 
 
 def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,

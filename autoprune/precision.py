@@ -43,15 +43,17 @@ class Precision:
     bytes_per_value: int
     torch_dtype: torch.dtype  # what a module and its inputs are cast to where torch runs it
     quantised: bool = False  # made by quantising the float model's ONNX export (ORT only)
-    # The multiple a search space rounds its widths to by default in this precision (None: k/8 of each width).
+    # The multiple a search space rounds its widths to by default in this precision (None: k/8 of each width), and
+    # the fewest channels it keeps where narrower layers run no faster.
     channel_multiple: int | None = None
+    least_channels: int = 1
 
     def granularity(self, steps: int, multiple_of: int | None, min_keep: float) -> Granularity:
         """The search space's allowed widths: the user's multiple, else k/steps of each width rounded to this
         precision's preferred multiple."""
         if multiple_of is not None:
             return Granularity(steps, multiple_of, min_keep)
-        return Granularity(steps, None, min_keep, align=self.channel_multiple)
+        return Granularity(steps, None, min_keep, align=self.channel_multiple, least=self.least_channels)
 
     def cast(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], device) -> tuple[nn.Module, tuple]:
         if self.quantised:
@@ -114,9 +116,10 @@ def quantise_static(onnx_bytes: bytes, feeds: list[dict[str, np.ndarray]]) -> by
 PRECISIONS: dict[str, Precision] = {
     "float32": Precision("float32", 4, torch.float32),
     "float16": Precision("float16", 2, torch.float16),
-    # ORT's x86 int8 convolutions run fastest at output widths that are multiples of 8 (benchmarks/int8.py: a
-    # 3x3 conv at 23 channels takes 1.4 times as long as at 24).
-    "int8": Precision("int8", 1, torch.float32, quantised=True, channel_multiple=8),
+    # ORT's x86 int8 convolutions take their fast kernel at output widths of 16 or more in multiples of 8 (4 with
+    # AVX-512): benchmarks/int8.py's 3x3 conv, 64 in, 16x16, on an AVX-512 VNNI EPYC: 8 channels 19.2 us, 16:
+    # 14.8 us, 23: 23.4 us, 24: 17.6 us.
+    "int8": Precision("int8", 1, torch.float32, quantised=True, channel_multiple=8, least_channels=16),
 }
 
 

@@ -26,20 +26,21 @@ class Granularity:
     `multiple_of` (e.g. 8, what vector units like) wins over `steps` (kept = k/steps of the width) and allows every
     multiple; `align` keeps the k/steps widths, each rounded to a multiple of it (at least one multiple), so a
     precision's preferred multiple (precision.py) costs no more kernels than the float space has.
-    No group keeps fewer than `min_keep` of its channels, nor fewer than one.
+    No group keeps fewer than `min_keep` of its channels, nor fewer than `least` (or its width, if narrower).
     """
 
     steps: int = 8
     multiple_of: int | None = None
     min_keep: float = 0.125
     align: int | None = None
+    least: int = 1
 
     def __post_init__(self):
         if self.steps < 1 or (self.multiple_of is not None and self.multiple_of < 1) or not 0 < self.min_keep <= 1:
             raise AutopruneError("--steps and --multiple-of must be positive and --min-keep in (0, 1]")
 
     def choices(self, channels: int) -> list[int]:
-        floor = max(1, math.ceil(self.min_keep * channels - 1e-9))
+        floor = max(1, min(self.least, channels), math.ceil(self.min_keep * channels - 1e-9))
         if self.multiple_of:
             counts = set(range(self.multiple_of, channels + 1, self.multiple_of))
         else:

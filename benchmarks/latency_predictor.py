@@ -183,7 +183,7 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
 
     profiled = pieces.get(f"{spec_key}/profile", lambda: fresh_profile(table_path))
     loaded = autoprune.api.load(spec)
-    space = autoprune.inspect(spec)
+    space = autoprune.inspect(spec, dtype=dtype)  # the configs a search in this precision would consider
     predictor = LatencyPredictor(LatencyTable.load(table_path), space)
     configs = pieces.get(f"{spec_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
     files = []
