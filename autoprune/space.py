@@ -50,6 +50,9 @@ class Granularity:
         return sorted({c for c in counts if c >= floor} | {channels})
 
 
+LATER_GRANULARITY = {"align": None, "least": 1}  # field -> the value that means what earlier releases did
+
+
 @dataclass
 class Group:
     """Channels that must be pruned together, named after the first layer (in model order) producing them."""
@@ -113,7 +116,12 @@ class SearchSpace:
         return {g.name: rng.choice(g.choices) for g in self.groups}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        # Granularity fields added in later releases are written only when set, so a space file, and the digest a
+        # stored study keeps of its space, stay as an earlier release wrote them.
+        data["granularity"] = {k: v for k, v in data["granularity"].items()
+                               if k not in LATER_GRANULARITY or v != LATER_GRANULARITY[k]}
+        return data
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -92,3 +92,19 @@ def test_shipped_search_spaces_are_current(spec, path):
 
     shipped = SearchSpace.load(SHIPPED_SPACES / path)
     assert shipped == build_space(load_model(spec))
+
+
+def test_a_float_space_is_written_as_earlier_releases_wrote_it_so_their_studies_resume(resnet56_space):
+    # A stored study keeps a digest of its space's dict: new Granularity fields must not change a float space's.
+    import yaml
+
+    from autoprune.assets import SHIPPED_SPACES
+    from autoprune.precision import precision
+    from autoprune.study.settings import digest
+
+    written_before = yaml.safe_load((SHIPPED_SPACES / "cifar_resnet56.yaml").read_text())
+    assert resnet56_space.to_dict() == written_before
+    assert digest(resnet56_space.to_dict()) == digest(written_before)
+    int8 = build_space(load_model("cifar:resnet56"), precision("int8").granularity(8, None, 0.125))
+    assert int8.to_dict()["granularity"] == {"steps": 8, "multiple_of": None, "min_keep": 0.125, "align": 8, "least": 16}
+    assert SearchSpace.from_dict(int8.to_dict()) == int8
