@@ -58,7 +58,7 @@ def main() -> int:
     p.add_argument("--passes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="/tmp/autoprune-int8")
-    p.add_argument("--accuracy-budget", default="0.9x", help="the int8 search's budget (step 5)")
+    p.add_argument("--accuracy-budget", default="0.95x", help="the int8 search's budget (step 5)")
     p.add_argument("--finetune-epochs", type=float, default=5.0, help="the int8 export's fine-tune (step 5)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     args = p.parse_args()
