@@ -351,9 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
     p.add_argument("--schedule", default="one-shot", metavar="{one-shot,progressive[:EVENTS]}",
                    help="one-shot (default): prune the trial's config, then fine-tune; progressive: HALP's schedule, "
-                        "pruning toward the search's latency target in EVENTS steps (30) during the first third of "
-                        "the fine-tune, the trial's knobs weighing each step (the final widths may differ from the "
-                        "trial's); the same epochs either way")
+                        "narrowing toward the trial's widths in EVENTS steps (30) during the first third of the "
+                        "fine-tune, the channels that go chosen by importance at each step; the same epochs either way")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (ONNX Runtime static QDQ, calibrated on training images) and "
                         "report its test accuracy and latency; implied when the study's table is an int8 one")

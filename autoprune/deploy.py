@@ -19,7 +19,7 @@ from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
 from .precision import calibration_samples, precision
-from .schedule import parse_schedule, progressive_finetune
+from .schedule import ConfigGoal, parse_schedule, progressive_finetune
 from .study import read_result, reopen
 from .study.result import completed
 from .taskdata import TaskData
@@ -127,10 +127,9 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
                   seed=req.seed)
     plan = parse_schedule(req.schedule)
     if plan is not None:
-        # The trial's knobs weigh the knapsack at every event, as they did the trial's one-shot config.
-        model, config, removed = progressive_finetune(ctx.loaded.model, ctx.space, ctx.predictor, ctx.data,
-                                                      ctx.target_ms, weights=ctx.allocation.weights(trial.params),
-                                                      plan=plan, **tuning)
+        # Toward the trial's own widths: the front's prediction (and the budget check) hold for the result.
+        model, _, removed = progressive_finetune(ctx.loaded.model, ctx.space, ConfigGoal(config), ctx.data,
+                                                 plan=plan, **tuning)
     else:
         model, removed = ctx.prune(config)
         model = finetune(model, ctx.data, **tuning).eval()

@@ -1,12 +1,17 @@
-"""When channels go: all at once before fine-tuning (one-shot), or progressively while it trains (HALP).
+"""When channels go: all at once before fine-tuning (one-shot), or progressively while it trains.
 
   one-shot     the chosen config is pruned from the trained model, then fine-tuned (the default)
   progressive[:EVENTS]  HALP's schedule (Shen et al. 2022; NVlabs/HALP prune/pruner.py): the full model trains while,
                every `interval` steps, the importance accumulated over those steps (importance.py, batch by
-               batch) is averaged and the latency knapsack, at the next of `events` latency targets spaced
-               geometrically from the unpruned latency to the target, chooses which further channels to mask;
-               masked channels stay masked and are never revived. After the last event the masked model
-               trains on for the rest of the epochs and is then physically pruned.
+               batch) is averaged and the channels it values least are masked, `events` times; masked channels
+               stay masked and are never revived. After the last event the masked model trains on for the rest
+               of the epochs and is then physically pruned.
+
+What each event narrows the model to is the schedule's goal:
+  LatencyGoal  HALP's own: the latency knapsack, at the next of `events` latency targets spaced geometrically from
+               the unpruned latency to the target, chooses the widths (the HALP baseline);
+  ConfigGoal   a chosen config (a searched trial's): each group narrows geometrically toward its width there, so
+               the search chooses the widths and the schedule only how to reach them (export --schedule progressive).
 
 HALP masks by zeroing the weights that write a channel; here every layer that writes a group's channels has
 its output zeroed at the masked ones instead, because some writers have no weights (the parameter-free
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -78,23 +84,58 @@ class _Around:
         return self.predictor.predict({**self.base, **config})
 
 
+class Goal(Protocol):
+    """What the model narrows to at each event, given the widths so far and the importance just accumulated."""
+
+    def widths(self, space: SearchSpace, current: Config, saliency: Saliency, event: int, events: int) -> Config: ...
+
+    def identity(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class LatencyGoal:
+    """HALP's: the latency knapsack at geometric latency targets from the unpruned latency to `target_ms`."""
+    predictor: Predictor
+    target_ms: float
+
+    def widths(self, space: SearchSpace, current: Config, saliency: Saliency, event: int, events: int) -> Config:
+        target = latency_targets(self.predictor.predict(space.full_config()), self.target_ms, events)[event]
+        return knapsack(space.capped(current), _Around(self.predictor, current), saliency, target)
+
+    def identity(self) -> dict:
+        return {"schedule_target_ms": round(self.target_ms, 6)}
+
+
+@dataclass(frozen=True)
+class ConfigGoal:
+    """A chosen config: each group's width steps geometrically from its full width to the config's."""
+    config: Config
+
+    def widths(self, space: SearchSpace, current: Config, saliency: Saliency, event: int, events: int) -> Config:
+        share = (event + 1) / events
+        return {g.name: min(current[g.name], max(self.config[g.name],
+                                                 round(g.channels * (self.config[g.name] / g.channels) ** share)))
+                for g in space.searchable}
+
+    def identity(self) -> dict:
+        return {"schedule_config": dict(sorted(self.config.items()))}
+
+
 class ProgressivePruning:
-    """HALP's schedule on a model being trained in place; `finish()` returns the pruned model and its config.
+    """The progressive schedule on a model being trained in place; `finish()` returns the pruned model and its config.
 
     `finetune(..., schedule=this)` calls `after_backward` between a step's backward pass and the optimiser's step
     (the gradients importance is scored from), then `after_step`; its checkpoint carries `state_dict()`.
     """
 
-    def __init__(self, model: nn.Module, space: SearchSpace, predictor: Predictor, target_ms: float,
-                 total_steps: int, plan: Progressive = Progressive(), weights: dict[str, float] | None = None):
-        self.model, self.space, self.predictor, self.target_ms = model, space, predictor, target_ms
-        self.weights = weights
+    def __init__(self, model: nn.Module, space: SearchSpace, goal: Goal, total_steps: int,
+                 plan: Progressive = Progressive()):
+        self.model, self.space, self.goal = model, space, goal
         self.interval = plan.spacing(total_steps)
         self.events = plan.events
         searchable = {g.name for g in space.searchable}
         groups = {n: g for n, g in graph_groups(model, build_graph(model, example_input(space))).items() if n in searchable}
         self.accumulator = ImportanceAccumulator(groups)
-        self.targets = latency_targets(predictor.predict(space.full_config()), target_ms, plan.events)
         self.removed: dict[str, list[int]] = {name: [] for name in groups}
         self.done_events = 0
         # Per group, the layers writing its channels, and which of their output channels carry which of the group's.
@@ -109,7 +150,7 @@ class ProgressivePruning:
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this schedule."""
         return {"pruning_schedule": "progressive", "events": self.events, "interval": self.interval,
-                "schedule_target_ms": round(self.target_ms, 6)}
+                **self.goal.identity()}
 
     @property
     def pruning(self) -> bool:
@@ -125,16 +166,15 @@ class ProgressivePruning:
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         if self.pruning and (step + 1) % self.interval == 0:
-            self._prune_to(self.targets[self.done_events])
+            self._narrow(self.done_events)
             self.done_events += 1
             self.accumulator = ImportanceAccumulator(self.accumulator.groups)
             self._refresh_masks()
 
-    def _prune_to(self, target_ms: float) -> None:
+    def _narrow(self, event: int) -> None:
         current = self.config()
         values = {name: [float(x) for x in v] for name, v in self.accumulator.mean().items()}
-        saliency = Saliency("progressive", values)
-        chosen = knapsack(self.space.capped(current), _Around(self.predictor, current), saliency, target_ms, self.weights)
+        chosen = self.goal.widths(self.space, current, Saliency("progressive", values), event, self.events)
         for name, kept in chosen.items():
             gone = set(self.removed[name])
             alive = sorted((i for i in range(len(values[name])) if i not in gone), key=lambda i: values[name][i])
@@ -178,17 +218,16 @@ class ProgressivePruning:
         return model, self.config(), {name: sorted(v) for name, v in self.removed.items()}
 
 
-def progressive_finetune(model: nn.Module, space: SearchSpace, predictor: Predictor, data, target_ms: float,
-                         epochs: float, weights: dict[str, float] | None = None, plan: Progressive = Progressive(),
+def progressive_finetune(model: nn.Module, space: SearchSpace, goal: Goal, data, epochs: float,
+                         plan: Progressive = Progressive(),
                          **finetune_args) -> tuple[nn.Module, Config, dict[str, list[int]]]:
-    """Fine-tunes a copy of the unpruned `model` for `epochs` under HALP's schedule toward `target_ms`; returns
-    the pruned model, its config and the channels removed. `finetune_args` go to proxy.finetune (checkpoint...)."""
+    """Fine-tunes a copy of the unpruned `model` for `epochs`, pruning progressively toward `goal`; returns the
+    pruned model, its config and the channels removed. `finetune_args` go to proxy.finetune (checkpoint...)."""
     from .proxy import finetune, finetune_steps
 
     trained = copy.deepcopy(model)
     batch_size = finetune_args.get("batch_size", 128)
-    schedule = ProgressivePruning(trained, space, predictor, target_ms, finetune_steps(data, epochs, batch_size),
-                                  plan, weights)
+    schedule = ProgressivePruning(trained, space, goal, finetune_steps(data, epochs, batch_size), plan)
     finetune(trained, data, epochs=epochs, schedule=schedule, **finetune_args)
     pruned, config, removed = schedule.finish()
     return pruned.eval(), config, removed

@@ -55,7 +55,7 @@ from autoprune.latency.fingerprint import this_machine
 from autoprune.models import load_model
 from autoprune.proxy import finetune
 from autoprune.prune import prune
-from autoprune.schedule import progressive_finetune
+from autoprune.schedule import LatencyGoal, progressive_finetune
 from autoprune.space import Granularity, build_space
 from autoprune.study import reopen
 from autoprune.taskdata import evaluate_top1

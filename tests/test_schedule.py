@@ -1,5 +1,6 @@
-"""HALP's progressive schedule on the shipped ResNet-56 and real CIFAR images: it ends within the target, the
-masked model is the pruned one, and a fine-tune killed mid-way resumes to the same model."""
+"""The progressive schedule on the shipped ResNet-56 and real CIFAR images: toward a latency target (HALP's) it
+ends within the target, toward a config at exactly that config; the masked model is the pruned one, and a
+fine-tune killed mid-way resumes to the same model."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,8 @@ from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.latency.choose import shipped_table
 from autoprune.proxy import finetune
-from autoprune.schedule import Progressive, ProgressivePruning, latency_targets, progressive_finetune
+from autoprune.schedule import (ConfigGoal, LatencyGoal, Progressive, ProgressivePruning, latency_targets,
+                                progressive_finetune)
 
 PLAN = Progressive(events=3, interval=2, window=1.0)
 RUN = dict(epochs=2, lr=0.01, seed=1, batch_size=64, progress=False)  # 256 images: 4 steps an epoch, 8 in all
@@ -51,7 +53,7 @@ def test_progressive_pruning_ends_within_the_target_and_removes_exactly_what_it_
                                                                                       predictor, data):
     target = 0.6 * predictor.predict(resnet56_space.full_config())
     trained = copy.deepcopy(resnet56.model)
-    schedule = ProgressivePruning(trained, resnet56_space, predictor, target, 8, PLAN)
+    schedule = ProgressivePruning(trained, resnet56_space, LatencyGoal(predictor, target), 8, PLAN)
     events, start = [], schedule.config()
     after_step = schedule.after_step
     schedule.after_step = lambda step: (after_step(step), events.append((step, dict(schedule.config()))))
@@ -74,12 +76,35 @@ def test_progressive_pruning_ends_within_the_target_and_removes_exactly_what_it_
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in trained.parameters())
 
 
+def test_progressive_pruning_toward_a_config_steps_geometrically_to_exactly_its_widths(resnet56, resnet56_space, data):
+    # A searched trial's widths: each group's choice nearest a third of its channels.
+    goal = {g.name: min(g.choices, key=lambda c: abs(c - g.channels / 3)) for g in resnet56_space.searchable}
+    trained = copy.deepcopy(resnet56.model)
+    schedule = ProgressivePruning(trained, resnet56_space, ConfigGoal(goal), 8, PLAN)
+    widths = []
+    after_step = schedule.after_step
+    schedule.after_step = lambda step: (after_step(step), widths.append(dict(schedule.config())))
+    finetune(trained, data, schedule=schedule, **RUN)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        masked_output = trained.eval()(x)
+    pruned, config, removed = schedule.finish()
+
+    assert config == goal
+    full = resnet56_space.full_config()
+    first_event = widths[1]  # events at steps 1, 3, 5
+    assert first_event == {n: round(full[n] * (goal[n] / full[n]) ** (1 / 3)) for n in goal}
+    assert all(len(removed[n]) == full[n] - goal[n] for n in goal)
+    with torch.no_grad():
+        assert torch.allclose(pruned.eval()(x), masked_output, atol=1e-4)
+
+
 def test_a_killed_progressive_finetune_resumes_to_the_same_model(resnet56, resnet56_space, predictor, data,
                                                                   tmp_path, monkeypatch):
     target = 0.6 * predictor.predict(resnet56_space.full_config())
     args = dict(plan=PLAN, checkpoint_every=2, **RUN)
     straight, straight_config, straight_removed = progressive_finetune(
-        resnet56.model, resnet56_space, predictor, data, target, checkpoint=tmp_path / "straight.pt", **args)
+        resnet56.model, resnet56_space, LatencyGoal(predictor, target), data, checkpoint=tmp_path / "straight.pt", **args)
 
     train_step = proxy._train_step
 
@@ -90,16 +115,16 @@ def test_a_killed_progressive_finetune_resumes_to_the_same_model(resnet56, resne
 
     monkeypatch.setattr(proxy, "_train_step", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        progressive_finetune(resnet56.model, resnet56_space, predictor, data, target,
+        progressive_finetune(resnet56.model, resnet56_space, LatencyGoal(predictor, target), data,
                              checkpoint=tmp_path / "resumed.pt", **args)
     saved = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert saved["step"] == 4 and saved["schedule"]["done_events"] == 2  # resumed between two events
     monkeypatch.setattr(proxy, "_train_step", train_step)
-    resumed, config, removed = progressive_finetune(resnet56.model, resnet56_space, predictor, data, target,
-                                                    checkpoint=tmp_path / "resumed.pt", **args)
+    resumed, config, removed = progressive_finetune(resnet56.model, resnet56_space, LatencyGoal(predictor, target),
+                                                    data, checkpoint=tmp_path / "resumed.pt", **args)
     assert config == straight_config and removed == straight_removed
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
     # A checkpoint of another schedule (or of a one-shot fine-tune) is refused, not silently resumed.
     with pytest.raises(AutopruneError, match="belongs to another fine-tune"):
-        progressive_finetune(resnet56.model, resnet56_space, predictor, data, 0.5 * target,
+        progressive_finetune(resnet56.model, resnet56_space, LatencyGoal(predictor, 0.5 * target), data,
                              checkpoint=tmp_path / "resumed.pt", **args)
