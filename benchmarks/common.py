@@ -46,7 +46,9 @@ class Pieces:
             if time.time() - self.start > self.max_seconds:
                 raise SystemExit(f"stopped at --max-seconds before '{key}': run again to continue")
             self.done[key] = compute()
-            self.path.write_text(json.dumps(self.done, indent=1))
+            partial = self.path.with_suffix(".partial")  # a run killed while writing keeps the previous file
+            partial.write_text(json.dumps(self.done, indent=1))
+            partial.replace(self.path)
         return self.done[key]
 
 

@@ -158,13 +158,15 @@ def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float
     return [float(np.median([p[f] for p in passes])) for f in files]
 
 
-def time_independently(models: list, example, passes: int = 5, dtype: str = "float32") -> list[float]:
-    """Each model's ms by the independent harness: exported to ONNX (in `dtype`), timed in `passes` shuffled
-    fresh-process passes, all models together (a drift of the machine spreads over all of them)."""
+def time_independently(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[float]:
+    """Each model's ms by the independent harness: exported to ONNX (in `dtype`, one for all or one per model),
+    timed in `passes` shuffled fresh-process passes, all models together (a drift of the machine spreads over all
+    of them)."""
+    dtypes = [dtype] * len(models) if isinstance(dtype, str) else dtype
     with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
         files = [str(Path(tmp) / f"m{i:03d}.onnx") for i in range(len(models))]
-        for model, path in zip(models, files):
-            Path(path).write_bytes(precision(dtype).onnx_bytes(model, example))
+        for model, path, name in zip(models, files, dtypes):
+            Path(path).write_bytes(precision(name).onnx_bytes(model, example))
         return pass_medians([harness_pass(files, seed) for seed in range(passes)], files)
 
 

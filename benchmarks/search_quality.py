@@ -5,14 +5,17 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
-    - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise);
+    - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise),
+      the pick exported one-shot (export's default);
+    - autoprune, progressive (and seed 1's): the same pick exported with `--schedule progressive`: the schedule
+      below toward the pick's own widths (ConfigGoal), so the same model, timed as the pick;
     - best starting point: the fixed starting point of the seed-0 study that scored best (what the search
       would return if its sampler added nothing);
     - knapsack: the one-shot latency-saliency knapsack (HALP's importance, every knob at 1), the channels kept
       chosen by the same importance;
-    - progressive HALP: HALP's schedule (autoprune/schedule.py: 30 knapsack events at geometric latency targets
-      in the first third of the fine-tune, importance accumulated batch by batch between them, masked channels
-      never revived), from the unpruned base, the same epochs as every other method;
+    - progressive HALP: HALP's schedule (autoprune/schedule.py, LatencyGoal: 30 knapsack events at geometric
+      latency targets in the first third of the fine-tune, importance accumulated batch by batch between them,
+      masked channels never revived), from the unpruned base, the same epochs as every other method;
     - uniform L1: one keep ratio for every group (any channel count), L1 filters;
     - global magnitude: torch-pruning's MetaPruner with one global L1 threshold;
  3. matched by measurement: each method's candidates along its knob (the front in order of score for the
@@ -23,7 +26,7 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
     widths are chosen while it trains) and is checked like the rest in step 6;
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
- 5. the truth's noise: autoprune's pick and the best other method fine-tuned again with seed+1, once every
+ 5. the truth's noise: autoprune's pick (both exports) and the best other method fine-tuned again with seed+1, once every
     budget has its first fine-tunes; the search's noise: the two search seeds' picks;
  6. every chosen model of a budget timed again with the unpruned model in one harness run: the table's figures.
 No timing pass starts while the machine is loaded (common.wait_until_quiet). Writes
@@ -55,7 +58,7 @@ from autoprune.latency.fingerprint import this_machine
 from autoprune.models import load_model
 from autoprune.proxy import finetune
 from autoprune.prune import prune
-from autoprune.schedule import LatencyGoal, progressive_finetune
+from autoprune.schedule import ConfigGoal, LatencyGoal, progressive_finetune
 from autoprune.space import Granularity, build_space
 from autoprune.study import reopen
 from autoprune.taskdata import evaluate_top1
@@ -66,9 +69,12 @@ from latency_predictor import time_independently  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cifar:resnet56"
-METHODS = ("autoprune", "autoprune seed 1", "best starting point", "knapsack", "progressive HALP", "uniform L1",
-           "global magnitude")
-RIVALS = METHODS[2:]
+SEARCHED = ("autoprune", "autoprune seed 1")
+# A pick exported progressively keeps its widths: the pick's model, timed as the pick.
+PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in SEARCHED}
+RIVALS = ("best starting point", "knapsack", "progressive HALP", "uniform L1", "global magnitude")
+METHODS = (*SEARCHED, *PROGRESSIVE_EXPORT, *RIVALS)
+TIMED = [m for m in METHODS if m not in PROGRESSIVE_EXPORT]  # in the order harness runs were stored before
 TARGET_STEPS = [1.0 - 0.03 * i for i in range(10)]  # the knapsack's target as shares of the search's target
 LEAD = 1.0  # points of test top-1 the pick must win by (and by more than twice the noise)
 # The 0.35x ladder of 2026-12-02 measured the unpruned model at 1.516 ms and the final pass, minutes later, at 1.308 ms,
@@ -210,17 +216,16 @@ def main() -> None:
 
         return pieces.get(f"finetune/{key}", run)
 
-    def progressive_top1(ctx, target_ms: float, seed: int, stored_only: bool = False) -> dict | None:
-        key = digest("progressive", round(target_ms, 6), seed, args.ft_epochs)
+    def progressive_top1(name: str, ctx, goal, seed: int, stored_only: bool = False) -> dict | None:
+        key = digest("progressive", *goal.identity().values(), seed, args.ft_epochs)
         if stored_only:
             return pieces.done.get(f"progressive/{key}")
 
         def run():
             start = time.time()
-            print(f"progressive HALP toward {target_ms:.3f} ms ({args.ft_epochs:g} epochs, seed {seed})", flush=True)
-            tuned, config, _ = progressive_finetune(base.model, ctx.space, ctx.predictor, jpeg, target_ms,
-                                                    args.ft_epochs, seed=seed, progress=False,
-                                                    checkpoint=str(cache / f"ft-{key}.ckpt"))
+            print(f"{name}: progressive toward {goal.identity()} ({args.ft_epochs:g} epochs, seed {seed})", flush=True)
+            tuned, config, _ = progressive_finetune(base.model, ctx.space, goal, jpeg, args.ft_epochs, seed=seed,
+                                                    progress=False, checkpoint=str(cache / f"ft-{key}.ckpt"))
             return {"top1": evaluate_top1(tuned, jpeg.test), "config": config, "seconds": round(time.time() - start)}
 
         return pieces.get(f"progressive/{key}", run)
@@ -251,32 +256,39 @@ def main() -> None:
             unpruned_ms, ladder_ms = split_unpruned(ladder)
             chosen = candidates.matched(ladder_ms, share * unpruned_ms)
             scores = {name: [tuned_top1(name, c["model"], c["config"], args.seed)] for name, c in chosen.items()}
-            halp = progressive_top1(ctx, chosen["knapsack"]["knob"], args.seed)
+            goals = {"progressive HALP": LatencyGoal(ctx.predictor, chosen["knapsack"]["knob"])}
+            halp = progressive_top1("progressive HALP", ctx, goals["progressive HALP"], args.seed)
             chosen["progressive HALP"] = {"knob": chosen["knapsack"]["knob"], "config": halp["config"],
                                           "model": prune(base.model, ctx.space, halp["config"])}
             scores["progressive HALP"] = [halp]
-            rivals = sorted(RIVALS, key=lambda n: -scores[n][0]["top1"])
-            # The truth's own noise: the pick and the best of the rest, fine-tuned with another seed (in the first
-            # round only where a previous run stored them, so a report written then loses nothing).
-            best = rivals[0]
-            again = {"autoprune": lambda stored_only: tuned_top1(
-                "autoprune", chosen["autoprune"]["model"], chosen["autoprune"]["config"], args.seed + 1, stored_only)}
-            again[best] = ((lambda stored_only: progressive_top1(ctx, chosen[best]["knob"], args.seed + 1, stored_only))
-                           if best == "progressive HALP" else
-                           (lambda stored_only: tuned_top1(best, chosen[best]["model"], chosen[best]["config"],
-                                                           args.seed + 1, stored_only)))
+            for name, pick in PROGRESSIVE_EXPORT.items():
+                goals[name] = ConfigGoal(chosen[pick]["config"])
+                chosen[name] = chosen[pick]
+                scores[name] = [progressive_top1(name, ctx, goals[name], args.seed)]
+
+            def again_with(name: str):
+                if name in goals:
+                    return lambda stored_only: progressive_top1(name, ctx, goals[name], args.seed + 1, stored_only)
+                return lambda stored_only: tuned_top1(name, chosen[name]["model"], chosen[name]["config"],
+                                                      args.seed + 1, stored_only)
+
+            # The truth's own noise: the pick (either export) and the best of the rest, fine-tuned with another seed
+            # (in the first round only where a previous run stored them, so a report written then loses nothing).
+            best = max(RIVALS, key=lambda n: scores[n][0]["top1"])
+            again = {name: again_with(name) for name in ("autoprune", best, "autoprune, progressive")}
             for name, run in again.items():
                 repeat = run(stored_only=not repeats)
                 if repeat is not None:
                     scores[name].append(repeat)
 
             def time_chosen():
-                return timed_with_unpruned([chosen[name]["model"] for name in METHODS])
+                return timed_with_unpruned([chosen[name]["model"] for name in TIMED])
 
             final = pieces.get(f"{budget}/measured", time_chosen)
             final_unpruned_ms, final_ms = split_unpruned(final)
-            for name, measured in zip(METHODS, final_ms):
-                c = chosen[name]
+            timed = dict(zip(TIMED, final_ms))
+            for name in METHODS:
+                c, measured = chosen[name], timed[PROGRESSIVE_EXPORT.get(name, name)]
                 results[f"{budget}/{name}"] = {
                     "budget": budget, "share": share, "method": name, "top1": [s["top1"] for s in scores[name]],
                     "measured_ms": measured, "measured_share": measured / final_unpruned_ms,
@@ -291,14 +303,16 @@ def main() -> None:
             report(args, args.budgets[: i + 1], pieces.done, results, machine)
 
 
-def lead(results: dict, budget: str) -> dict:
+def lead(results: dict, budget: str, export: str = "") -> dict:
+    """The pick's lead over the best rival when exported one-shot (`export` "") or progressively (", progressive")."""
     top1 = {m: results[f"{budget}/{m}"]["top1"] for m in METHODS}
+    pick, pick_seed1 = (name + export for name in SEARCHED)
     best = max(RIVALS, key=lambda m: top1[m][0])
     finetune_noise = max([abs(v[0] - v[1]) for v in top1.values() if len(v) > 1], default=float("nan"))
-    search_noise = abs(top1["autoprune"][0] - top1["autoprune seed 1"][0])
+    search_noise = abs(top1[pick][0] - top1[pick_seed1][0])
     needed = max(LEAD / 100, 2 * (finetune_noise + search_noise))
-    return {"best_rival": best, "lead": top1["autoprune"][0] - top1[best][0],
-            "lead_seed1": top1["autoprune seed 1"][0] - top1[best][0], "finetune_noise": finetune_noise,
+    return {"pick": pick, "best_rival": best, "lead": top1[pick][0] - top1[best][0],
+            "lead_seed1": top1[pick_seed1][0] - top1[best][0], "finetune_noise": finetune_noise,
             "search_noise": search_noise, "needed": needed}
 
 
@@ -325,17 +339,22 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
             lines.append(f"| {name} | {pct(r['top1'][0])} | {pct(r['top1'][1]) if len(r['top1']) > 1 else '-'} | "
                          f"{r['measured_ms']:.3f} | {r['measured_share']:.3f} | "
                          f"{'yes' if r['measured_share'] <= share else 'NO'} | {r['predicted_ms']:.3f} |")
-        gap = summary[budget] = lead(results, budget)
-        verdict = ("cannot be judged yet (the fine-tune noise is not measured)" if np.isnan(gap["finetune_noise"]) else
-                   "holds" if gap["lead"] >= gap["needed"] else f"falls short by {100 * (gap['needed'] - gap['lead']):.2f} points")
+        summary[budget] = {}
+        lines.append("")
+        for export, label in (("", "one-shot"), (", progressive", "progressive")):
+            gap = summary[budget][label] = lead(results, budget, export)
+            verdict = ("cannot be judged yet (the fine-tune noise is not measured)" if np.isnan(gap["finetune_noise"])
+                       else "holds" if gap["lead"] >= gap["needed"]
+                       else f"falls short by {100 * (gap['needed'] - gap['lead']):.2f} points")
+            lines += [f"{label.capitalize()} export: {gap['pick']} {gap['lead'] * 100:+.2f} points over the best other method "
+                      f"({gap['best_rival']}); the seed-1 search's pick {gap['lead_seed1'] * 100:+.2f}. Noise: fine-tune "
+                      f"seeds {100 * gap['finetune_noise']:.2f}, search seeds {100 * gap['search_noise']:.2f} points; "
+                      f"the claim needs max({LEAD:g}, 2 x their sum) = {100 * gap['needed']:.2f} points: it {verdict}.",
+                      ""]
         searched = results[f"{budget}/search"]
-        lines += ["", f"autoprune {gap['lead'] * 100:+.2f} points over the best other method ({gap['best_rival']}); "
-                      f"the seed-1 search's pick {gap['lead_seed1'] * 100:+.2f}. Noise: fine-tune seeds "
-                      f"{100 * gap['finetune_noise']:.2f}, search seeds {100 * gap['search_noise']:.2f} points; the "
-                      f"claim needs max({LEAD:g}, 2 x their sum) = {100 * gap['needed']:.2f} points: it {verdict}. "
-                      f"Searches: {searched[0]['seconds']} s / {searched[1]['seconds']} s, "
-                      f"{searched[0]['trials']} / {searched[1]['trials']} trials; starting points scored "
-                      f"{searched['best_start']['starts']}.", ""]
+        lines += [f"Searches: {searched[0]['seconds']} s / {searched[1]['seconds']} s, "
+                  f"{searched[0]['trials']} / {searched[1]['trials']} trials; starting points scored "
+                  f"{searched['best_start']['starts']}.", ""]
     lines.append("![search quality](search_quality.png)")
     write_results("search_quality", {"settings": vars(args), "machine": machine,
                                      "base_test_top1": done["base_test_top1"], "summary": summary,
@@ -350,7 +369,7 @@ def plot(results: dict, budgets: list[float], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.2), squeeze=False)
-    markers = dict(zip(METHODS, "o*^sPDv"))
+    markers = dict(zip(METHODS, "o*Xh^sPDv"))
     for ax, share in zip(axes[0], budgets):
         budget = f"{share:g}x"
         for method in METHODS:

@@ -1,0 +1,183 @@
+"""Prune, quantise, or both? At one measured latency on this CPU: unpruned int8, pruned float, pruned int8.
+
+Runs on search_quality.py's cache and results (its base model, JPEG data and fine-tune protocol; run it first):
+ 1. the unpruned base fine-tuned like every method there (--ft-epochs of its settings, seed 0), then quantised
+    (ORT static QDQ, calibrated on 256 JPEG training images: precision.calibration_samples), top-1 of the int8
+    file on all 10,000 JPEG test images;
+ 2. 5 copies of the unpruned model in float32 and in int8 timed in one harness run: what int8 alone buys;
+ 3. at each search-quality budget (a share of the unpruned float model's measured latency): the pruned float rows
+    are search_quality's (its autoprune pick and its best method, fine-tuned there); the pruned int8 row is
+    `autoprune.search --dtype int8` from the same base at that latency in int8 terms (the share times the float
+    over int8 unpruned ratio measured in 2), its front timed in int8 with 5 copies of the unpruned float model and
+    the most accurate member within the budget taken, fine-tuned one-shot like the float pick, then quantised and
+    scored as in 1 (where int8 alone is within the budget, the unpruned int8 model is the int8 row's rival too);
+ 4. every row of a budget timed in its precision with 5 copies of the unpruned float model in one harness run.
+No timing pass starts while the machine is loaded. Writes benchmarks/results/int8_equal_latency.{md,json}.
+
+    python benchmarks/int8_equal_latency.py [--sq-cache DIR] [--cache DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import autoprune
+from autoprune.data import load_data
+from autoprune.latency.fingerprint import this_machine
+from autoprune.models import load_model
+from autoprune.onnx_io import OnnxModule
+from autoprune.precision import calibration_samples, precision
+from autoprune.proxy import finetune
+from autoprune.prune import prune
+from autoprune.space import Granularity, build_space
+from autoprune.study import reopen
+from autoprune.taskdata import evaluate_top1
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, Pieces, jpeg_folder, wait_until_quiet, write_results  # noqa: E402
+from latency_predictor import time_independently  # noqa: E402
+from search_quality import MODEL, RIVALS, UNPRUNED_COPIES, digest, split_unpruned  # noqa: E402
+
+FLOAT_ROWS = ("autoprune", "autoprune, progressive")  # the search's pick as search_quality exported it
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sq-cache", default="/tmp/autoprune-search-quality", help="search_quality.py's --cache")
+    p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"))
+    p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
+    p.add_argument("--passes", type=int, default=7)
+    p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(2)
+    sq = json.loads(Path(args.sq_results).read_text())
+    settings, sq_cache, cache = sq["settings"], Path(args.sq_cache), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(cache / "pieces.json", args.max_seconds)
+    base_path = Path(settings["base_weights"]) if settings["base_weights"] else sq_cache / "base.pt"
+    shipped = load_model(MODEL, weights="shipped")
+    jpeg = load_data(f"imagefolder:{jpeg_folder(settings['jpeg'], sq_cache)}", shipped, seed=settings["seed"])
+    base = load_model(MODEL, weights=base_path)
+    example = base.example_input()
+    samples = calibration_samples(jpeg.proxy_train, settings["seed"])
+
+    def timed(models: list, dtypes: list[str]) -> dict:
+        load = wait_until_quiet()
+        ms = time_independently([base.model] * UNPRUNED_COPIES + models, example, args.passes,
+                                ["float32"] * UNPRUNED_COPIES + dtypes)
+        return {"ms": ms, "load": load, "unpruned_copies": UNPRUNED_COPIES}
+
+    def int8_top1(name: str, model, config: dict | None) -> dict:
+        """Fine-tuned as search_quality fine-tunes, then quantised: top-1 of the int8 file and of the float model."""
+        def run():
+            start = time.time()
+            print(f"fine-tuning {name} ({settings['ft_epochs']:g} epochs), then int8", flush=True)
+            key = digest(config, settings["seed"], settings["ft_epochs"])
+            tuned = finetune(copy.deepcopy(model), jpeg, epochs=settings["ft_epochs"], seed=settings["seed"],
+                             checkpoint=str(cache / f"ft-{key}.ckpt"), progress=False).eval()
+            int8 = OnnxModule(precision("int8").onnx_bytes(tuned, samples[0][:1], dynamic_batch=True, samples=samples))
+            return {"top1": evaluate_top1(int8, jpeg.test), "float_top1": evaluate_top1(tuned, jpeg.test),
+                    "seconds": round(time.time() - start)}
+
+        return pieces.get(f"int8/{digest(config)}", run)
+
+    unpruned_int8 = int8_top1("the unpruned base", base.model, None)
+    reference = pieces.get("reference", lambda: timed([base.model] * UNPRUNED_COPIES, ["int8"] * UNPRUNED_COPIES))
+    float_ms, rest = split_unpruned(reference)
+    int8_ms = float(np.median(rest))
+    results = {"unpruned": {"float32_ms": float_ms, "int8_ms": int8_ms, "int8_top1": unpruned_int8,
+                            "base_float_top1": sq["base_test_top1"], "load": reference["load"]}}
+
+    fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))  # any width the float methods chose
+    for share in settings["budgets"]:
+        budget = f"{share:g}x"
+        rows = {"unpruned int8": {"precision": "int8", "model": base.model, "top1": unpruned_int8["top1"]}}
+        in_int8 = share * float_ms / int8_ms  # the budget as a share of the unpruned int8 model
+        if in_int8 < 1:
+            out = cache / f"search-{budget}"
+            searched = pieces.get(f"{budget}/search", lambda: search_int8(f"{in_int8:.4f}x", base_path, out,
+                                                                          settings["seed"]))
+            _, ctx = reopen(out)
+            front = [(m["config"], ctx.prune(m["config"])[0]) for m in searched["front"]]
+            ladder = pieces.get(f"{budget}/ladder", lambda: timed([m for _, m in front], ["int8"] * len(front)))
+            unpruned_ms, ladder_ms = split_unpruned(ladder)
+            fits = [i for i, ms in enumerate(ladder_ms) if ms <= share * unpruned_ms]
+            config, model = front[fits[0] if fits else int(np.argmin(ladder_ms))]
+            tuned = int8_top1("the int8 search's pick", model, config)
+            rows["autoprune int8 (int8)"] = {"precision": "int8", "model": model, "config": config, **tuned,
+                                            "search": {k: v for k, v in searched.items() if k != "front"}}
+        sq = json.loads(Path(args.sq_results).read_text())  # read again: search_quality may have run meanwhile
+        if any(f"{budget}/{name}" not in sq["results"] for name in (*FLOAT_ROWS, *RIVALS)):
+            print(f"search_quality.json has no {budget} rows of this release yet: run search_quality.py, then this")
+            continue
+        best = max(RIVALS, key=lambda m: sq["results"][f"{budget}/{m}"]["top1"][0])
+        for name in (*FLOAT_ROWS, best):
+            r = sq["results"][f"{budget}/{name}"]
+            rows[f"{name} (float32)"] = {"precision": "float32", "top1": r["top1"][0], "config": r["config"],
+                                         "model": prune(base.model, fine, r["config"])}
+        final = pieces.get(f"{budget}/measured", lambda: timed([r["model"] for r in rows.values()],
+                                                               [r["precision"] for r in rows.values()]))
+        final_unpruned_ms, final_ms = split_unpruned(final)
+        results[budget] = {"share": share, "in_int8": in_int8, "unpruned_measured_ms": final_unpruned_ms,
+                           "load": final["load"], "rows": {
+                               name: {**{k: v for k, v in r.items() if k != "model"}, "measured_ms": ms,
+                                      "measured_share": ms / final_unpruned_ms}
+                               for (name, r), ms in zip(rows.items(), final_ms)}}
+    report(results, this_machine(), settings)
+
+
+def search_int8(budget: str, base_path: Path, out: Path, seed: int) -> dict:
+    start = time.time()
+    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path), seed=seed, dtype="int8")
+    front = [{"trial": m.trial, "score": m.proxy_accuracy, "config": m.config, "predicted_ms": m.predicted_ms}
+             for m in result.front]  # most accurate first
+    return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
+            "score": result.extra["score"]}
+
+
+def report(results: dict, machine: dict, settings: dict) -> None:
+    u = results["unpruned"]
+    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    lines = [f"# Prune, quantise, or both: {MODEL} on {machine['cpu']} ({machine['cores']} cores, ISA "
+             f"{' '.join(machine['isa'])})", "",
+             "Written by `benchmarks/int8_equal_latency.py` (its docstring has the protocol) from "
+             f"`search_quality.py`'s base and fine-tunes: every model fine-tuned {settings['ft_epochs']:g} epochs on "
+             "the JPEG train set, top-1 on all 10,000 JPEG test images, int8 = ONNX Runtime static QDQ calibrated on "
+             "256 training images; latency by the independent harness (ORT CPU, 1 thread, batch 1).", "",
+             f"Unpruned: float32 {u['float32_ms']:.3f} ms, int8 {u['int8_ms']:.3f} ms ({u['float32_ms'] / u['int8_ms']:.2f}x "
+             f"faster, {u['int8_ms'] / u['float32_ms']:.2f}x of float); int8 top-1 {pct(u['int8_top1']['top1'])} "
+             f"(the same fine-tune in float32: {pct(u['int8_top1']['float_top1'])}).", ""]
+    for key, b in results.items():
+        if key == "unpruned":
+            continue
+        lines += [f"## At {key} of the unpruned float model: at most {b['share'] * b['unpruned_measured_ms']:.3f} ms "
+                  f"measured (the budget is {b['in_int8']:.2f}x of the unpruned int8 model; load {b['load']:.2f})", "",
+                  "| model | precision | test top-1 | measured ms | measured / unpruned float | within |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in sorted(b["rows"].items(), key=lambda kv: -kv[1]["top1"]):
+            lines.append(f"| {name} | {r['precision']} | {pct(r['top1'])} | {r['measured_ms']:.3f} | "
+                         f"{r['measured_share']:.3f} | {'yes' if r['measured_share'] <= b['share'] else 'NO'} |")
+        within = {n: r for n, r in b["rows"].items() if r["measured_share"] <= b["share"]}
+        if within:
+            win = max(within, key=lambda n: within[n]["top1"])
+            others = [n for n in within if n != win]
+            runner = max(others, key=lambda n: within[n]["top1"]) if others else None
+            lines += ["", f"Within the budget, {win} wins" + (
+                f", {100 * (within[win]['top1'] - within[runner]['top1']):.2f} points over {runner}." if runner else ".")]
+        lines.append("")
+    write_results("int8_equal_latency", {"machine": machine, "results": results}, lines)
+
+
+if __name__ == "__main__":
+    main()
