@@ -16,7 +16,7 @@ fast in int8, and what does int8 buy over float32?
 No timing starts while the machine is loaded (common.wait_until_quiet). Writes benchmarks/results/int8.{md,json,png}.
 
 The user's question at one measured latency (unpruned int8, pruned float, pruned int8, each fine-tuned alike
-and scored on all 10,000 JPEG test images) needs the search-quality protocol's fine-tunes and is not run here.
+and scored on all 10,000 JPEG test images) is int8_equal_latency.py's: it runs on search_quality.py's protocol.
 
     python benchmarks/int8.py [--models cifar:resnet56 torchvision:resnet18]
 """
@@ -116,8 +116,8 @@ def main() -> int:
               f"{exported['test_images']} test images float32 {exported['test']['float32']:.2%}, int8 "
               f"{exported['test']['int8']:.2%} ({100 * (exported['test']['int8'] - exported['test']['float32']):+.2f} "
               f"points); the unpruned shipped model: {exported['unpruned_test']:.2%}.", "",
-              "Not run here: the equal-latency accuracy comparison (unpruned int8, pruned float, pruned int8, "
-              "fine-tuned alike), which needs the search-quality protocol's fine-tunes."]
+              "The equal-latency accuracy comparison (unpruned int8, pruned float, pruned int8, fine-tuned alike) "
+              "is `benchmarks/int8_equal_latency.py`'s (results/int8_equal_latency.md)."]
     write_results("int8", {"machine": machine, "settings": vars(args), "tables": tables, "ops": ops, "unpruned": speed,
                            "staircase": {"widths": WIDTHS, **stairs}, "int8_export": exported}, lines)
     return 0

@@ -54,13 +54,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"))
     p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
     p.add_argument("--passes", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     sq = json.loads(Path(args.sq_results).read_text())
     settings, sq_cache, cache = sq["settings"], Path(args.sq_cache), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

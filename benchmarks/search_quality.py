@@ -93,6 +93,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ft-epochs", type=float, default=3.0)
     p.add_argument("--passes", type=int, default=7, help="independent-harness passes per timing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
 
@@ -184,7 +185,7 @@ class Candidates:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="kernel .* is not in the table")  # the baselines' odd widths
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
