@@ -53,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sq-cache", default="/tmp/autoprune-search-quality", help="search_quality.py's --cache")
     p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"))
     p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
+    p.add_argument("--budgets", type=float, nargs="+", default=None, help="some of search_quality's (default: all)")
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -101,7 +102,7 @@ def main() -> None:
                             "base_float_top1": sq["base_test_top1"], "load": reference["load"]}}
 
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))  # any width the float methods chose
-    for share in settings["budgets"]:
+    for share in args.budgets or settings["budgets"]:
         budget = f"{share:g}x"
         rows = {"unpruned int8": {"precision": "int8", "model": base.model, "top1": unpruned_int8["top1"]}}
         in_int8 = share * float_ms / int8_ms  # the budget as a share of the unpruned int8 model

@@ -26,8 +26,9 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
     widths are chosen while it trains) and is checked like the rest in step 6;
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
- 5. the truth's noise: autoprune's pick (both exports) and the best other method fine-tuned again with seed+1, once every
-    budget has its first fine-tunes; the search's noise: the two search seeds' picks;
+ 5. the truth's noise: autoprune's pick and the best other method fine-tuned again with seed+1, once every budget
+    has its first fine-tunes; the search's noise: the two search seeds' picks; last, the progressive export's own
+    noise (the seed-1 search's pick exported progressively, the seed-0 pick's progressive export with seed+1);
  6. every chosen model of a budget timed again with the unpruned model in one harness run: the table's figures.
 No timing pass starts while the machine is loaded (common.wait_until_quiet). Writes
 benchmarks/results/search_quality.{md,json,png}.
@@ -75,6 +76,10 @@ PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in SEARCHED}
 RIVALS = ("best starting point", "knapsack", "progressive HALP", "uniform L1", "global magnitude")
 METHODS = (*SEARCHED, *PROGRESSIVE_EXPORT, *RIVALS)
 TIMED = [m for m in METHODS if m not in PROGRESSIVE_EXPORT]  # in the order harness runs were stored before
+# The round each fine-tune runs in (before it, one is used only where a previous run stored it): every method first,
+# then the repeats that measure the main comparison's noise, then the progressive export's own noise.
+ROUND = {"autoprune seed 1, progressive": 2}
+REPEAT_ROUND = {"autoprune, progressive": 2}  # the others' repeats: round 1
 TARGET_STEPS = [1.0 - 0.03 * i for i in range(10)]  # the knapsack's target as shares of the search's target
 LEAD = 1.0  # points of test top-1 the pick must win by (and by more than twice the noise)
 # The 0.35x ladder of 2026-12-02 measured the unpruned model at 1.516 ms and the final pass, minutes later, at 1.308 ms,
@@ -239,8 +244,7 @@ def main() -> None:
         return {"ms": ms, "load": load, "unpruned_copies": UNPRUNED_COPIES}
 
     results, machine = {}, this_machine()
-    # Every method at every budget first, then the repeats: a run cut short has the main comparison.
-    for repeats in (False, True):
+    for round_ in range(3):  # a run cut short has the main comparison
         for i, share in enumerate(args.budgets):
             budget = f"{share:g}x"
             searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
@@ -265,7 +269,8 @@ def main() -> None:
             for name, pick in PROGRESSIVE_EXPORT.items():
                 goals[name] = ConfigGoal(chosen[pick]["config"])
                 chosen[name] = chosen[pick]
-                scores[name] = [progressive_top1(name, ctx, goals[name], args.seed)]
+                done = progressive_top1(name, ctx, goals[name], args.seed, stored_only=round_ < ROUND.get(name, 0))
+                scores[name] = [done] if done is not None else []
 
             def again_with(name: str):
                 if name in goals:
@@ -273,13 +278,11 @@ def main() -> None:
                 return lambda stored_only: tuned_top1(name, chosen[name]["model"], chosen[name]["config"],
                                                       args.seed + 1, stored_only)
 
-            # The truth's own noise: the pick (either export) and the best of the rest, fine-tuned with another seed
-            # (in the first round only where a previous run stored them, so a report written then loses nothing).
+            # The truth's own noise: the pick (either export) and the best of the rest, fine-tuned with another seed.
             best = max(RIVALS, key=lambda n: scores[n][0]["top1"])
-            again = {name: again_with(name) for name in ("autoprune", best, "autoprune, progressive")}
-            for name, run in again.items():
-                repeat = run(stored_only=not repeats)
-                if repeat is not None:
+            for name in ("autoprune", best, "autoprune, progressive"):
+                repeat = again_with(name)(stored_only=round_ < REPEAT_ROUND.get(name, 1))
+                if repeat is not None and scores[name]:
                     scores[name].append(repeat)
 
             def time_chosen():
@@ -306,19 +309,20 @@ def main() -> None:
 
 def lead(results: dict, budget: str, export: str = "") -> dict:
     """The pick's lead over the best rival when exported one-shot (`export` "") or progressively (", progressive")."""
-    top1 = {m: results[f"{budget}/{m}"]["top1"] for m in METHODS}
+    top1 = {m: results[f"{budget}/{m}"]["top1"] or [float("nan")] for m in METHODS}  # [] before its round
     pick, pick_seed1 = (name + export for name in SEARCHED)
     best = max(RIVALS, key=lambda m: top1[m][0])
     finetune_noise = max([abs(v[0] - v[1]) for v in top1.values() if len(v) > 1], default=float("nan"))
     search_noise = abs(top1[pick][0] - top1[pick_seed1][0])
-    needed = max(LEAD / 100, 2 * (finetune_noise + search_noise))
+    noise = finetune_noise + search_noise
+    needed = float("nan") if np.isnan(noise) else max(LEAD / 100, 2 * noise)
     return {"pick": pick, "best_rival": best, "lead": top1[pick][0] - top1[best][0],
             "lead_seed1": top1[pick_seed1][0] - top1[best][0], "finetune_noise": finetune_noise,
             "search_noise": search_noise, "needed": needed}
 
 
 def report(args, budgets: list[float], done: dict, results: dict, machine: dict) -> None:
-    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    pct = lambda x: "-" if np.isnan(x) else f"{100 * x:.2f}%"  # noqa: E731
     lines = [f"# Search quality: {MODEL}", "",
              f"Written by `benchmarks/search_quality.py` (its docstring has the protocol) on {machine['cpu']} "
              f"({machine['cores']} cores, ISA {' '.join(machine['isa'])}). Base: shipped weights fine-tuned on the "
@@ -337,14 +341,15 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                   "|---|---|---|---|---|---|---|"]
         for name in METHODS:
             r = results[f"{budget}/{name}"]
-            lines.append(f"| {name} | {pct(r['top1'][0])} | {pct(r['top1'][1]) if len(r['top1']) > 1 else '-'} | "
+            top1 = r["top1"] + [float("nan")] * (2 - len(r["top1"]))
+            lines.append(f"| {name} | {pct(top1[0])} | {pct(top1[1])} | "
                          f"{r['measured_ms']:.3f} | {r['measured_share']:.3f} | "
                          f"{'yes' if r['measured_share'] <= share else 'NO'} | {r['predicted_ms']:.3f} |")
         summary[budget] = {}
         lines.append("")
         for export, label in (("", "one-shot"), (", progressive", "progressive")):
             gap = summary[budget][label] = lead(results, budget, export)
-            verdict = ("cannot be judged yet (the fine-tune noise is not measured)" if np.isnan(gap["finetune_noise"])
+            verdict = ("cannot be judged yet (its noise is not measured)" if np.isnan(gap["needed"])
                        else "holds" if gap["lead"] >= gap["needed"]
                        else f"falls short by {100 * (gap['needed'] - gap['lead']):.2f} points")
             lines += [f"{label.capitalize()} export: {gap['pick']} {gap['lead'] * 100:+.2f} points over the best other method "
@@ -375,6 +380,8 @@ def plot(results: dict, budgets: list[float], path: Path) -> None:
         budget = f"{share:g}x"
         for method in METHODS:
             r = results[f"{budget}/{method}"]
+            if not r["top1"]:
+                continue
             top1 = 100 * np.array(r["top1"])
             ax.errorbar(r["measured_share"], top1.mean(), yerr=(top1.max() - top1.min()) / 2 if len(top1) > 1 else None,
                         marker=markers[method], linestyle="none", capsize=3, label=method)
