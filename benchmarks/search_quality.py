@@ -358,7 +358,10 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
         lines.append("")
         for export, label in (("", "one-shot"), (", progressive", "progressive")):
             gap = summary[budget][label] = lead(results, budget, export)
-            verdict = ("cannot be judged yet (its noise is not measured)" if np.isnan(gap["needed"])
+            matched = results[f"{budget}/{gap['pick']}"]["matched_share"]
+            verdict = (f"is not a claim: the pick was not matched (it measured {matched:.3f} of the unpruned model in "
+                       "the matching pass)" if matched is not None and matched > share
+                       else "cannot be judged yet (its noise is not measured)" if np.isnan(gap["needed"])
                        else "holds" if gap["lead"] >= gap["needed"]
                        else f"falls short by {100 * (gap['needed'] - gap['lead']):.2f} points")
             lines += [f"{label.capitalize()} export: {gap['pick']} {gap['lead'] * 100:+.2f} points over the best other method "
