@@ -245,7 +245,7 @@ def main() -> None:
 
     results, machine = {}, this_machine()
     for round_ in range(3):  # a run cut short has the main comparison
-        for i, share in enumerate(args.budgets):
+        for share in args.budgets:
             budget = f"{share:g}x"
             searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
                 budget, base_path, cache / f"search-{budget}-seed{seed}", seed)) for seed in (0, 1)}
@@ -306,7 +306,8 @@ def main() -> None:
             results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
                 "pick": chosen["autoprune" if seed == 0 else "autoprune seed 1"]["knob"]} for seed, s in searches.items()}
             results[f"{budget}/search"]["best_start"] = start
-            report(args, args.budgets[: i + 1], pieces.done, results, machine)
+            # Every budget with results so far: a later round must not drop the budgets after this one.
+            report(args, [b for b in args.budgets if f"{b:g}x/timing" in results], pieces.done, results, machine)
 
 
 def lead(results: dict, budget: str, export: str = "") -> dict:
@@ -318,7 +319,8 @@ def lead(results: dict, budget: str, export: str = "") -> dict:
     search_noise = abs(top1[pick][0] - top1[pick_seed1][0])
     noise = finetune_noise + search_noise
     needed = float("nan") if np.isnan(noise) else max(LEAD / 100, 2 * noise)
-    return {"pick": pick, "best_rival": best, "lead": top1[pick][0] - top1[best][0],
+    return {"pick": pick, "pick_matched_share": results[f"{budget}/{pick}"]["matched_share"],
+            "best_rival": best, "lead": top1[pick][0] - top1[best][0],
             "lead_seed1": top1[pick_seed1][0] - top1[best][0], "finetune_noise": finetune_noise,
             "search_noise": search_noise, "needed": needed}
 
@@ -358,7 +360,7 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
         lines.append("")
         for export, label in (("", "one-shot"), (", progressive", "progressive")):
             gap = summary[budget][label] = lead(results, budget, export)
-            matched = results[f"{budget}/{gap['pick']}"]["matched_share"]
+            matched = gap["pick_matched_share"]
             verdict = (f"is not a claim: the pick was not matched (it measured {matched:.3f} of the unpruned model in "
                        "the matching pass)" if matched is not None and matched > share
                        else "cannot be judged yet (its noise is not measured)" if np.isnan(gap["needed"])
