@@ -11,6 +11,11 @@ Runs on search_quality.py's cache and results (its base model, JPEG data and fin
     over int8 unpruned ratio measured in 2), its front timed in int8 with 5 copies of the unpruned float model and
     the most accurate member within the budget taken, fine-tuned one-shot like the float pick, then quantised and
     scored as in 1 (where int8 alone is within the budget, the unpruned int8 model is the int8 row's rival too);
+ 3b. and at --below-int8 (0.85) of the unpruned int8 model's measured latency, where int8 alone does not fit and
+    pruning is needed in either precision: the int8 row as in 3, and the float row made here the same way
+    (`autoprune.search` in float32 at that share of the float model, its front timed in float32, the most accurate
+    member within taken, fine-tuned alike), scored in float32 and, quantised after its fine-tune, in int8 (prune
+    in float, then quantise: what a user without an int8 search would do);
  4. every row of a budget timed in its precision with 5 copies of the unpruned float model in one harness run.
 No timing pass starts while the machine is loaded. Writes benchmarks/results/int8_equal_latency.{md,json}.
 
@@ -54,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"))
     p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
     p.add_argument("--budgets", type=float, nargs="+", default=None, help="some of search_quality's (default: all)")
+    p.add_argument("--below-int8", type=float, default=0.85,
+                   help="also compare at this share of the unpruned int8 model's measured latency (0: not)")
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -102,32 +109,48 @@ def main() -> None:
                             "base_float_top1": sq["base_test_top1"], "load": reference["load"]}}
 
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))  # any width the float methods chose
-    for share in args.budgets or settings["budgets"]:
+
+    def matched_pick(budget: str, share: float, dtype: str) -> tuple[dict, object, dict]:
+        """`autoprune.search --dtype dtype` from the base at `share` of the unpruned float model, its front timed in
+        `dtype` with copies of the unpruned float model, and the most accurate member measured within `share`."""
+        in_dtype = share * float_ms / (int8_ms if dtype == "int8" else float_ms)
+        out = cache / f"search-{budget}-{dtype}"
+        searched = pieces.get(f"{budget}/{dtype}/search", lambda: search_in(dtype, f"{in_dtype:.4f}x", base_path, out,
+                                                                            settings["seed"]))
+        _, ctx = reopen(out)
+        front = [(m["config"], ctx.prune(m["config"])[0]) for m in searched["front"]]
+        ladder = pieces.get(f"{budget}/{dtype}/ladder", lambda: timed([m for _, m in front], [dtype] * len(front)))
+        unpruned_ms, ladder_ms = split_unpruned(ladder)
+        fits = [i for i, ms in enumerate(ladder_ms) if ms <= share * unpruned_ms]
+        config, model = front[fits[0] if fits else int(np.argmin(ladder_ms))]
+        return config, model, {k: v for k, v in searched.items() if k != "front"} | {"front_fits": bool(fits)}
+
+    budgets = list(args.budgets or settings["budgets"])
+    if args.below_int8:  # first: the one budget where all three differ
+        budgets.insert(0, round(args.below_int8 * int8_ms / float_ms, 3))
+    for share in budgets:
         budget = f"{share:g}x"
         rows = {"unpruned int8": {"precision": "int8", "model": base.model, "top1": unpruned_int8["top1"]}}
         in_int8 = share * float_ms / int8_ms  # the budget as a share of the unpruned int8 model
         if in_int8 < 1:
-            out = cache / f"search-{budget}"
-            searched = pieces.get(f"{budget}/search", lambda: search_int8(f"{in_int8:.4f}x", base_path, out,
-                                                                          settings["seed"]))
-            _, ctx = reopen(out)
-            front = [(m["config"], ctx.prune(m["config"])[0]) for m in searched["front"]]
-            ladder = pieces.get(f"{budget}/ladder", lambda: timed([m for _, m in front], ["int8"] * len(front)))
-            unpruned_ms, ladder_ms = split_unpruned(ladder)
-            fits = [i for i, ms in enumerate(ladder_ms) if ms <= share * unpruned_ms]
-            config, model = front[fits[0] if fits else int(np.argmin(ladder_ms))]
+            config, model, searched = matched_pick(budget, share, "int8")
             tuned = int8_top1("the int8 search's pick", model, config)
             rows["autoprune int8 (int8)"] = {"precision": "int8", "model": model, "config": config, **tuned,
-                                            "search": {k: v for k, v in searched.items() if k != "front"}}
+                                            "search": searched}
         sq = json.loads(Path(args.sq_results).read_text())  # read again: search_quality may have run meanwhile
-        if any(f"{budget}/{name}" not in sq["results"] for name in (*FLOAT_ROWS, *RIVALS)):
-            print(f"search_quality.json has no {budget} rows of this release yet: run search_quality.py, then this")
-            continue
-        best = max(RIVALS, key=lambda m: sq["results"][f"{budget}/{m}"]["top1"][0])
-        for name in (*FLOAT_ROWS, best):
-            r = sq["results"][f"{budget}/{name}"]
-            rows[f"{name} (float32)"] = {"precision": "float32", "top1": r["top1"][0], "config": r["config"],
-                                         "model": prune(base.model, fine, r["config"])}
+        if all(f"{budget}/{name}" in sq["results"] for name in (*FLOAT_ROWS, *RIVALS)):
+            best = max(RIVALS, key=lambda m: sq["results"][f"{budget}/{m}"]["top1"][0])
+            for name in (*FLOAT_ROWS, best):
+                r = sq["results"][f"{budget}/{name}"]
+                rows[f"{name} (float32)"] = {"precision": "float32", "top1": r["top1"][0], "config": r["config"],
+                                             "model": prune(base.model, fine, r["config"]), "from": "search_quality"}
+        else:  # a budget search_quality has no rows at: the float search's pick, fine-tuned here alike
+            config, model, searched = matched_pick(budget, share, "float32")
+            tuned = int8_top1("the float search's pick", model, config)
+            rows["autoprune (float32)"] = {"precision": "float32", "model": model, "config": config,
+                                           "top1": tuned["float_top1"], "search": searched}
+            rows["autoprune, quantised (int8)"] = {"precision": "int8", "model": model, "config": config,
+                                                   "top1": tuned["top1"], "search": searched}
         final = pieces.get(f"{budget}/measured", lambda: timed([r["model"] for r in rows.values()],
                                                                [r["precision"] for r in rows.values()]))
         final_unpruned_ms, final_ms = split_unpruned(final)
@@ -139,9 +162,9 @@ def main() -> None:
     report(results, this_machine(), settings)
 
 
-def search_int8(budget: str, base_path: Path, out: Path, seed: int) -> dict:
+def search_in(dtype: str, budget: str, base_path: Path, out: Path, seed: int) -> dict:
     start = time.time()
-    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path), seed=seed, dtype="int8")
+    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path), seed=seed, dtype=dtype)
     front = [{"trial": m.trial, "score": m.proxy_accuracy, "config": m.config, "predicted_ms": m.predicted_ms}
              for m in result.front]  # most accurate first
     return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
@@ -170,6 +193,9 @@ def report(results: dict, machine: dict, settings: dict) -> None:
         for name, r in sorted(b["rows"].items(), key=lambda kv: -kv[1]["top1"]):
             lines.append(f"| {name} | {r['precision']} | {pct(r['top1'])} | {r['measured_ms']:.3f} | "
                          f"{r['measured_share']:.3f} | {'yes' if r['measured_share'] <= b['share'] else 'NO'} |")
+        if any("from" not in r for r in b["rows"].values() if r["precision"] == "float32"):
+            lines += ["", "The float32 rows at this budget were searched and fine-tuned here (search_quality.py has no "
+                      "rows at it), one-shot like the int8 row."]
         within = {n: r for n, r in b["rows"].items() if r["measured_share"] <= b["share"]}
         if within:
             win = max(within, key=lambda n: within[n]["top1"])
