@@ -11,8 +11,8 @@ Runs on search_quality.py's cache and results (its base model, JPEG data and fin
     over int8 unpruned ratio measured in 2), its front timed in int8 with 5 copies of the unpruned float model and
     the most accurate member within the budget taken, fine-tuned one-shot like the float pick, then quantised and
     scored as in 1 (where int8 alone is within the budget, the unpruned int8 model is the int8 row's rival too);
- 3b. and at --below-int8 (0.85) of the unpruned int8 model's measured latency, where int8 alone does not fit and
-    pruning is needed in either precision: the int8 row as in 3, and the float row made here the same way
+ 3b. where int8 alone fits every one of those budgets, also at --below-int8 (0.85) of the unpruned int8 model's
+    measured latency, where it does not and pruning is needed in either precision: the int8 row as in 3, and the float row made here the same way
     (`autoprune.search` in float32 at that share of the float model, its front timed in float32, the most accurate
     member within taken, fine-tuned alike), scored in float32 and, quantised after its fine-tune, in int8 (prune
     in float, then quantise: what a user without an int8 search would do);
@@ -60,7 +60,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
     p.add_argument("--budgets", type=float, nargs="+", default=None, help="some of search_quality's (default: all)")
     p.add_argument("--below-int8", type=float, default=0.85,
-                   help="also compare at this share of the unpruned int8 model's measured latency (0: not)")
+                   help="where int8 alone fits every budget, also compare at this share of the unpruned int8 "
+                        "model's measured latency (0: not)")
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
@@ -126,7 +127,7 @@ def main() -> None:
         return config, model, {k: v for k, v in searched.items() if k != "front"} | {"front_fits": bool(fits)}
 
     budgets = list(args.budgets or settings["budgets"])
-    if args.below_int8:  # first: the one budget where all three differ
+    if args.below_int8 and all(share * float_ms >= int8_ms for share in budgets):  # int8 alone fits every budget
         budgets.insert(0, round(args.below_int8 * int8_ms / float_ms, 3))
     for share in budgets:
         budget = f"{share:g}x"
