@@ -30,6 +30,13 @@ def bisect(fits, failing: float, fitting: float, steps: int = 14) -> float:
     return fitting
 
 
+def retarget_margin(measured_ms: float, limit_ms: float, predicted_ms: float, target_ms: float) -> str:
+    """The --margin that would have put a candidate measured over the limit within it: its search's target scaled by
+    how far it measured over the limit and how far its prediction sat under the target (measured taken to scale
+    with predicted)."""
+    return f"{(measured_ms / limit_ms) * (target_ms / predicted_ms) - 1:.4f}"
+
+
 class Pieces:
     """A JSON file of finished results, saved after each one, so that a benchmark resumes where it stopped.
 

@@ -23,7 +23,7 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
     ratio) are timed with 5 copies of the unpruned model by the latency benchmark's independent harness (fresh processes,
     shuffled, --passes), and the one that keeps the most while measuring at or under the budget's share of the
     unpruned model's measured latency (the copies' median) is taken; a search none of whose front measures within
-    the budget is run again with --margin set to how far its fastest member measured over its predicted share, and
+    the budget is run again with the --margin its fastest member missed the budget by (common.retarget_margin), and
     the matching pass is repeated with the new front; progressive HALP is given the knapsack's matched target (its
     widths are chosen while it trains) and is checked like the rest in step 6;
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
@@ -67,7 +67,7 @@ from autoprune.study import reopen
 from autoprune.taskdata import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces, bisect, jpeg_folder, wait_until_quiet, write_results  # noqa: E402
+from common import Pieces, bisect, jpeg_folder, retarget_margin, wait_until_quiet, write_results  # noqa: E402
 from latency_predictor import time_independently  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,11 +143,6 @@ def search(budget: str, base_path: Path, out: Path, seed: int, margin: str = "0"
               "predicted_ms": m.predicted_ms} for m in result.front]  # most accurate first
     return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
             "stopped_early": result.extra["stopped_early"], "target_ms": result.extra["target_ms"]}
-
-
-def over_prediction(candidate: dict, unpruned_ms: float, ctx) -> float:
-    """How much larger a candidate's measured share of the unpruned model is than its predicted share (1: exact)."""
-    return (candidate["ladder_ms"] / unpruned_ms) / (ctx.predictor.predict(candidate["config"]) / ctx.unpruned_ms)
 
 
 class Candidates:
@@ -267,9 +262,10 @@ def main() -> None:
             ladder = pieces.get(f"{budget}/ladder", time_ladder)
             unpruned_ms, ladder_ms = split_unpruned(ladder)
             chosen = candidates.matched(ladder_ms, share * unpruned_ms)
-            # A search whose whole front measures over the budget searches again, under the budget by the share its
-            # fastest member measured over its prediction (relative to the unpruned model, in the same pass).
-            margins = {seed: f"{over_prediction(chosen[name], unpruned_ms, ctx) - 1:.4f}"
+            # A search whose whole front measures over the budget searches again, under the budget by as much as
+            # its fastest member missed it.
+            margins = {seed: retarget_margin(chosen[name]["ladder_ms"], share * unpruned_ms,
+                                             ctx.predictor.predict(chosen[name]["config"]), ctx.target_ms)
                        for seed, name in enumerate(SEARCHED) if not chosen[name]["fits"]}
             if margins:
                 for seed, margin in margins.items():
