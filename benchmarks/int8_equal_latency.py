@@ -63,7 +63,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--below-int8", type=float, default=0.85,
                    help="where int8 alone fits every budget, also compare at this share of the unpruned int8 "
                         "model's measured latency (0: not)")
-    p.add_argument("--passes", type=int, default=7)
+    # 7 passes left two copies of one architecture 22% apart on an EPYC whose speed moves by 1.3x; 21: 2%.
+    p.add_argument("--passes", type=int, default=21)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
@@ -168,7 +169,7 @@ def main() -> None:
                                name: {**{k: v for k, v in r.items() if k != "model"}, "measured_ms": ms,
                                       "measured_share": ms / final_unpruned_ms}
                                for (name, r), ms in zip(rows.items(), final_ms)}}
-    report(results, this_machine(), settings)
+    report(results, this_machine(), settings, args.passes)
 
 
 def search_in(dtype: str, budget: str, base_path: Path, out: Path, seed: int, margin: str = "0") -> dict:
@@ -181,7 +182,7 @@ def search_in(dtype: str, budget: str, base_path: Path, out: Path, seed: int, ma
             "score": result.extra["score"]}
 
 
-def report(results: dict, machine: dict, settings: dict) -> None:
+def report(results: dict, machine: dict, settings: dict, passes: int) -> None:
     u = results["unpruned"]
     pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
     lines = [f"# Prune, quantise, or both: {MODEL} on {machine['cpu']} ({machine['cores']} cores, ISA "
@@ -189,7 +190,8 @@ def report(results: dict, machine: dict, settings: dict) -> None:
              "Written by `benchmarks/int8_equal_latency.py` (its docstring has the protocol) from "
              f"`search_quality.py`'s base and fine-tunes: every model fine-tuned {settings['ft_epochs']:g} epochs on "
              "the JPEG train set, top-1 on all 10,000 JPEG test images, int8 = ONNX Runtime static QDQ calibrated on "
-             "256 training images; latency by the independent harness (ORT CPU, 1 thread, batch 1).", "",
+             "256 training images; latency by the independent harness (ORT CPU, 1 thread, batch 1; each budget's rows "
+             f"timed together in {passes} passes).", "",
              f"Unpruned: float32 {u['float32_ms']:.3f} ms, int8 {u['int8_ms']:.3f} ms ({u['float32_ms'] / u['int8_ms']:.2f}x "
              f"faster, {u['int8_ms'] / u['float32_ms']:.2f}x of float); int8 top-1 {pct(u['int8_top1']['top1'])} "
              f"(the same fine-tune in float32: {pct(u['int8_top1']['float_top1'])}).", ""]
@@ -214,7 +216,7 @@ def report(results: dict, machine: dict, settings: dict) -> None:
             lines += ["", f"Within the budget, {win} wins" + (
                 f", {100 * (within[win]['top1'] - within[runner]['top1']):.2f} points over {runner}." if runner else ".")]
         lines.append("")
-    write_results("int8_equal_latency", {"machine": machine, "results": results}, lines)
+    write_results("int8_equal_latency", {"machine": machine, "passes": passes, "results": results}, lines)
 
 
 if __name__ == "__main__":
