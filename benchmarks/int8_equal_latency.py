@@ -13,10 +13,10 @@ Runs on search_quality.py's cache and results (its base model, JPEG data and fin
     missed it by: common.retarget_margin), fine-tuned one-shot like the float pick, then quantised and
     scored as in 1 (where int8 alone is within the budget, the unpruned int8 model is the int8 row's rival too);
  3b. where int8 alone fits every one of those budgets, also at --below-int8 (0.85) of the unpruned int8 model's
-    measured latency, where it does not and pruning is needed in either precision: the int8 row as in 3, and the float row made here the same way
-    (`autoprune.search` in float32 at that share of the float model, its front timed in float32, the most accurate
-    member within taken, fine-tuned alike), scored in float32 and, quantised after its fine-tune, in int8 (prune
-    in float, then quantise: what a user without an int8 search would do);
+    measured latency, where it does not and pruning is needed in either precision: the int8 row as in 3, and the
+    float row made here the same way (`autoprune.search` in float32 at that share of the float model, its front
+    timed in float32, the most accurate member within taken, fine-tuned alike), scored in float32 and, quantised
+    after its fine-tune, in int8 (prune in float, then quantise: what a user without an int8 search would do);
  4. every row of a budget timed in its precision with 5 copies of the unpruned float model in one harness run.
 No timing pass starts while the machine is loaded. Writes benchmarks/results/int8_equal_latency.{md,json}.
 
@@ -118,9 +118,8 @@ def main() -> None:
         `dtype` with copies of the unpruned float model, and the most accurate member measured within `share`."""
         in_dtype = f"{share * float_ms / (int8_ms if dtype == 'int8' else float_ms):.4f}x"
         margin, tried = "0", []
-        while True:  # once more, under the budget by what the first front missed it by, if none of it fits
-            key, out = f"{budget}/{dtype}" + ("" if margin == "0" else "/margin"), cache / f"search-{budget}-{dtype}"
-            out = out if margin == "0" else out.with_name(out.name + "-margin")
+        for suffix in ("", "-margin"):  # the second only if none of the first front fits: under it by what that missed
+            key, out = f"{budget}/{dtype}{suffix.replace('-', '/')}", cache / f"search-{budget}-{dtype}{suffix}"
             searched = pieces.get(f"{key}/search", lambda: search_in(dtype, in_dtype, base_path, out, settings["seed"],
                                                                      margin))
             _, ctx = reopen(out)
@@ -131,9 +130,10 @@ def main() -> None:
             pick = fits[0] if fits else int(np.argmin(ladder_ms))
             config, model = front[pick]
             tried.append({"margin": margin, "measured_share": ladder_ms[pick] / unpruned_ms, "fits": bool(fits)})
-            if fits or margin != "0":
-                return config, model, {k: v for k, v in searched.items() if k != "front"} | {"tried": tried}
+            if fits:
+                break
             margin = retarget_margin(ladder_ms[pick], share * unpruned_ms, ctx.predictor.predict(config), ctx.target_ms)
+        return config, model, {k: v for k, v in searched.items() if k != "front"} | {"tried": tried}
 
     budgets = list(args.budgets or settings["budgets"])
     if args.below_int8 and all(share * float_ms >= int8_ms for share in budgets):  # int8 alone fits every budget
