@@ -98,7 +98,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-weights", default=None, help="skip step 1 and start from these weights")
     p.add_argument("--base-epochs", type=float, default=1.0)
     p.add_argument("--ft-epochs", type=float, default=3.0)
-    p.add_argument("--passes", type=int, default=7, help="independent-harness passes per timing")
+    p.add_argument("--passes", type=int, default=21, help="independent-harness passes per timing (7 left two copies of one model 22%% apart on an unsteady machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
