@@ -1,5 +1,6 @@
 import pytest
 
+from autoprune import proxy
 from autoprune.models import load_model
 from autoprune.space import build_space
 
@@ -23,3 +24,22 @@ def resnet56():
 @pytest.fixture(scope="session")
 def resnet56_space(resnet56):
     return build_space(resnet56)
+
+
+@pytest.fixture
+def killed_at_step():
+    """Runs `train(*args, **kwargs)` and kills it (KeyboardInterrupt, as ^C or a lost machine) when it reaches
+    training step `step`: what a checkpointed fine-tune must resume from."""
+    def run(step, train, *args, **kwargs):
+        train_step = proxy._train_step
+
+        def step_or_die(model, data, optimiser, scheduler, at, *rest):
+            if at == step:
+                raise KeyboardInterrupt
+            return train_step(model, data, optimiser, scheduler, at, *rest)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(proxy, "_train_step", step_or_die)
+            with pytest.raises(KeyboardInterrupt):
+                train(*args, **kwargs)
+    return run

@@ -85,22 +85,12 @@ def fresh_resnet20():
     return load_model("cifar:resnet20").model
 
 
-def test_interrupted_finetune_resumes_to_the_same_weights(tiny, tmp_path, monkeypatch):
+def test_interrupted_finetune_resumes_to_the_same_weights(tiny, tmp_path, killed_at_step):
     kwargs = dict(epochs=2, lr=0.05, seed=1, batch_size=64, checkpoint_every=3, progress=False)
     straight = finetune(fresh_resnet20(), tiny, checkpoint=tmp_path / "straight.pt", **kwargs)
 
-    train_step = proxy._train_step
-
-    def crash_at_step_5(model, data, optimiser, scheduler, step, *args):
-        if step == 5:
-            raise KeyboardInterrupt
-        return train_step(model, data, optimiser, scheduler, step, *args)
-
-    monkeypatch.setattr(proxy, "_train_step", crash_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(fresh_resnet20(), tiny, checkpoint=tmp_path / "resumed.pt", **kwargs)
+    killed_at_step(5, finetune, fresh_resnet20(), tiny, checkpoint=tmp_path / "resumed.pt", **kwargs)
     assert torch.load(tmp_path / "resumed.pt", weights_only=True)["step"] == 3
-    monkeypatch.setattr(proxy, "_train_step", train_step)
     resumed = finetune(fresh_resnet20(), tiny, checkpoint=tmp_path / "resumed.pt", **kwargs)
 
     assert torch.load(tmp_path / "resumed.pt", weights_only=True)["step"] == 8

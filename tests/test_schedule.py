@@ -10,7 +10,6 @@ import warnings
 import pytest
 import torch
 
-from autoprune import proxy
 from autoprune.data import load_data
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyPredictor, LatencyTable
@@ -100,26 +99,16 @@ def test_progressive_pruning_toward_a_config_steps_geometrically_to_exactly_its_
 
 
 def test_a_killed_progressive_finetune_resumes_to_the_same_model(resnet56, resnet56_space, predictor, data,
-                                                                  tmp_path, monkeypatch):
+                                                                  tmp_path, killed_at_step):
     target = 0.6 * predictor.predict(resnet56_space.full_config())
     args = dict(plan=PLAN, checkpoint_every=2, **RUN)
     straight, straight_config, straight_removed = progressive_finetune(
         resnet56.model, resnet56_space, LatencyGoal(predictor, target), data, checkpoint=tmp_path / "straight.pt", **args)
 
-    train_step = proxy._train_step
-
-    def killed_at_step_5(model, data, optimiser, scheduler, step, *rest):
-        if step == 5:
-            raise KeyboardInterrupt
-        return train_step(model, data, optimiser, scheduler, step, *rest)
-
-    monkeypatch.setattr(proxy, "_train_step", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        progressive_finetune(resnet56.model, resnet56_space, LatencyGoal(predictor, target), data,
-                             checkpoint=tmp_path / "resumed.pt", **args)
+    killed_at_step(5, progressive_finetune, resnet56.model, resnet56_space, LatencyGoal(predictor, target), data,
+                   checkpoint=tmp_path / "resumed.pt", **args)
     saved = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert saved["step"] == 4 and saved["schedule"]["done_events"] == 2  # resumed between two events
-    monkeypatch.setattr(proxy, "_train_step", train_step)
     resumed, config, removed = progressive_finetune(resnet56.model, resnet56_space, LatencyGoal(predictor, target),
                                                     data, checkpoint=tmp_path / "resumed.pt", **args)
     assert config == straight_config and removed == straight_removed
