@@ -25,7 +25,7 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
     independent harness (fresh processes, shuffled, --passes), and the one that keeps the most while measuring at
     or under the budget's share of the unpruned model's measured latency (the copies' median) is taken. The picks
     ride the same ladder as the starting point, so the search is judged on the widths its knobs choose, not on
-    where this machine's table put the budget line (its front, at the predicted budget, measured 0.548-0.592 of
+    where this machine's table put the budget line (its fronts, at the predicted budget, measured 0.568-0.666 of
     the unpruned model at 0.5x on the unsteady EPYC); progressive HALP is given the knapsack's matched target;
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
@@ -280,15 +280,15 @@ def main() -> None:
             ladder = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
             unpruned_ms, ladder_ms = split_unpruned(ladder)
             chosen = candidates.matched(ladder_ms, share * unpruned_ms)
-            halp_target = chosen["knapsack"]["knob"]
+            halp_rung = chosen["knapsack"]  # progressive HALP's target: a rung of the knapsack's ladder
             # Every model of the budget in one pass within it: a pass that finds some over steps those to their next
             # rung (progressive HALP: the next lower target), fine-tunes them and times them all again.
             for attempt in range(ATTEMPTS):
                 scores = {name: [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]
                           for name in candidates.rows}
-                goals = {"progressive HALP": LatencyGoal(ctx.predictor, halp_target)}
+                goals = {"progressive HALP": LatencyGoal(ctx.predictor, halp_rung["knob"])}
                 halp = progressive_top1("progressive HALP", ctx, goals["progressive HALP"], args.seed)
-                chosen["progressive HALP"] = {"knob": halp_target, "config": halp["config"],
+                chosen["progressive HALP"] = {"knob": halp_rung["knob"], "config": halp["config"],
                                               "model": prune(base.model, ctx.space, halp["config"])}
                 scores["progressive HALP"] = [halp]
                 for name, pick in PROGRESSIVE_EXPORT.items():
@@ -305,8 +305,7 @@ def main() -> None:
                     break
                 for name in over:
                     if name == "progressive HALP":
-                        halp_target = max((t for t in (step * ctx.target_ms for step in TARGET_STEPS) if t < halp_target),
-                                          default=halp_target)
+                        halp_rung = candidates.narrower("knapsack", halp_rung)
                     else:
                         chosen[name] = candidates.narrower(name, chosen[name])
 
