@@ -18,9 +18,9 @@ from .defaults import DEFAULT_MODEL, STUDY_NAME
 from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
 from .models import LoadedModel, from_module, load_model, parse_input_shape
-from .precision import precision
+from .precision import Precision, precision
 from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
-from .space import Granularity, SearchSpace, space_for
+from .space import Config, Granularity, SearchSpace, space_for
 from .taskdata import TaskData
 
 Model = str | nn.Module
@@ -54,7 +54,7 @@ def user_data(loaded: LoadedModel, train_data=None, val_data=None, evaluate: Cal
 
 def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
             space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
-            freeze: tuple[str, ...] = (), dtype: str | None = None) -> SearchSpace:
+            freeze: tuple[str, ...] = (), dtype: str | Precision | None = None) -> SearchSpace:
     """The model's prunable channel groups and the kept counts each may take (in `dtype`'s space: int8 rounds
     them to its preferred multiple)."""
     loaded = load(model, weights, example_inputs, input_shape)
@@ -73,15 +73,15 @@ def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_
 
 def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, steps: int = 8,
                   multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
-                  dtype: str | None = None):
+                  wanted: Precision | None = None):
     """The model and its search space; without --multiple-of, an int8 space keeps int8's preferred widths."""
     loaded = load(model, None, example_inputs, input_shape)
-    granularity = precision(dtype or defaults.DTYPE).granularity(steps, multiple_of, min_keep)
+    granularity = (wanted or precision(defaults.DTYPE)).granularity(steps, multiple_of, min_keep)
     return loaded, space_for(loaded, space, granularity, freeze)
 
 
 def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = defaults.BACKEND,
-            threads: int = defaults.THREADS, batch: int = defaults.BATCH, dtype: str = "float32",
+            threads: int = defaults.THREADS, batch: int = defaults.BATCH, dtype: str | Precision = defaults.DTYPE,
             calibration: int = 30, validate: int = 20, space: str | None = None, steps: int = 8,
             multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (), seed: int = 0,
             repeats: int | None = None, warmup: int | None = None, kit: str | Path | None = None):
@@ -91,21 +91,24 @@ def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=N
 
     if (out is None) == (kit is None):
         raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
+    wanted = precision(dtype)
     loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
-                                     dtype)
+                                     wanted)
     settings = {k: v for k, v in (("repeats", repeats), ("warmup", warmup)) if v is not None}
-    path = measure(loaded, searched, backend, out, threads, batch, dtype, calibration, validate, kit, seed, settings)
+    path = measure(loaded, searched, backend, out, threads, batch, wanted, calibration, validate, kit, seed, settings)
     return path if kit is not None else LatencyTable.load(path)
 
 
 def _predictor(model: Model, table: Table, example_inputs, input_shape, space: str | None, steps: int = 8,
                multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
-               strict: bool = False, force: bool = False, **target) -> tuple[LoadedModel, LatencyPredictor]:
+               strict: bool = False, force: bool = False, backend: str | None = None, threads: int | None = None,
+               dtype: str | Precision | None = None) -> tuple[LoadedModel, LatencyPredictor]:
     from .latency.choose import choose_table
 
+    wanted = None if dtype is None else precision(dtype)
     loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
-                                     target.get("dtype"))
-    chosen = choose_table(table, loaded, searched, force=force, **target)
+                                     wanted)
+    chosen = choose_table(table, loaded, searched, backend, threads, force, wanted)
     return loaded, LatencyPredictor(chosen, searched, strict=strict)
 
 
@@ -116,15 +119,15 @@ class Prediction:
     table: LatencyTable
 
 
-def predict(model: Model = DEFAULT_MODEL, table: Table = None, config: dict[str, int] | None = None, *,
+def predict(model: Model = DEFAULT_MODEL, table: Table = None, config: Config | None = None, *,
             example_inputs=None, input_shape=None, space: str | None = None, **options) -> float:
     """Predicted milliseconds of `config` ({group: kept channels}; default the unpruned model). `options`:
-    steps, multiple_of, min_keep, freeze, strict, force, and backend/threads for this machine's table."""
+    steps, multiple_of, min_keep, freeze, strict, force, and backend/threads/dtype for this machine's table."""
     return explain(model, table, config, example_inputs=example_inputs, input_shape=input_shape, space=space,
                    **options).ms
 
 
-def explain(model: Model = DEFAULT_MODEL, table: Table = None, config: dict[str, int] | None = None, *,
+def explain(model: Model = DEFAULT_MODEL, table: Table = None, config: Config | None = None, *,
             example_inputs=None, input_shape=None, space: str | None = None, **options) -> Prediction:
     """The prediction of `config` with its per-layer breakdown and the table it came from."""
     _, predictor = _predictor(model, table, example_inputs, input_shape, space, **options)
@@ -211,7 +214,7 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
 
 @dataclass
 class KnapsackResult:
-    config: dict[str, int]
+    config: Config
     predicted_ms: float
     target_ms: float  # the budget less the margin: what the knapsack filled
     budget_ms: float

@@ -18,8 +18,9 @@ from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
 from .models import LoadedModel
-from .precision import calibration_samples, precision
+from .precision import PRECISIONS, calibration_samples
 from .schedule import ConfigGoal, parse_schedule, progressive_finetune
+from .space import Config
 from .study import read_result, reopen
 from .study.result import completed
 from .taskdata import TaskData
@@ -48,7 +49,7 @@ class ExportReport:
     """What report.json holds: the exported model's score and its latency, measured here and predicted."""
 
     trial: int
-    config: dict[str, int]
+    config: Config
     budget_ms: float
     predicted_ms: float
     measured_ms: float | None  # None while the measurement on another device is pending
@@ -95,7 +96,7 @@ class ExportReport:
         return self
 
 
-def choose_trial(req: ExportRequest, study) -> tuple[int, dict[str, int]]:
+def choose_trial(req: ExportRequest, study) -> tuple[int, Config]:
     if req.trial is not None:
         for t in completed(study):
             if t.number == req.trial:
@@ -134,34 +135,35 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         model, removed = ctx.prune(config)
         model = finetune(model, ctx.data, **tuning).eval()
     table = ctx.predictor.table
-    dtype = table.device["dtype"]
+    deployed = table.precision
     example = ctx.loaded.example_input(table.batch)
     save_pruned(out / "model.pt", model, ctx.loaded.spec, ctx.space, config, removed, {"trial": number})
     files = {"float32": export_onnx(model, example, out / "model.onnx", dynamic_batch=True)}
-    if req.int8 or precision(dtype).quantised:
-        get_backend(table.backend, "int8", here=False)  # one line where the table's backend cannot run int8
-        files["int8"] = out / "model.int8.onnx"
+    if req.int8 or deployed.quantised:
+        int8 = PRECISIONS["int8"]
+        get_backend(table.backend, int8, here=False)  # one line where the table's backend cannot run int8
+        files[int8.name] = out / "model.int8.onnx"
         samples = calibration_samples(ctx.data.proxy_train, req.seed)
-        files["int8"].write_bytes(precision("int8").onnx_bytes(model, example, dynamic_batch=True, samples=samples))
+        files[int8.name].write_bytes(int8.onnx_bytes(model, example, dynamic_batch=True, samples=samples))
     scores = {name: ctx.data.test_score(model if name == "float32" else OnnxModule(path)) for name, path in files.items()}
     budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
     report = ExportReport(
         number, config, budget_ms, ctx.predictor.predict(config), None, None, None,
-        scores.get(dtype, scores["float32"]), trial.user_attrs.get("proxy_accuracy"),
+        scores.get(deployed.name, scores["float32"]), trial.user_attrs.get("proxy_accuracy"),
         ctx.data.test_score(ctx.loaded.model), count_macs(model, ctx.loaded.example_input()), count_params(model),
         req.finetune_epochs, req.distill, req.schedule, table.backend, table.threads, table.batch,
         {"model": str(out / "model.pt"), "onnx": str(files["float32"]),
          **({"int8": str(files["int8"])} if "int8" in files else {})},
     )
     report.table_device = {k: table.device.get(k) for k in FIELDS}
-    report.dtype = dtype
+    report.dtype = deployed.name
     report.precisions = {name: {"test_accuracy": scores[name], "file": str(path)} for name, path in files.items()}
     backend = get_backend(table.backend, here=False)
     # Timing here would check this machine against another's table; another runtime version on the same
     # hardware is still timed here (the check then shows what the upgrade did).
     if table.foreign(software=False):
         timed = out / "timed.onnx"
-        timed.write_bytes(precision(dtype).onnx_bytes(model, example))  # as the table was measured: its shapes, precision
+        timed.write_bytes(deployed.onnx_bytes(model, example))  # as the table was measured: its shapes, precision
         kit, command = write_timing_kit(timed, out / "timing-kit.zip", table.threads, backend.provider, req.out)
         timed.unlink()
         report.files["timing_kit"] = str(kit)
@@ -169,12 +171,12 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         report.save(out)
         return report
     for name in files:  # every precision written, timed here alike; the table's is the one checked
-        ms, spread = measure_model_ms(model, example, table.backend, table.threads, dtype=name)
+        ms, spread = measure_model_ms(model, example, table.backend, table.threads, precision=PRECISIONS[name])
         report.precisions[name].update(measured_ms=ms, measured_spread_ms=spread)
-    if dtype not in report.precisions:  # a float16 table: its export is timed in float16
-        ms, spread = measure_model_ms(model, example, table.backend, table.threads, dtype=dtype)
+    if deployed.name not in report.precisions:  # a float16 table: its export is timed in float16
+        ms, spread = measure_model_ms(model, example, table.backend, table.threads, precision=deployed)
     else:
-        ms, spread = report.precisions[dtype]["measured_ms"], report.precisions[dtype]["measured_spread_ms"]
+        ms, spread = (report.precisions[deployed.name][k] for k in ("measured_ms", "measured_spread_ms"))
     report.record(ms, spread, this_machine(backend.gpu_name()))
     report.save(out)
     return report.check(out)

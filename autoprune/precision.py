@@ -48,6 +48,9 @@ class Precision:
     channel_multiple: int | None = None
     least_channels: int = 1
 
+    def __str__(self) -> str:  # how tables, reports and file names spell it
+        return self.name
+
     def granularity(self, steps: int, multiple_of: int | None, min_keep: float) -> Granularity:
         """The search space's allowed widths: the user's multiple, else k/steps of each width rounded to this
         precision's preferred multiple."""
@@ -123,7 +126,11 @@ PRECISIONS: dict[str, Precision] = {
 }
 
 
+FLOAT32 = PRECISIONS["float32"]
+
+
 def precision(name: str | Precision) -> Precision:
+    """The precision a user's or a file's name means: the one place a dtype name is read."""
     if isinstance(name, Precision):
         return name
     if name not in PRECISIONS:

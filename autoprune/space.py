@@ -98,6 +98,9 @@ class SearchSpace:
     def full_config(self) -> Config:
         return {g.name: g.channels for g in self.groups}
 
+    def narrowest_config(self) -> Config:
+        return {g.name: g.choices[0] for g in self.groups}
+
     def complete(self, config: Config) -> Config:
         """Checks a (possibly partial) config and fills unnamed groups with their full width."""
         full = self.full_config()

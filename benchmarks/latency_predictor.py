@@ -96,7 +96,7 @@ def draw_configs(loaded, space, predictor, n: int, seed: int) -> list[dict]:
     allocation = Allocation.for_model(loaded.model, space, predictor, saliency, unpruned, loaded.example_input())
     configs = []
     # Where a precision prunes to little (int8: per-call costs stay), a budget is never below what the space reaches.
-    narrowest = predictor.predict({g.name: g.choices[0] for g in space.groups})
+    narrowest = predictor.predict(space.narrowest_config())
     for _ in range(n // 2):
         weights = allocation.weights({k: rng.uniform(0.25, 4.0) for k in allocation.knobs()})
         budget = max(rng.uniform(0.35, 0.8) * unpruned, 1.02 * narrowest)

@@ -59,9 +59,9 @@ def test_precisions_a_backend_cannot_time_are_refused_in_one_line():
     with pytest.raises(AutopruneError, match="unknown dtype 'int4'"):
         precision("int4")
     with pytest.raises(AutopruneError, match="dtype int8 is supported on ort-cpu only"):
-        get_backend("torch-cpu", "int8", here=False)
+        get_backend("torch-cpu", precision("int8"), here=False)
     with pytest.raises(AutopruneError, match="dtype int8 is supported on ort-cpu only"):
-        get_backend("ort-cuda", "int8", here=False)
+        get_backend("ort-cuda", precision("int8"), here=False)
 
 
 def test_a_table_of_another_precision_is_refused(tmp_path, capsys):
@@ -103,7 +103,7 @@ def test_int8_tables_are_profiled_and_cached_apart_from_float_ones(tmp_path, cap
 
     space = autoprune.inspect(tiny)
     for dtype in ("int8", "float32"):
-        assert LatencyTable.load(cache_path(space, LocalTarget(dtype=dtype))).device["dtype"] == dtype
+        assert LatencyTable.load(cache_path(space, LocalTarget(precision=precision(dtype)))).device["dtype"] == dtype
 
 
 def test_an_int8_space_keeps_the_widths_int8_runs_fastest_at_unless_told_otherwise():

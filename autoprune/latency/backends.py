@@ -1,6 +1,6 @@
 """Backends a table can be measured on: one small base class, one subclass per runtime, a registry by name.
 
-Callers ask the backend (what it needs here, its version and GPU, which dtypes it times, whether its jobs
+Callers ask the backend (what it needs here, its version and GPU, which precisions it times, whether its jobs
 are ONNX files a kit can carry, how it times models and jobs) rather than branching on its name, so a new
 backend is one subclass and one line in BACKENDS.
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
-from ..precision import precision
+from ..precision import FLOAT32, PRECISIONS, Precision
 from . import runner
 
 RUNNER = Path(runner.__file__)
@@ -38,9 +38,9 @@ class LatencyBackend(ABC):
         self.name, self.cuda = name, cuda
 
     @property
-    def dtypes(self) -> tuple[str, ...]:
-        """The precisions (precision.py) it times."""
-        return ("float32",)
+    def precisions(self) -> tuple[Precision, ...]:
+        """The precisions it times."""
+        return (FLOAT32,)
 
     @property
     def provider(self) -> str:
@@ -60,7 +60,7 @@ class LatencyBackend(ABC):
 
     @abstractmethod
     def time_models(self, models: list[nn.Module], example: torch.Tensor, threads: int, rounds: int, per_round: int,
-                    dtype: str) -> list[dict]:
+                    precision: Precision) -> list[dict]:
         """{"ms", "spread"} of each model, timed interleaved over rounds."""
 
     @abstractmethod
@@ -72,8 +72,8 @@ class OrtBackend(LatencyBackend):
     writes_onnx = True
 
     @property
-    def dtypes(self) -> tuple[str, ...]:
-        return ("float32",) if self.cuda else ("float32", "int8")  # ORT's int8 convolutions are CPU kernels (MLAS)
+    def precisions(self) -> tuple[Precision, ...]:
+        return (FLOAT32,) if self.cuda else (FLOAT32, PRECISIONS["int8"])  # ORT's int8 convolutions are CPU kernels (MLAS)
 
     def check_available(self) -> None:
         import onnxruntime as ort
@@ -89,12 +89,12 @@ class OrtBackend(LatencyBackend):
 
         return ort.__version__
 
-    def time_models(self, models, example, threads, rounds, per_round, dtype) -> list[dict]:
+    def time_models(self, models, example, threads, rounds, per_round, precision) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="autoprune-measure-") as tmp:
             files = []
             for i, m in enumerate(models):
                 files.append(str(Path(tmp) / f"m{i:03d}.onnx"))
-                Path(files[-1]).write_bytes(precision(dtype).onnx_bytes(m, example))
+                Path(files[-1]).write_bytes(precision.onnx_bytes(m, example))
             out = Path(tmp) / "stats.json"
             _run_runner(["--time", *files, "--json", str(out), "--threads", str(threads), "--provider",
                          self.provider, "--rounds", str(rounds), "--per-round", str(per_round)], "timing the models")
@@ -130,8 +130,8 @@ class TorchBackend(LatencyBackend):
         return torch.device("cuda" if self.cuda else "cpu")
 
     @property
-    def dtypes(self) -> tuple[str, ...]:
-        return ("float32", "float16") if self.cuda else ("float32",)  # torch on a CPU: float16 is not deployed
+    def precisions(self) -> tuple[Precision, ...]:
+        return (FLOAT32, PRECISIONS["float16"]) if self.cuda else (FLOAT32,)  # torch on a CPU: float16 is not deployed
 
     def check_available(self) -> None:
         if self.cuda and not torch.cuda.is_available():
@@ -140,9 +140,9 @@ class TorchBackend(LatencyBackend):
     def version(self) -> str:
         return torch.__version__ + (f"+cuda{torch.version.cuda}" if self.cuda else "")
 
-    def time_models(self, models, example, threads, rounds, per_round, dtype) -> list[dict]:
+    def time_models(self, models, example, threads, rounds, per_round, precision) -> list[dict]:
         torch.set_num_threads(threads)
-        runs = [self.timed(m, (example,), dtype) for m in models]
+        runs = [self.timed(m, (example,), precision) for m in models]
         return runner.time_models(runs, rounds=rounds, per_round=per_round)
 
     def measure_job(self, job, out, threads, make_timed) -> None:
@@ -152,9 +152,9 @@ class TorchBackend(LatencyBackend):
         except runner.RunnerError as exc:
             raise AutopruneError(str(exc)) from exc
 
-    def timed(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: str = "float32"):
+    def timed(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: Precision = FLOAT32):
         """A callable running `module` once on `inputs` and returning the elapsed ms."""
-        module, inputs = precision(dtype).cast(module, inputs, self.device)
+        module, inputs = precision.cast(module, inputs, self.device)
 
         @torch.inference_mode()
         def cpu() -> float:
@@ -182,16 +182,16 @@ BACKENDS: dict[str, LatencyBackend] = {
 }
 
 
-def get_backend(name: str, dtype: str = "float32", here: bool = True) -> LatencyBackend:
-    """The named backend; with `here`, checks that this machine can run it."""
+def get_backend(name: str, precision: Precision = FLOAT32, here: bool = True) -> LatencyBackend:
+    """The named backend, refused where it cannot time `precision`; with `here`, checks that this machine can
+    run it."""
     if name not in BACKENDS:
         raise AutopruneError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
     backend = BACKENDS[name]
-    precision(dtype)  # a name it does not know is one line
-    if dtype not in backend.dtypes:
-        able = [n for n, b in BACKENDS.items() if dtype in b.dtypes]
-        raise AutopruneError(f"dtype {dtype} is supported on {', '.join(able)} only; {name} tables are "
-                             f"{', '.join(backend.dtypes)}")
+    if precision not in backend.precisions:
+        able = [n for n, b in BACKENDS.items() if precision in b.precisions]
+        raise AutopruneError(f"dtype {precision} is supported on {', '.join(able)} only; {name} tables are "
+                             f"{', '.join(map(str, backend.precisions))}")
     if here:
         backend.check_available()
     return backend

@@ -19,12 +19,13 @@ import shutil
 import sys
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import defaults
 from ..errors import AutopruneError, TableError
 from ..models import LoadedModel
+from ..precision import Precision, precision
 from ..space import SearchSpace
 from .backends import get_backend
 from .fingerprint import differences, this_machine
@@ -44,7 +45,7 @@ class LocalTarget:
     backend: str = defaults.BACKEND
     threads: int = defaults.THREADS
     batch: int = defaults.BATCH
-    dtype: str = defaults.DTYPE
+    precision: Precision = precision(defaults.DTYPE)
 
 
 def cache_dir() -> Path:
@@ -56,12 +57,14 @@ def cache_dir() -> Path:
 
 def cache_path(space: SearchSpace, target: LocalTarget) -> Path:
     """Where this machine's table for `space` at `target` lives (whether or not it exists yet)."""
-    backend = get_backend(target.backend, target.dtype)
+    backend = get_backend(target.backend, target.precision)
     identity = {"machine": this_machine(backend.gpu_name()), "runtime": backend.version().split(".")[:2],
-                **asdict(target), "layout": model_key(space), "groups": {g.name: g.channels for g in space.groups}}
+                "backend": target.backend, "threads": target.threads, "batch": target.batch,
+                "dtype": target.precision.name, "layout": model_key(space),
+                "groups": space.full_config()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", model_key(space)).strip("-")
-    return cache_dir() / f"{slug}-{target.backend}-t{target.threads}-b{target.batch}-{target.dtype}-{digest}.json"
+    return cache_dir() / f"{slug}-{target.backend}-t{target.threads}-b{target.batch}-{target.precision}-{digest}.json"
 
 
 def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: LocalTarget = LocalTarget()) -> LatencyTable:
@@ -84,7 +87,7 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
         else:
             print(f"autoprune: this machine's table of {space.model} lacks {len(missing)} kernels "
                   f"of this search space: profiling them into {path}", file=sys.stderr, flush=True)
-        profile(loaded, space, target.backend, path, target.threads, target.batch, target.dtype, CALIBRATION,
+        profile(loaded, space, target.backend, path, target.threads, target.batch, target.precision, CALIBRATION,
                 VALIDATION)
         return LatencyTable.load(path)
 
@@ -92,7 +95,7 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
 def _describe(target: LocalTarget) -> str:
     machine = this_machine()
     return (f"{machine['cpu']}, {machine['cores']} cores, {' '.join(machine['isa']) or 'no ISA flags'}; "
-            f"{target.backend}, {target.threads} thread(s), batch {target.batch}, {target.dtype}")
+            f"{target.backend}, {target.threads} thread(s), batch {target.batch}, {target.precision}")
 
 
 def _read(path: Path, set_aside: bool = False) -> LatencyTable | None:

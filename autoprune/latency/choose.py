@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import defaults
 from ..errors import TableError
 from ..models import LoadedModel
+from ..precision import Precision
 from ..space import SearchSpace
 from .cache import LocalTarget, table_for_this_machine
 from .table import LatencyTable
@@ -34,15 +35,15 @@ def named_table(table: str | Path, model: str) -> Path:
 
 
 def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace, backend: str | None = None,
-                 threads: int | None = None, force: bool = False, dtype: str | None = None) -> LatencyTable:
-    """`backend`, `threads` and `dtype` (None: the defaults) are what this machine's own table is measured with;
+                 threads: int | None = None, force: bool = False, precision: Precision | None = None) -> LatencyTable:
+    """`backend`, `threads` and `precision` (None: the defaults) are what this machine's own table is measured with;
     a named table brings its own, and a `backend` asked for that it lacks is refused unless `force`. A precision
     asked for that a named table lacks is always refused: its latencies would be another precision's."""
     if table is None:
-        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS, dtype=dtype or defaults.DTYPE)
+        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS, precision=precision or LocalTarget.precision)
         return table_for_this_machine(loaded, space, target)
     chosen = LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
-    if dtype is not None and chosen.device["dtype"] != dtype:
-        raise TableError(f"table {chosen.path} holds {chosen.device['dtype']} latencies, this asks for {dtype}: "
-                         f"profile a {dtype} table (`autoprune profile --dtype {dtype}`) or leave out --table")
+    if precision is not None and chosen.precision != precision:
+        raise TableError(f"table {chosen.path} holds {chosen.precision} latencies, this asks for {precision}: "
+                         f"profile a {precision} table (`autoprune profile --dtype {precision}`) or leave out --table")
     return chosen

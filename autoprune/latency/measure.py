@@ -4,20 +4,22 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..precision import FLOAT32, Precision
 from . import backends
 from .runner import STEADY
 
 
 def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, backend: str, threads: int = 1,
                       rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
-                      dtype: str = "float32") -> list[tuple[float, float]]:
+                      precision: Precision = FLOAT32) -> list[tuple[float, float]]:
     """(median ms, relative spread) of each model, timed interleaved."""
-    stats = backends.get_backend(backend, dtype).time_models(models, example_input, threads, rounds, per_round, dtype)
+    stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
+                                                                 precision)
     return [(s["ms"], s["spread"]) for s in stats]
 
 
 def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = 1,
                      rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
-                     dtype: str = "float32") -> tuple[float, float]:
+                     precision: Precision = FLOAT32) -> tuple[float, float]:
     """(median ms, relative spread) of one forward pass of `model` on `backend`."""
-    return measure_models_ms([model], example_input, backend, threads, rounds, per_round, dtype)[0]
+    return measure_models_ms([model], example_input, backend, threads, rounds, per_round, precision)[0]

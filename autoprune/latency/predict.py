@@ -31,8 +31,7 @@ class LatencyPredictor:
         self.table, self.space, self.strict = table, space, strict
         self.key = model_key(space)
         model = table.model(self.key)
-        groups = {g.name: g.channels for g in space.groups}
-        if model["groups"] != groups:
+        if model["groups"] != space.full_config():
             raise AutopruneError(
                 f"the table's layout of {self.key} has other channel groups than this search space "
                 "(another model version or input size?): profile it again"
@@ -50,7 +49,7 @@ class LatencyPredictor:
                           "its latencies are that setup's; for this one run `autoprune rescale` (seconds) or profile "
                           "here", ForeignTableWarning, stacklevel=2)
         self.layers = model["layers"]
-        self.full = dict(groups)
+        self.full = space.full_config()
         self._memo: list[dict] = [{} for _ in self.layers]
         self._families: dict | None = None
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..errors import AutopruneError
 from ..models import LoadedModel
-from ..precision import precision
+from ..precision import FLOAT32, Precision
 from ..prune import prune
 from ..space import SearchSpace
 from . import backends, runner
@@ -40,12 +40,12 @@ DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "model_warmup": runner.STEADY["
 
 def profile(
     loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = 1, batch: int = 1,
-    dtype: str = "float32", calibration: int = 30, validation: int = 0, kit: str | Path | None = None,
+    precision: Precision = FLOAT32, calibration: int = 30, validation: int = 0, kit: str | Path | None = None,
     seed: int = 0, settings: dict | None = None,
 ) -> Path:
     """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
     began = time.time()
-    be = backends.get_backend(backend, dtype, here=kit is None)
+    be = backends.get_backend(backend, precision, here=kit is None)
     if kit is not None and not be.writes_onnx:
         raise AutopruneError(f"a kit runs ONNX Runtime on the device: use --backend ort-cpu or ort-cuda, not {backend}")
     if threads < 1 or batch < 1 or calibration < MIN_CALIBRATION:
@@ -57,14 +57,14 @@ def profile(
             f"{space.model}'s space has {len(found)} distinct kernels (over {MAX_ENTRIES}): use coarser "
             "choices (--steps 4 or --multiple-of 16) or freeze groups"
         )
-    known = _known_entries(Path(out), be, threads, batch, dtype) if out and kit is None else {}
+    known = _known_entries(Path(out), be, threads, batch, precision) if out and kit is None else {}
     key = model_key(space)
-    job = _job_dir(out, kit, f"{key} {dtype}")  # an interrupted profile resumes only in its own precision
+    job = _job_dir(out, kit, f"{key} {precision}")  # an interrupted profile resumes only in its own precision
     manifest = {
-        "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": dtype,
+        "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": precision.name,
         "settings": {**DEFAULT_SETTINGS, **(settings or {})}, "model_key": key,
         "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
-                  "groups": {g.name: g.channels for g in space.groups}},
+                  "groups": space.full_config()},
         "known_entries": {k: known[k] for k in found if k in known},
         "validation_seed": VALIDATION_SEED,
     }
@@ -76,9 +76,9 @@ def profile(
     print(f"{space.model}: {len(found)} kernels ({len(found) - len(todo)} already in the table), "
           f"{calibration} calibration configs", file=sys.stderr)
     if be.writes_onnx:
-        manifest["entries"] = _write_entries(job, todo, batch, dtype)
+        manifest["entries"] = _write_entries(job, todo, batch, precision)
         for part, cfgs in parts.items():
-            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch, dtype)
+            manifest[part] = _write_configs(job, part, loaded, space, layers, cfgs, batch, precision)
     runner.write_json(job / "manifest.json", manifest)
     if kit is not None:
         from .kit import write_kit
@@ -87,7 +87,7 @@ def profile(
     out = Path(out)
     start = time.time()
     be.measure_job(job, out, threads, None if be.writes_onnx else
-                   _in_process_timers(job, manifest, todo, loaded, space, parts, be, dtype))
+                   _in_process_timers(job, manifest, todo, loaded, space, parts, be, precision))
     print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     if validation:
@@ -114,12 +114,12 @@ def _warn_if_disturbed(validation: dict | None, model: str, out: Path) -> None:
             f"quiet, or check later with `autoprune validate --table {out}`", UnsteadyProfileWarning, stacklevel=3)
 
 
-def _known_entries(out: Path, be, threads: int, batch: int, dtype: str) -> dict:
+def _known_entries(out: Path, be, threads: int, batch: int, precision: Precision) -> dict:
     """Entries of an existing table at `out` need no new measurement; a table of other settings is refused."""
     if not out.exists():
         return {}
     table = LatencyTable.load(out)
-    for field, value in (("backend", be.name), ("threads", threads), ("batch", batch), ("dtype", dtype)):
+    for field, value in (("backend", be.name), ("threads", threads), ("batch", batch), ("dtype", precision.name)):
         if table.device[field] != value:
             raise AutopruneError(
                 f"{out} was measured with {field} {table.device[field]}, this profile uses {value}: choose another --out"
@@ -145,7 +145,7 @@ def _write_file(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _write_entries(job: Path, todo: dict, batch: int, dtype: str) -> dict[str, str]:
+def _write_entries(job: Path, todo: dict, batch: int, precision: Precision) -> dict[str, str]:
     """One ONNX micro-model per kernel not yet in the table, in the table's precision, named by a hash of its key
     (an int8 kernel is the quantised conv as ORT runs it in a quantised model: QLinearConv and its epilogue)."""
     (job / "entries").mkdir(exist_ok=True)
@@ -157,11 +157,12 @@ def _write_entries(job: Path, todo: dict, batch: int, dtype: str) -> dict[str, s
         if key in measured or (job / rel).is_file():
             continue
         module, inputs = micro_model(layer, cin, cout, batch)
-        _write_file(job / rel, precision(dtype).onnx_bytes(module, inputs))
+        _write_file(job / rel, precision.onnx_bytes(module, inputs))
     return files
 
 
-def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, batch: int, dtype: str) -> list[dict]:
+def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, batch: int,
+                   precision: Precision) -> list[dict]:
     """Pruned whole models, exported in the table's precision, with the keys and weight MB the predictor uses."""
     (job / part).mkdir(exist_ok=True)
     written = []
@@ -170,7 +171,7 @@ def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, b
         rel = f"{part}/{i:03d}.onnx"
         stamp = job / f"{part}/{i:03d}.json"
         if not ((job / rel).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == config):
-            _write_file(job / rel, precision(dtype).onnx_bytes(prune(loaded.model, space, config), example))
+            _write_file(job / rel, precision.onnx_bytes(prune(loaded.model, space, config), example))
             stamp.write_text(json.dumps(config))
         written.append(_config_record(rel, layers, space, config))
     return written
@@ -182,7 +183,7 @@ def _config_record(rel: str, layers: list, space, config: dict) -> dict:
     return {"file": rel, "keys": keys, "weight_mb": weight, "activation_mb": acts, "config": config}
 
 
-def _in_process_timers(job, manifest, todo, loaded, space, parts: dict, be, dtype):
+def _in_process_timers(job, manifest, todo, loaded, space, parts: dict, be, precision: Precision):
     """For backends that time modules in this process: records the configs in the manifest and returns
     make_timed(ident) for the runner."""
     batch = manifest["batch"]
@@ -196,7 +197,7 @@ def _in_process_timers(job, manifest, todo, loaded, space, parts: dict, be, dtyp
 
     def make_timed(ident: str):
         if ident in configs:
-            return be.timed(prune(loaded.model, space, configs[ident]), example, dtype)
-        return be.timed(*micro_model(*todo[ident], batch), dtype)
+            return be.timed(prune(loaded.model, space, configs[ident]), example, precision)
+        return be.timed(*micro_model(*todo[ident], batch), precision)
 
     return make_timed

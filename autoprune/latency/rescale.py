@@ -68,7 +68,7 @@ def rescale(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, out: s
     predicted = [predictor.predict(c) for c in chosen]
     print(f"timing {len(chosen)} models end to end on {table.backend} here", file=sys.stderr)
     stats = measure_models_ms([prune(loaded.model, space, c) for c in chosen], loaded.example_input(table.batch),
-                              table.backend, table.threads, dtype=table.device["dtype"])
+                              table.backend, table.threads, precision=table.precision)
     measured = [ms for ms, _ in stats]
     factors = fit_factors(predictor.coef, features, measured, terms)
     coef = scaled_coef(predictor.coef, factors)
@@ -87,7 +87,7 @@ def rescale(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, out: s
     model["validation"] = {**figures["after"], "seed": seed, "from": "rescale",
                            "predicted_ms": [round(p, 4) for p in refitted], "measured_ms": [round(m, 4) for m in measured]}
     data["models"] = {predictor.key: model}
-    backend = get_backend(table.backend)
+    backend = get_backend(table.backend, table.precision)
     device = table.device
     data["device"] = {**device_block(device["backend"], backend.version(), device["threads"], device["batch"],
                                      device["dtype"], backend.gpu_name()), "rescaled_from": device}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AutopruneError
+from ..precision import Precision, precision
 from .runner import SCHEMA, SCHEMA_VERSION, calibration_coef, write_json
 
 DEVICE_FIELDS = ("backend", "backend_version", "threads", "batch", "dtype", "date")
@@ -48,6 +49,11 @@ class LatencyTable:
     @property
     def backend(self) -> str:
         return self.device["backend"]
+
+    @property
+    def precision(self) -> Precision:
+        """The precision its latencies are of."""
+        return precision(self.device["dtype"])
 
     @property
     def batch(self) -> int:

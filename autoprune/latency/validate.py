@@ -31,7 +31,7 @@ def validate(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, sampl
     models = [prune(loaded.model, space, c) for c in tqdm(configs, desc="pruning", unit="model", file=sys.stderr)]
     print(f"timing {samples} models end to end on {table.backend}", file=sys.stderr)
     stats = measure_models_ms(models, loaded.example_input(table.batch), table.backend, table.device["threads"],
-                              rounds, per_round, table.device["dtype"])
+                              rounds, per_round, table.precision)
     measured = [ms for ms, _ in stats]
     figures = {**error_figures(predicted, measured), "seed": seed,
                "predicted_ms": [round(p, 4) for p in predicted], "measured_ms": [round(m, 4) for m in measured]}

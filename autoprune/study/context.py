@@ -18,7 +18,7 @@ from ..latency.choose import choose_table
 from ..models import LoadedModel
 from ..proxy import Proxy, make_ladder
 from ..precision import precision
-from ..space import SearchSpace, space_for
+from ..space import Config, SearchSpace, space_for
 from ..taskdata import TaskData
 from .settings import SearchSettings, digest
 
@@ -44,7 +44,7 @@ class SearchContext:
     def space_digest(self) -> str:
         return digest(self.space.to_dict())
 
-    def prune(self, config: dict[str, int]) -> tuple[nn.Module, dict[str, list[int]]]:
+    def prune(self, config: Config) -> tuple[nn.Module, dict[str, list[int]]]:
         """The pruned model of `config` and the channels it removed, by the settings' criterion."""
         from ..prune import prune_recorded
 
@@ -65,16 +65,17 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     make_ladder(settings.proxy)  # a bad ladder spec fails before a table is profiled
     needs_batch = criterion_kind(settings.criterion).needs_batch
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
-    granularity = precision(settings.dtype or defaults.DTYPE).granularity(settings.steps, settings.multiple_of,
-                                                                        settings.min_keep)
+    wanted = None if settings.dtype is None else precision(settings.dtype)
+    granularity = (wanted or precision(defaults.DTYPE)).granularity(settings.steps, settings.multiple_of,
+                                                                   settings.min_keep)
     space = space_for(loaded, settings.space_file, granularity, settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
     table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
-                         settings.dtype)
+                         wanted)
     predictor = LatencyPredictor(table, space)
-    ladder = make_ladder(settings.proxy, settings.seed, precision(table.device["dtype"]))  # scored as deployed
+    ladder = make_ladder(settings.proxy, settings.seed, table.precision)  # scored as deployed
     unpruned_ms = predictor.predict(space.full_config())
-    min_ms = predictor.predict({g.name: g.choices[0] for g in space.groups})
+    min_ms = predictor.predict(space.narrowest_config())
     budget_ms = budget.to_ms(unpruned_ms)
     validation = table.model(predictor.key).get("validation")
     target_ms = budget_ms / (1 + margin_share(settings.margin, validation))

@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from ..budget import parse_budget
 from ..errors import BudgetError
+from ..space import Config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -15,7 +16,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 @dataclass
 class FrontMember:
     trial: int
-    config: dict[str, int]
+    config: Config
     predicted_ms: float
     proxy_accuracy: float  # the search's score (SearchResult.extra["score"] says which)
     macs: int
