@@ -17,7 +17,7 @@ from . import defaults
 from .defaults import DEFAULT_MODEL, STUDY_NAME
 from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
-from .models import LoadedModel, from_module, load_model, parse_input_shape
+from .models import LoadedModel, from_module, load_model, model_and_weights, parse_input_shape
 from .precision import Precision, precision
 from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
 from .space import Config, Granularity, SearchSpace, space_for
@@ -32,7 +32,7 @@ def load(model: Model = DEFAULT_MODEL, weights: str | None = None, example_input
     """A model spec or object, ready to analyse. The default model comes with its shipped weights."""
     if not isinstance(model, str):
         return from_module(model, example_inputs, input_shape)
-    model, weights = defaults.model_and_weights(model, weights)
+    model, weights = model_and_weights(model, weights)
     return load_model(model, weights, input_shape)
 
 
@@ -185,7 +185,7 @@ def _context(model: Model, budget: str, weights, example_inputs, input_shape, tr
              settings: dict, need_metric: bool = True) -> tuple[SearchSettings, SearchContext | None]:
     """The settings of a search and, when the caller passed objects, the context built from them."""
     if isinstance(model, str) and train_data is None and evaluate is None and val_data is None:
-        model, weights = defaults.model_and_weights(model, weights, trained=True)
+        model, weights = model_and_weights(model, weights, trained=True)
         return SearchSettings(budget=budget, model=model, weights=weights, input_shape=_shape(input_shape),
                               **settings), None
     loaded = load(model, weights, example_inputs, input_shape)

@@ -14,6 +14,7 @@ import torchvision
 
 from . import assets
 from .cifar_resnet import DEPTHS, cifar_resnet
+from .defaults import DEFAULT_MODEL, SHIPPED
 from .errors import AutopruneError, UnsupportedModelError
 
 # Keys under which training scripts commonly nest the state dict of a checkpoint.
@@ -105,14 +106,32 @@ def _cifar_model(name: str) -> tuple[nn.Module, tuple[int, int, int]]:
 MODEL_KINDS = {"torchvision": (_torchvision_model, "imagenet"), "cifar": (_cifar_model, "cifar")}
 
 
-def build_model(spec: str) -> tuple[nn.Module, tuple[int, ...], str]:
-    """Parses a model spec into (module with fresh weights, input shape, family)."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """A model spec's (kind, name): a zoo (MODEL_KINDS) and a model in it, or a file or module and its factory."""
     kind, sep, name = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
     if not sep or not kind or not name:
         raise AutopruneError(
             f"bad model spec '{spec}': use torchvision:<name>, cifar:resnet20|32|44|56, file.py:factory "
             "or package.module:factory"
         )
+    return kind, name
+
+
+def model_and_weights(model: str | None, weights: str | None, trained: bool = False) -> tuple[str, str | None]:
+    """The model spec and weights a command runs on; with `trained`, a zoo model (fresh weights: no accuracy to
+    keep) needs weights."""
+    model = model or DEFAULT_MODEL
+    if weights is None and model == DEFAULT_MODEL:
+        weights = SHIPPED
+    if trained and weights is None and split_spec(model)[0] in MODEL_KINDS:
+        raise AutopruneError(f"--weights is required to search {model}: with random weights there is no accuracy "
+                             "to keep")
+    return model, weights
+
+
+def build_model(spec: str) -> tuple[nn.Module, tuple[int, ...], str]:
+    """Parses a model spec into (module with fresh weights, input shape, family)."""
+    kind, name = split_spec(spec)
     if kind in MODEL_KINDS:
         make, family = MODEL_KINDS[kind]
         return (*make(name), family)
@@ -191,7 +210,7 @@ def load_weights(model: nn.Module, path: str | Path, spec: str) -> None:
 def load_model(spec: str, weights: str | Path | None = None, input_shape: str | tuple | None = None) -> LoadedModel:
     """Resolves a model spec; `weights` is a checkpoint file or 'shipped' for the bundled weights."""
     model, shape, family = build_model(spec)
-    if weights == "shipped":
+    if weights == SHIPPED:
         if spec not in assets.SHIPPED_WEIGHTS:
             raise AutopruneError(f"no shipped weights for {spec}: only for {', '.join(assets.SHIPPED_WEIGHTS)}")
         weights = assets.SHIPPED_WEIGHTS[spec]
