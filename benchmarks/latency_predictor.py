@@ -158,16 +158,30 @@ def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float
     return [float(np.median([p[f] for p in passes])) for f in files]
 
 
-def time_independently(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[float]:
-    """Each model's ms by the independent harness: exported to ONNX (in `dtype`, one for all or one per model),
-    timed in `passes` shuffled fresh-process passes, all models together (a drift of the machine spreads over all
-    of them)."""
+def harness_runs(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[list[float]]:
+    """Each pass's ms of every model (in the models' order) by the independent harness: exported to ONNX (in
+    `dtype`, one for all or one per model), timed in `passes` shuffled fresh-process passes, all models together
+    (a drift of the machine spreads over all of them)."""
     dtypes = [dtype] * len(models) if isinstance(dtype, str) else dtype
     with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
         files = [str(Path(tmp) / f"m{i:03d}.onnx") for i in range(len(models))]
         for model, path, name in zip(models, files, dtypes):
             Path(path).write_bytes(precision(name).onnx_bytes(model, example))
-        return pass_medians([harness_pass(files, seed) for seed in range(passes)], files)
+        return [[run[f] for f in files] for run in (harness_pass(files, seed) for seed in range(passes))]
+
+
+def time_independently(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[float]:
+    """Each model's ms by the independent harness: the median of its per-pass medians."""
+    return [float(np.median(column)) for column in zip(*harness_runs(models, example, passes, dtype))]
+
+
+def shares_of_reference(runs: list[list[float]], copies: int) -> tuple[float, list[float]]:
+    """(the reference's ms, each other model's share of it) from harness runs whose first `copies` models are copies
+    of the reference: a share is the median over passes of the model's ms over the copies' median in the same pass,
+    so that the machine's speed, which moves between passes more than within one, cancels."""
+    per_pass = np.array(runs)
+    reference = np.median(per_pass[:, :copies], axis=1, keepdims=True)
+    return float(np.median(reference)), [float(x) for x in np.median(per_pass[:, copies:] / reference, axis=0)]
 
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
