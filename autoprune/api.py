@@ -58,7 +58,7 @@ def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example
     """The model's prunable channel groups and the kept counts each may take (in `dtype`'s space: int8 rounds
     them to its preferred multiple)."""
     loaded = load(model, weights, example_inputs, input_shape)
-    return space_for(loaded, space, precision(dtype or defaults.DTYPE).granularity(steps, multiple_of, min_keep), freeze)
+    return space_for(loaded, space, precision(dtype).granularity(steps, multiple_of, min_keep), freeze)
 
 
 def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
@@ -76,7 +76,7 @@ def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, 
                   wanted: Precision | None = None):
     """The model and its search space; without --multiple-of, an int8 space keeps int8's preferred widths."""
     loaded = load(model, None, example_inputs, input_shape)
-    granularity = (wanted or precision(defaults.DTYPE)).granularity(steps, multiple_of, min_keep)
+    granularity = precision(wanted).granularity(steps, multiple_of, min_keep)
     return loaded, space_for(loaded, space, granularity, freeze)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .defaults import DTYPE
 from .errors import AutopruneError
 from .onnx_io import OnnxModule, to_onnx_bytes
 from .space import Granularity
@@ -129,10 +130,12 @@ PRECISIONS: dict[str, Precision] = {
 FLOAT32 = PRECISIONS["float32"]
 
 
-def precision(name: str | Precision) -> Precision:
-    """The precision a user's or a file's name means: the one place a dtype name is read."""
+def precision(name: str | Precision | None = None) -> Precision:
+    """The precision a user's or a file's name means (None: the default, defaults.DTYPE): the one place a dtype
+    name is read."""
     if isinstance(name, Precision):
         return name
+    name = DTYPE if name is None else name
     if name not in PRECISIONS:
         raise AutopruneError(f"unknown dtype '{name}' (choose from {', '.join(PRECISIONS)})")
     return PRECISIONS[name]

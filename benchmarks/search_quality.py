@@ -216,8 +216,8 @@ class Candidates:
             measured_fits = [j for j in range(len(rows)) if measured[j] <= share]
             j = (fits or measured_fits or [int(np.argmin(measured))])[0]
             knob, config, model = rows[j]
-            chosen[name] = {"knob": knob, "config": config, "model": model, "index": j, "matched_share": float(measured[j]),
-                            "trend_share": float(trend[j]), "fits": bool(measured_fits)}
+            chosen[name] = {"knob": knob, "config": config, "model": model, "index": j,
+                            "matched_share": float(measured[j]), "trend_share": float(trend[j])}
         return chosen
 
 

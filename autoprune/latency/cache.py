@@ -45,7 +45,7 @@ class LocalTarget:
     backend: str = defaults.BACKEND
     threads: int = defaults.THREADS
     batch: int = defaults.BATCH
-    precision: Precision = precision(defaults.DTYPE)
+    precision: Precision = precision()
 
 
 def cache_dir() -> Path:

@@ -40,7 +40,8 @@ def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpa
     a named table brings its own, and a `backend` asked for that it lacks is refused unless `force`. A precision
     asked for that a named table lacks is always refused: its latencies would be another precision's."""
     if table is None:
-        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS, precision=precision or LocalTarget.precision)
+        target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS,
+                             precision=precision or LocalTarget.precision)
         return table_for_this_machine(loaded, space, target)
     chosen = LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
     if precision is not None and chosen.precision != precision:

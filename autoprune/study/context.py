@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from .. import defaults
 from ..allocation import Allocation
 from ..budget import error_band, margin_share, parse_budget
 from ..errors import BudgetError
@@ -66,8 +65,7 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     needs_batch = criterion_kind(settings.criterion).needs_batch
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
     wanted = None if settings.dtype is None else precision(settings.dtype)
-    granularity = (wanted or precision(defaults.DTYPE)).granularity(settings.steps, settings.multiple_of,
-                                                                   settings.min_keep)
+    granularity = precision(wanted).granularity(settings.steps, settings.multiple_of, settings.min_keep)
     space = space_for(loaded, settings.space_file, granularity, settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
     table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
