@@ -17,7 +17,8 @@ Runs on search_quality.py's cache and results (its base model, JPEG data and fin
     float row made here the same way (`autoprune.search` in float32 at that share of the float model, its front
     timed in float32, the most accurate member within taken, fine-tuned alike), scored in float32 and, quantised
     after its fine-tune, in int8 (prune in float, then quantise: what a user without an int8 search would do);
- 4. every row of a budget timed in its precision with 5 copies of the unpruned float model in one harness run.
+ 4. every row of a budget timed in its precision with 5 copies of the unpruned float model in one harness run (a
+    row's share of the unpruned model taken pass by pass, as search_quality takes it).
 No timing pass starts while the machine is loaded. Writes benchmarks/results/int8_equal_latency.{md,json}.
 
     python benchmarks/int8_equal_latency.py [--sq-cache DIR] [--cache DIR]
@@ -47,9 +48,9 @@ from autoprune.study import reopen
 from autoprune.taskdata import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, Pieces, jpeg_folder, retarget_margin, wait_until_quiet, write_results  # noqa: E402
-from latency_predictor import time_independently  # noqa: E402
-from search_quality import MODEL, RIVALS, UNPRUNED_COPIES, digest, split_unpruned  # noqa: E402
+from common import RESULTS, Pieces, jpeg_folder, retarget_margin, write_results  # noqa: E402
+from latency_predictor import split_reference, timed_beside  # noqa: E402
+from search_quality import MODEL, RIVALS, UNPRUNED_COPIES, digest  # noqa: E402
 
 FLOAT_ROWS = ("autoprune", "autoprune, progressive")  # the search's pick as search_quality exported it
 
@@ -85,10 +86,7 @@ def main() -> None:
     samples = calibration_samples(jpeg.proxy_train, settings["seed"])
 
     def timed(models: list, dtypes: list[str]) -> dict:
-        load = wait_until_quiet()
-        ms = time_independently([base.model] * UNPRUNED_COPIES + models, example, args.passes,
-                                ["float32"] * UNPRUNED_COPIES + dtypes)
-        return {"ms": ms, "load": load, "unpruned_copies": UNPRUNED_COPIES}
+        return timed_beside(base.model, models, example, args.passes, UNPRUNED_COPIES, dtypes)
 
     def int8_top1(name: str, model, config: dict | None) -> dict:
         """Fine-tuned as search_quality fine-tunes, then quantised: top-1 of the int8 file and of the float model."""
@@ -106,8 +104,8 @@ def main() -> None:
 
     unpruned_int8 = int8_top1("the unpruned base", base.model, None)
     reference = pieces.get("reference", lambda: timed([base.model] * UNPRUNED_COPIES, ["int8"] * UNPRUNED_COPIES))
-    float_ms, rest = split_unpruned(reference)
-    int8_ms = float(np.median(rest))
+    float_ms, int8_shares = split_reference(reference)
+    int8_ms = float_ms * float(np.median(int8_shares))
     results = {"unpruned": {"float32_ms": float_ms, "int8_ms": int8_ms, "int8_top1": unpruned_int8,
                             "base_float_top1": sq["base_test_top1"], "load": reference["load"]}}
 
@@ -125,14 +123,15 @@ def main() -> None:
             _, ctx = reopen(out)
             front = [(m["config"], ctx.prune(m["config"])[0]) for m in searched["front"]]
             ladder = pieces.get(f"{key}/ladder", lambda: timed([m for _, m in front], [dtype] * len(front)))
-            unpruned_ms, ladder_ms = split_unpruned(ladder)
-            fits = [i for i, ms in enumerate(ladder_ms) if ms <= share * unpruned_ms]
-            pick = fits[0] if fits else int(np.argmin(ladder_ms))
+            unpruned_ms, ladder_shares = split_reference(ladder)
+            fits = [i for i, s in enumerate(ladder_shares) if s <= share]
+            pick = fits[0] if fits else int(np.argmin(ladder_shares))
             config, model = front[pick]
-            tried.append({"margin": margin, "measured_share": ladder_ms[pick] / unpruned_ms, "fits": bool(fits)})
+            tried.append({"margin": margin, "measured_share": ladder_shares[pick], "fits": bool(fits)})
             if fits:
                 break
-            margin = retarget_margin(ladder_ms[pick], share * unpruned_ms, ctx.predictor.predict(config), ctx.target_ms)
+            margin = retarget_margin(ladder_shares[pick] * unpruned_ms, share * unpruned_ms,
+                                     ctx.predictor.predict(config), ctx.target_ms)
         return config, model, {k: v for k, v in searched.items() if k != "front"} | {"tried": tried}
 
     budgets = list(args.budgets or settings["budgets"])
@@ -163,12 +162,12 @@ def main() -> None:
                                                    "top1": tuned["top1"], "search": searched}
         final = pieces.get(f"{budget}/measured", lambda: timed([r["model"] for r in rows.values()],
                                                                [r["precision"] for r in rows.values()]))
-        final_unpruned_ms, final_ms = split_unpruned(final)
+        final_unpruned_ms, final_shares = split_reference(final)
         results[budget] = {"share": share, "in_int8": in_int8, "unpruned_measured_ms": final_unpruned_ms,
                            "load": final["load"], "rows": {
-                               name: {**{k: v for k, v in r.items() if k != "model"}, "measured_ms": ms,
-                                      "measured_share": ms / final_unpruned_ms}
-                               for (name, r), ms in zip(rows.items(), final_ms)}}
+                               name: {**{k: v for k, v in r.items() if k != "model"},
+                                      "measured_ms": s * final_unpruned_ms, "measured_share": s}
+                               for (name, r), s in zip(rows.items(), final_shares)}}
     report(results, this_machine(), settings, args.passes)
 
 

@@ -53,7 +53,7 @@ from autoprune.prune import prune
 from autoprune.saliency import channel_saliency
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces  # noqa: E402
+from common import Pieces, wait_until_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("torchvision:resnet18", "torchvision:mobilenet_v2", "cifar:resnet56")
@@ -153,9 +153,10 @@ def rescale_configs(space) -> list[dict]:
     return [space.full_config()] + [space.random_config(rng) for _ in range(DEFAULT_CONFIGS - 1)]
 
 
-def pass_medians(passes: list[dict[str, float]], files: list[str]) -> list[float]:
-    """Each model's latency over the harness passes: the median of its per-pass medians."""
-    return [float(np.median([p[f] for p in passes])) for f in files]
+def pass_medians(passes: list, keys) -> list[float]:
+    """Each model's latency over the harness passes (each a dict by file or a list by index, `keys` the models'):
+    the median of its per-pass medians."""
+    return [float(np.median([p[k] for p in passes])) for k in keys]
 
 
 def harness_runs(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[list[float]]:
@@ -172,7 +173,27 @@ def harness_runs(models: list, example, passes: int = 5, dtype: str | list[str] 
 
 def time_independently(models: list, example, passes: int = 5, dtype: str | list[str] = "float32") -> list[float]:
     """Each model's ms by the independent harness: the median of its per-pass medians."""
-    return [float(np.median(column)) for column in zip(*harness_runs(models, example, passes, dtype))]
+    return pass_medians(harness_runs(models, example, passes, dtype), range(len(models)))
+
+
+def timed_beside(reference, models: list, example, passes: int, copies: int, dtypes: list[str] | None = None) -> dict:
+    """`models` (in `dtypes`, default float32) and `copies` float32 copies of `reference` timed in one harness run
+    once the machine is quiet, every pass kept: the stored form split_reference reads, so one unlucky measurement
+    of the reference cannot move every model's share."""
+    load = wait_until_quiet()
+    runs = harness_runs([reference] * copies + models, example, passes,
+                        ["float32"] * copies + (dtypes or ["float32"] * len(models)))
+    return {"runs": [[round(ms, 4) for ms in run] for run in runs], "load": load, "unpruned_copies": copies}
+
+
+def split_reference(timed: dict) -> tuple[float, list[float]]:
+    """(the reference's ms, the other models' shares of it) of a timed_beside run: per pass (shares_of_reference),
+    or, in the earlier form that stored only each model's median ("ms"), from the medians."""
+    copies = timed["unpruned_copies"]
+    if "runs" in timed:
+        return shares_of_reference(timed["runs"], copies)
+    reference = float(np.median(timed["ms"][:copies]))
+    return reference, [ms / reference for ms in timed["ms"][copies:]]
 
 
 def shares_of_reference(runs: list[list[float]], copies: int) -> tuple[float, list[float]]:

@@ -77,8 +77,8 @@ from autoprune.study import reopen
 from autoprune.taskdata import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces, bisect, jpeg_folder, wait_until_quiet, write_results  # noqa: E402
-from latency_predictor import harness_runs, shares_of_reference  # noqa: E402
+from common import Pieces, bisect, jpeg_folder, write_results  # noqa: E402
+from latency_predictor import split_reference, timed_beside  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "cifar:resnet56"
@@ -129,16 +129,6 @@ def global_magnitude(model, space, loaded, ratio: float):
     pruner.step()
     modules = dict(pruned.named_modules())
     return pruned, {g.name: modules[g.name].out_channels for g in space.groups}
-
-
-def split_unpruned(timed: dict) -> tuple[float, list[float]]:
-    """(the unpruned model's ms, the other models' shares of it) of a stored harness run: per pass where the passes
-    are stored, else (the placing pass) from the models' medians."""
-    copies = timed["unpruned_copies"]
-    if "runs" in timed:
-        return shares_of_reference(timed["runs"], copies)
-    unpruned = float(np.median(timed["ms"][:copies]))
-    return unpruned, [ms / unpruned for ms in timed["ms"][copies:]]
 
 
 def digest(*parts) -> str:
@@ -270,12 +260,7 @@ def main() -> None:
         return pieces.get(f"progressive/{key}", run)
 
     def timed_with_unpruned(models: list) -> dict:
-        """The models and UNPRUNED_COPIES copies of the unpruned one timed in one harness run, every pass kept: a
-        share is taken per pass against the copies' median in it (split_unpruned), so one unlucky measurement of the
-        unpruned model cannot move every method's limit."""
-        load = wait_until_quiet()
-        runs = harness_runs([base.model] * UNPRUNED_COPIES + models, base.example_input(), args.passes)
-        return {"runs": [[round(ms, 4) for ms in run] for run in runs], "load": load, "unpruned_copies": UNPRUNED_COPIES}
+        return timed_beside(base.model, models, base.example_input(), args.passes, UNPRUNED_COPIES)
 
     results, machine = {}, this_machine()
     for round_ in range(3):  # a run cut short has the main comparison
@@ -292,7 +277,7 @@ def main() -> None:
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
             # and the next narrower ones.
             placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
-            knapsack_rung = candidates.matched(split_unpruned(placing)[1], share)["knapsack"]["index"]
+            knapsack_rung = candidates.matched(split_reference(placing)[1], share)["knapsack"]["index"]
             goals, halp_runs = {}, {}
             for target, _, _ in candidates.rows["knapsack"][knapsack_rung:knapsack_rung + HALP_RUNGS]:
                 goal = LatencyGoal(ctx.predictor, target)
@@ -303,7 +288,7 @@ def main() -> None:
             # one harness run; each method's model is chosen there, so every model is measured within the budget in
             # one pass (a model's widths, not its fine-tuned weights, set its latency).
             matching = pieces.get(f"{budget}/matching", lambda: timed_with_unpruned(candidates.models()))
-            unpruned_ms, shares = split_unpruned(matching)
+            unpruned_ms, shares = split_reference(matching)
             chosen = candidates.matched(shares, share)
             scores = {name: [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]
                       for name in candidates.rows if name != "progressive HALP"}
@@ -317,7 +302,7 @@ def main() -> None:
             # A re-check after the fine-tunes: the same models timed again, to show how far one pass is from another.
             recheck = pieces.get(f"{budget}/recheck",
                                  lambda: timed_with_unpruned([chosen[name]["model"] for name in TIMED]))
-            recheck_unpruned_ms, recheck_shares = split_unpruned(recheck)
+            recheck_unpruned_ms, recheck_shares = split_reference(recheck)
             rechecked = dict(zip(TIMED, recheck_shares))
 
             def again_with(name: str):
