@@ -356,6 +356,7 @@ def lead(results: dict, budget: str, export: str = "") -> dict:
 
 def report(args, budgets: list[float], done: dict, results: dict, machine: dict) -> None:
     pct = lambda x: "-" if np.isnan(x) else f"{100 * x:.2f}%"  # noqa: E731
+    points = lambda x, form="+.2f": "not yet measured" if np.isnan(x) else f"{100 * x:{form}}"  # noqa: E731
     lines = [f"# Search quality: {MODEL}", "",
              f"Written by `benchmarks/search_quality.py` (its docstring has the protocol) on {machine['cpu']} "
              f"({machine['cores']} cores, ISA {' '.join(machine['isa'])}). Base: shipped weights fine-tuned on the "
@@ -396,10 +397,10 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                        else "cannot be judged yet (its noise is not measured)" if np.isnan(gap["needed"])
                        else "holds" if gap["lead"] >= gap["needed"]
                        else f"falls short by {100 * (gap['needed'] - gap['lead']):.2f} points")
-            lines += [f"{label.capitalize()} export: {gap['pick']} {gap['lead'] * 100:+.2f} points over the best other method "
-                      f"({gap['best_rival']}); the seed-1 search's pick {gap['lead_seed1'] * 100:+.2f}. Noise: fine-tune "
-                      f"seeds {100 * gap['finetune_noise']:.2f}, search seeds {100 * gap['search_noise']:.2f} points; "
-                      f"the claim needs max({LEAD:g}, 2 x their sum) = {100 * gap['needed']:.2f} points: it {verdict}.",
+            lines += [f"{label.capitalize()} export: {gap['pick']} {points(gap['lead'])} points over the best other method "
+                      f"({gap['best_rival']}); the seed-1 search's pick {points(gap['lead_seed1'])}. Noise (points): "
+                      f"fine-tune seeds {points(gap['finetune_noise'], '.2f')}, search seeds {points(gap['search_noise'], '.2f')}; "
+                      f"the claim needs max({LEAD:g}, 2 x their sum) = {points(gap['needed'], '.2f')} points: it {verdict}.",
                       ""]
         searched = results[f"{budget}/search"]
         lines += [f"Searches: {searched[0]['seconds']} s / {searched[1]['seconds']} s, "
