@@ -232,7 +232,10 @@ def main() -> None:
     pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
 
     def tuned_top1(name: str, model, config: dict, seed: int, stored_only: bool = False) -> dict | None:
-        key = digest(config, seed, args.ft_epochs)
+        # Widths alone do not name a model: the seed-1 search's saliency keeps other channels for the same widths
+        # (seed 0's models keep the key they were stored under).
+        search_seed = SEARCHED.index(name) if name in SEARCHED else 0
+        key = digest(config, seed, args.ft_epochs, *([f"search seed {search_seed}"] if search_seed else []))
         if stored_only:
             return pieces.done.get(f"finetune/{key}")
 

@@ -18,7 +18,7 @@ from autoprune.budget import error_band
 from autoprune.checkpoint import load_pruned
 from autoprune.cli import main
 from autoprune.latency import LatencyTable
-from autoprune.study import read_result
+from autoprune.study import read_result, reopen
 from autoprune.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
@@ -251,6 +251,23 @@ def test_a_stored_study_is_never_overwritten_by_other_settings(small_run, capsys
     assert main(["search", "--budget", "0.4x", "--trials", "8", "--out", str(small_run), *FAST]) == 2
     assert "was run with budget='0.8x'" in capsys.readouterr().err
     assert (small_run / "pareto.json").read_text() == before
+
+
+def test_an_export_rebuilds_the_channels_its_search_scored_under_the_searchs_seed(tmp_path, capsys):
+    # The taylor saliency draws its batches with the seed: rebuilt with another one, an export would keep other
+    # channels than the search scored.
+    out = tmp_path / "run"
+    search = ["search", "--budget", "0.6x", "--trials", "2", "--out", str(out), "--proxy", "adaptive-bn"]
+    assert main([*search, "--seed", "3"]) == 0
+    _, ctx = reopen(out)
+    assert ctx.settings.seed == 3
+    chosen = read_result(out).select()
+    rebuilt = ctx.prune(chosen.config)[0].state_dict()
+    stored = load_pruned(chosen.model_path).state_dict()
+    assert rebuilt.keys() == stored.keys() and all(torch.equal(rebuilt[k], stored[k]) for k in rebuilt)
+    capsys.readouterr()
+    assert main([*search, "--seed", "4"]) == 2
+    assert "was run with seed=3, not 4" in capsys.readouterr().err
 
 
 def test_an_edited_space_file_is_refused_for_an_existing_study_and_taylor_prunes(tmp_path, capsys):

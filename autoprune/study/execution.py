@@ -108,8 +108,10 @@ def open_study(settings: SearchSettings, storage_url: str, study_name: str, spac
 
 def check_settings(study: optuna.Study, storage_url: str, mine: dict) -> None:
     """Refuses to go on with settings or a search space other than those the study was run with."""
-    # A study stored before a setting existed was run with that setting's default (and no space digest).
-    stored = {**SearchSettings().defining(), "space_digest": mine["space_digest"], **study.user_attrs["settings"]}
+    # A study stored before a setting existed was run with that setting's default (and no space digest); one stored
+    # before the seed was kept does not say its seed, so the one given is taken.
+    stored = {**SearchSettings().defining(), "space_digest": mine["space_digest"], "seed": mine["seed"],
+              **study.user_attrs["settings"]}
     changed = [k for k in mine if stored.get(k) != mine[k]]
     if changed:
         k = changed[0]

@@ -35,8 +35,10 @@ class SearchSettings:
     freeze: list[str] = field(default_factory=list)
     space_file: str | None = None
 
-    # Settings that may change between runs of one study without changing what its trials mean.
-    RUN_ONLY = ("trials", "seed", "sampler")
+    # Settings that may change between runs of one study without changing what its trials mean. Not the seed: it
+    # draws the proxy's split of the data, the saliency's batches and the proxy's batch order, so an export rebuilt
+    # with another one would prune other channels than the search scored.
+    RUN_ONLY = ("trials", "sampler")
 
     def defining(self) -> dict:
         """The settings a resumed study must share with the stored ones."""
