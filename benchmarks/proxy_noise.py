@@ -17,7 +17,6 @@ Every score is kept in --cache (a killed run resumes). Writes benchmarks/results
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import optuna
 import torch
 
 from autoprune.data import load_data
+from autoprune.latency.fingerprint import this_machine
 from autoprune.proxy import make_ladder
 from autoprune.study import reopen
 
@@ -90,13 +90,6 @@ def score_run(run: str, args, pieces: Pieces) -> dict:
             "pick_rank_by_mean": [r["trial"] for r in by_mean].index(pick["trial"]) + 1}
 
 
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -105,10 +98,11 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(cache / "scores.json")
     results = [score_run(run, args, pieces) for run in args.runs]
+    cpu = this_machine()["cpu"]
     lines = ["# Proxy noise: how much of a search's pick is its proxy's own noise", "",
              f"Written by `benchmarks/proxy_noise.py` ({args.top} best candidates of each run and its starting points, "
              f"each scored again with {args.repeats} other draws of the data split and the proxy's batch order; "
-             f"{cpu()}, {args.threads} thread{'s' if args.threads > 1 else ''}). Scores are top-1 on proxy-val.", ""]
+             f"{cpu}, {args.threads} thread{'s' if args.threads > 1 else ''}). Scores are top-1 on proxy-val.", ""]
     for res in results:
         s = res["settings"]
         lines += [f"## {res['run']} (budget {s['budget']}, seed {s['seed']}, data {s['data']}, ladder {s['proxy']})", "",
@@ -122,7 +116,7 @@ def main() -> int:
             lines.append(f"| {r['trial']} | {'yes' if r['start'] else ''} | {search} | "
                          f"{' '.join(f'{100 * x:.2f}' for x in r['rescores'])} | {100 * r['mean']:.2f} | {100 * r['sd']:.2f} |")
         lines.append("")
-    write_results("proxy_noise", {"top": args.top, "repeats": args.repeats, "cpu": cpu(), "runs": results}, lines)
+    write_results("proxy_noise", {"top": args.top, "repeats": args.repeats, "cpu": cpu, "runs": results}, lines)
     return 0
 
 
