@@ -75,6 +75,39 @@ def test_a_corrupt_cached_table_is_kept_aside_and_profiled_again(tmp_path):
     assert table.with_name(table.name + ".corrupt").read_text() == good[: len(good) // 2]  # nothing lost
 
 
+def test_a_cached_table_whose_held_out_check_failed_is_measured_again_whole(tmp_path):
+    assert _run(PREDICT, tmp_path).returncode == 0
+    (table,) = _tables(tmp_path)
+    data = json.loads(table.read_text())
+    # As a profile taken while the machine's speed moved leaves it: slow kernels and a failed held-out check.
+    planted = {"mape_pct": 23.3, "within_10pct": 0.1}
+    for model in data["models"].values():
+        model["validation"].update(planted)
+    for entry in data["entries"].values():
+        entry["ms"] *= 1.5
+    table.write_text(json.dumps(data))
+    named = tmp_path / "named" / "disturbed.json"
+    named.parent.mkdir()
+    named.write_text(table.read_text())
+
+    again = _run(PREDICT, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "missed its own held-out configs by MAPE 23.3%" in again.stderr and "profiling it again" in again.stderr
+    fresh = json.loads(table.read_text())
+    validation = next(iter(fresh["models"].values()))["validation"]
+    assert validation["mape_pct"] < planted["mape_pct"]
+    slowed = sum(fresh["entries"][k]["ms"] == v["ms"] for k, v in data["entries"].items())
+    assert slowed < len(data["entries"]) / 2  # the kernels were measured again too, not only the whole models
+    assert _tables(tmp_path) == [table] and not list(tmp_path.glob("*.again*"))
+    # A table named by the user is theirs: never profiled again, but every prediction with it says it is off.
+    named_run = _run([*PREDICT, "--table", str(named)], tmp_path)
+    assert named_run.returncode == 0, named_run.stderr
+    assert "profiling it again" not in named_run.stderr and "profiling one now" not in named_run.stderr
+    warned = [line for line in named_run.stderr.splitlines() if "held-out configs miss by MAPE 23.3%" in line]
+    assert len(warned) == 1 and warned[0].startswith("autoprune: warning:")
+    assert json.loads(named.read_text()) == data
+
+
 def test_a_cache_that_cannot_be_written_and_a_missing_table_are_one_line(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -17,7 +17,7 @@ from ..space import Config, SearchSpace
 from .layout import activation_mb, channels, model_key, weight_mb
 from .runner import CALIBRATION_FEATURES, calibrated_ms, calibration_coef, kernel_feature, zero_features
 from .signature import Signature
-from .table import LatencyTable
+from .table import LatencyTable, warn_if_disturbed
 
 NEIGHBOURS = 4
 
@@ -48,6 +48,8 @@ class LatencyPredictor:
             warnings.warn(f"table {table.path or ''} was measured on another machine or runtime ({'; '.join(moved)}): "
                           "its latencies are that setup's; for this one run `autoprune rescale` (seconds) or profile "
                           "here", ForeignTableWarning, stacklevel=2)
+        else:  # a foreign table's own check says nothing of this machine
+            warn_if_disturbed(model.get("validation"), space.model, table.path)
         self.layers = model["layers"]
         self.full = space.full_config()
         self._memo: list[dict] = [{} for _ in self.layers]

@@ -13,7 +13,6 @@ import re
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,7 +25,7 @@ from ..space import SearchSpace
 from . import backends, runner
 from .layout import build_layout, config_signatures, enumerate_signatures, model_key
 from .micro import micro_model
-from .table import LatencyTable
+from .table import LatencyTable, warn_if_disturbed
 from .validate import DEFAULT_SEED as VALIDATION_SEED
 
 # Beyond this many kernels (concat-heavy nets with fine steps) profiling would take hours.
@@ -91,27 +90,8 @@ def profile(
     print(f"profiled in {time.time() - began:.0f} s (measuring {time.time() - start:.0f} s)", file=sys.stderr)
     shutil.rmtree(job, ignore_errors=True)
     if validation:
-        _warn_if_disturbed(LatencyTable.load(out).model(key).get("validation"), space.model, out)
+        warn_if_disturbed(LatencyTable.load(out).model(key).get("validation"), space.model, out)
     return out
-
-
-class UnsteadyProfileWarning(UserWarning):
-    """The table's own held-out check failed: it was measured while the machine was disturbed."""
-
-
-# Quiet profiles of the shipped models miss their held-out configs by a MAPE of 1.5-5.4%, all within +-10% but
-# one in 60; one taken while a neighbour loaded the machine missed by 17% (a quarter within +-10%).
-DISTURBED_MAPE_PCT, DISTURBED_WITHIN_10 = 8.0, 0.9
-
-
-def _warn_if_disturbed(validation: dict | None, model: str, out: Path) -> None:
-    """A table whose own held-out configs, timed a few seconds after its calibration, miss by much was measured
-    while the machine's speed moved: it is written (its figures say so), but the user should hear it."""
-    if validation and (validation["mape_pct"] > DISTURBED_MAPE_PCT or validation["within_10pct"] < DISTURBED_WITHIN_10):
-        warnings.warn(
-            f"{model}'s held-out configs miss by MAPE {validation['mape_pct']:.1f}% ({validation['within_10pct']:.0%} "
-            f"within +-10%): the machine's speed moved while profiling (another load?); profile again when it is "
-            f"quiet, or check later with `autoprune validate --table {out}`", UnsteadyProfileWarning, stacklevel=3)
 
 
 def _known_entries(out: Path, be, threads: int, batch: int, precision: Precision) -> dict:

@@ -176,3 +176,28 @@ def _model_problem(model) -> str | None:
         if coef is None or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coef.values()):
             return "calibration needs a number for each feature in 'coef'"
     return None
+
+
+class UnsteadyProfileWarning(UserWarning):
+    """The table's own held-out check failed: it was measured while the machine was disturbed."""
+
+
+# Quiet profiles of the shipped models miss their held-out configs by a MAPE of 1.5-5.4%, all within +-10% but
+# one in 60; one taken while a neighbour loaded the machine missed by 17% (a quarter within +-10%).
+DISTURBED_MAPE_PCT, DISTURBED_WITHIN_10 = 8.0, 0.9
+
+
+def disturbed(validation: dict | None) -> bool:
+    """Whether a table's own held-out configs, timed a few seconds after its calibration, miss by so much that the
+    machine's speed moved while it was measured (a table without held-out configs cannot tell)."""
+    return bool(validation) and (validation["mape_pct"] > DISTURBED_MAPE_PCT
+                                 or validation["within_10pct"] < DISTURBED_WITHIN_10)
+
+
+def warn_if_disturbed(validation: dict | None, model: str, path) -> None:
+    """A disturbed table is kept (its figures say so), but whoever profiles or predicts with it should hear it."""
+    if disturbed(validation):
+        warnings.warn(
+            f"{model}'s held-out configs miss by MAPE {validation['mape_pct']:.1f}% ({validation['within_10pct']:.0%} "
+            f"within +-10%): the machine's speed moved while profiling (another load?); profile again when it is "
+            f"quiet, or check later with `autoprune validate --table {path}`", UnsteadyProfileWarning, stacklevel=3)
