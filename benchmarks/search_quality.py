@@ -1,7 +1,9 @@
 """Does the search beat the best method that needs no search, at equal measured latency, after a real fine-tune?
 
-Protocol (the defaults are the full one; every finished piece is kept in --cache/pieces.json and every fine-tune
-checkpoints, so a run that is stopped or hits --max-seconds continues where it was when started again):
+Protocol (the defaults are the full one; every finished piece is kept in --state/pieces.json and every fine-tune
+checkpoints in --cache, so a run that is stopped or hits --max-seconds continues where it was when started again;
+--state holds all a run needs to go on, small enough to carry to another machine: the finished pieces, the base
+weights, the table the searches use and their studies):
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
@@ -31,8 +33,10 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
     its shares against their predicted ms) are at or under the budget's share is taken. So every model is measured
     within its budget in that one pass (a model's widths set its latency, its fine-tuned weights do not). The picks
     ride the same ladder as the starting point, so the search is judged on the widths its knobs choose, not on
-    where this machine's table put the budget line (its fronts, at the predicted budget, measured 0.568-0.666 of
-    the unpruned model at 0.5x on the unsteady EPYC);
+    where this machine's table put the budget line. The table is this machine's own (the default search's, profiled
+    on first use and copied into --state, so every search of the run names the same one); one whose held-out check
+    failed is refused (with one that missed by a MAPE of 23%, the 0.5x fronts, at the predicted budget, measured
+    0.568-0.666 of the unpruned model, so the matched rungs were widths the searches never scored);
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
  5. a re-check: the chosen models timed again with the copies after the fine-tunes, reported beside the matching
@@ -45,7 +49,7 @@ checkpoints, so a run that is stopped or hits --max-seconds continues where it w
 No timing pass starts while the machine is loaded (common.wait_until_quiet). Writes
 benchmarks/results/search_quality.{md,json,png}.
 
-    python benchmarks/search_quality.py [--budgets 0.5 0.35] [--cache DIR]
+    python benchmarks/search_quality.py [--budgets 0.5 0.35] [--state DIR] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -68,12 +73,15 @@ import autoprune
 from autoprune.data import load_data
 from autoprune.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
+from autoprune.latency.table import disturbed
 from autoprune.models import load_model
 from autoprune.proxy import finetune
 from autoprune.prune import prune
 from autoprune.schedule import ConfigGoal, LatencyGoal, progressive_finetune
 from autoprune.space import Granularity, build_space
 from autoprune.study import reopen
+from autoprune.study.context import build_context
+from autoprune.study.settings import SearchSettings
 from autoprune.taskdata import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,7 +115,10 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jpeg", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
                    help="cifar10-jpeg.tar.gz or the folder it unpacks to")
-    p.add_argument("--cache", default="/tmp/autoprune-search-quality")
+    p.add_argument("--cache", default="/tmp/autoprune-search-quality",
+                   help="the unpacked images, checkpoints and the searches' outputs")
+    p.add_argument("--state", default=None, help="the run's finished pieces, base weights, table and studies "
+                   "(default: --cache)")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.35])
     p.add_argument("--base-weights", default=None, help="skip step 1 and start from these weights")
     p.add_argument("--base-epochs", type=float, default=1.0)
@@ -135,18 +146,28 @@ def digest(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def best_start(out: Path) -> dict:
-    """The starting point of the study in `out` with the best final score, and its knobs."""
-    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{out / 'study.db'}")
+def best_start(storage: str) -> dict:
+    """The starting point of the study in `storage` with the best final score, and its knobs."""
+    study = optuna.load_study(study_name="autoprune", storage=storage)
     starts = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if "fixed_params" in t.system_attrs]
     best = max(starts, key=lambda t: (t.value, -t.number))
     return {"trial": best.number, "knobs": best.params, "score": best.value,
             "starts": {t.number: t.value for t in starts}}
 
 
-def search(budget: str, base_path: Path, out: Path, seed: int) -> dict:
+def machine_table(base_path: Path, state: Path) -> Path:
+    """This machine's own table, the one a default search uses (profiled on first use), copied into the run's state
+    and named by every search: a run carried to another machine goes on with the latencies it started with."""
+    path = state / "table.json"
+    if not path.exists():
+        shutil.copyfile(build_context(SearchSettings(weights=str(base_path))).predictor.table.path, path)
+    return path
+
+
+def search(budget: str, base_path: Path, table: Path, out: Path, storage: str, seed: int) -> dict:
     start = time.time()
-    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path), seed=seed)
+    result = autoprune.search(budget=budget, out=str(out), storage=storage, weights=str(base_path), table=str(table),
+                              seed=seed)
     front = [{"trial": m.trial, "origin": m.origin, "score": m.proxy_accuracy, "config": m.config,
               "predicted_ms": m.predicted_ms} for m in result.front]  # most accurate first
     return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
@@ -216,13 +237,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="kernel .* is not in the table")  # the baselines' odd widths
     cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    pieces = Pieces(cache / "pieces.json", args.max_seconds)
+    state = Path(args.state or cache).resolve()  # the studies store the base's and the table's paths
+    for place in (cache, state):
+        place.mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(state / "pieces.json", args.max_seconds)
     folder = jpeg_folder(args.jpeg, cache)
     shipped = load_model(MODEL, weights="shipped")
     jpeg = load_data(f"imagefolder:{folder}", shipped, seed=args.seed)
 
-    base_path = Path(args.base_weights) if args.base_weights else cache / "base.pt"
+    base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
     if not base_path.exists():
         tuned = finetune(copy.deepcopy(shipped.model), jpeg, epochs=args.base_epochs,
                          checkpoint=str(cache / "base.ckpt"), seed=args.seed)
@@ -262,19 +285,26 @@ def main() -> None:
 
         return pieces.get(f"progressive/{key}", run)
 
-    def timed_with_unpruned(models: list) -> dict:
-        return timed_beside(base.model, models, base.example_input(), args.passes, UNPRUNED_COPIES)
+    def timed_with_unpruned(models: list) -> dict:  # a run carried on elsewhere says where each pass ran
+        return {**timed_beside(base.model, models, base.example_input(), args.passes, UNPRUNED_COPIES),
+                "machine": this_machine()}
 
     results, machine = {}, this_machine()
     for round_ in range(3):  # a run cut short has the main comparison
         for share in args.budgets:
             budget = f"{share:g}x"
-            searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
-                budget, base_path, cache / f"search-{budget}-seed{seed}", seed)) for seed in (0, 1)}
             outs = {seed: cache / f"search-{budget}-seed{seed}" for seed in (0, 1)}
-            start = pieces.get(f"{budget}/best_start", lambda: best_start(outs[0]))
-            studies = {seed: reopen(out) for seed, out in outs.items()}
+            stores = {seed: f"sqlite:///{state / f'search-{budget}-seed{seed}.db'}" for seed in (0, 1)}
+            searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
+                budget, base_path, machine_table(base_path, state), outs[seed], stores[seed], seed)) for seed in (0, 1)}
+            start = pieces.get(f"{budget}/best_start", lambda: best_start(stores[0]))
+            studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
             ctx = studies[0][1]
+            validation = ctx.predictor.table.model(ctx.predictor.key).get("validation") or {}
+            if disturbed(validation) or not validation:
+                sys.exit(f"search_quality: the table {ctx.predictor.table.path} missed its own held-out configs "
+                         f"(MAPE {validation.get('mape_pct', float('nan')):.1f}%): the budget line would be off; "
+                         "move it aside and run again on a quiet machine (the search profiles a new one)")
             picks = {seed: studies[seed][0].trials[searches[seed]["front"][0]["trial"]].params for seed in (0, 1)}
             candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks, start, share)
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
@@ -330,9 +360,13 @@ def main() -> None:
                     "predicted_ms": ctx.predictor.predict(c["config"]), "knob": c["knob"], "config": c["config"],
                 }
             results[f"{budget}/timing"] = {"unpruned_measured_ms": unpruned_ms, "load": matching["load"],
+                                           "machine": matching.get("machine", machine),
+                                           "recheck_machine": recheck.get("machine", machine),
                                            "passes": len(matching["runs"]),
                                            "recheck_unpruned_ms": recheck_unpruned_ms, "recheck_load": recheck["load"],
                                            "unpruned_predicted_ms": ctx.unpruned_ms, "table": str(ctx.predictor.table.path),
+                                           "table_validation": {k: validation[k] for k in
+                                                                ("n", "mape_pct", "within_10pct", "kendall_tau")},
                                            "ladders": {name: len(rows) for name, rows in candidates.rows.items()}}
             results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
                 "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed], "score": s["front"][0]["score"],
@@ -357,12 +391,16 @@ def lead(results: dict, budget: str, export: str = "") -> dict:
             "search_noise": search_noise, "needed": needed}
 
 
+def described(machine: dict) -> str:
+    return f"{machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})"
+
+
 def report(args, budgets: list[float], done: dict, results: dict, machine: dict) -> None:
     pct = lambda x: "-" if np.isnan(x) else f"{100 * x:.2f}%"  # noqa: E731
     points = lambda x, form="+.2f": "not yet measured" if np.isnan(x) else f"{100 * x:{form}}"  # noqa: E731
     lines = [f"# Search quality: {MODEL}", "",
-             f"Written by `benchmarks/search_quality.py` (its docstring has the protocol) on {machine['cpu']} "
-             f"({machine['cores']} cores, ISA {' '.join(machine['isa'])}). Base: shipped weights fine-tuned on the "
+             "Written by `benchmarks/search_quality.py` (its docstring has the protocol). Base: shipped weights "
+             "fine-tuned on the "
              f"JPEG train set ({pct(done['base_test_top1'])} on all 10,000 JPEG test images). Every method "
              f"fine-tuned {args.ft_epochs:g} epochs (seed {args.seed}; `seed+1`: again with seed {args.seed + 1}), "
              "top-1 on all 10,000 JPEG test images; measured by the independent harness (ORT CPU, 1 thread, batch 1, "
@@ -375,6 +413,13 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
         lines += [f"## Budget {budget}: at most {share * timing['unpruned_measured_ms']:.3f} ms measured "
                   f"(unpruned {timing['unpruned_measured_ms']:.3f} ms measured, {timing['unpruned_predicted_ms']:.3f} ms "
                   f"predicted; load {timing['load']:.2f} when timed)", "",
+                  f"Timed on {described(timing['machine'])}" + ("." if timing["recheck_machine"] == timing["machine"]
+                                                                 else f"; re-checked on {described(timing['recheck_machine'])}."),
+                  "",
+                  f"Table: the searching machine's own ({Path(timing['table']).name}); its {timing['table_validation']['n']} "
+                  f"held-out configs: MAPE {timing['table_validation']['mape_pct']:.2f}%, "
+                  f"{timing['table_validation']['within_10pct']:.0%} within +-10%, Kendall tau "
+                  f"{timing['table_validation']['kendall_tau']:.3f}.", "",
                   f"Matching pass: every method's candidates ({', '.join(f'{n} {k}' for n, k in timing['ladders'].items())}; "
                   "progressive HALP's are trained at the knapsack's rungs nearest the line) and "
                   f"{UNPRUNED_COPIES} copies of the unpruned model timed together; each method's widest candidate whose "
