@@ -34,9 +34,10 @@ weights, the table the searches use and their studies):
     within its budget in that one pass (a model's widths set its latency, its fine-tuned weights do not). The picks
     ride the same ladder as the starting point, so the search is judged on the widths its knobs choose, not on
     where this machine's table put the budget line. The table is this machine's own (the default search's, profiled
-    on first use and copied into --state, so every search of the run names the same one); one whose held-out check
-    failed is refused (with one that missed by a MAPE of 23%, the 0.5x fronts, at the predicted budget, measured
-    0.568-0.666 of the unpruned model, so the matched rungs were widths the searches never scored);
+    on first use and copied into --state, so every search of the run names the same one). Its held-out check and
+    where the searches' target really sits (the knapsack ladder's trend at its widest rung) are reported: with a
+    table that missed its held-out configs by a MAPE of 23%, the 0.5x fronts, at the predicted budget, measured
+    0.568-0.666 of the unpruned model, so the matched rungs were widths the searches never scored;
  4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
     then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
  5. a re-check: the chosen models timed again with the copies after the fine-tunes, reported beside the matching
@@ -228,7 +229,8 @@ class Candidates:
             j = (fits or measured_fits or [int(np.argmin(measured))])[0]
             knob, config, model = rows[j]
             chosen[name] = {"knob": knob, "config": config, "model": model, "index": j,
-                            "matched_share": float(measured[j]), "trend_share": float(trend[j])}
+                            "matched_share": float(measured[j]), "trend_share": float(trend[j]),
+                            "widest_trend_share": float(trend[0])}
         return chosen
 
 
@@ -300,11 +302,7 @@ def main() -> None:
             start = pieces.get(f"{budget}/best_start", lambda: best_start(stores[0]))
             studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
             ctx = studies[0][1]
-            validation = ctx.predictor.table.model(ctx.predictor.key).get("validation") or {}
-            if disturbed(validation) or not validation:
-                sys.exit(f"search_quality: the table {ctx.predictor.table.path} missed its own held-out configs "
-                         f"(MAPE {validation.get('mape_pct', float('nan')):.1f}%): the budget line would be off; "
-                         "move it aside and run again on a quiet machine (the search profiles a new one)")
+            validation = ctx.predictor.table.model(ctx.predictor.key)["validation"]
             picks = {seed: studies[seed][0].trials[searches[seed]["front"][0]["trial"]].params for seed in (0, 1)}
             candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks, start, share)
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
@@ -364,9 +362,14 @@ def main() -> None:
                                            "recheck_machine": recheck.get("machine", machine),
                                            "passes": len(matching["runs"]),
                                            "recheck_unpruned_ms": recheck_unpruned_ms, "recheck_load": recheck["load"],
-                                           "unpruned_predicted_ms": ctx.unpruned_ms, "table": str(ctx.predictor.table.path),
+                                           "unpruned_predicted_ms": ctx.unpruned_ms, "search_target_ms": ctx.target_ms,
+                                           "table": str(ctx.predictor.table.path),
                                            "table_validation": {k: validation[k] for k in
                                                                 ("n", "mape_pct", "within_10pct", "kendall_tau")},
+                                           "table_disturbed": disturbed(validation),
+                                           # The knapsack's widest rung is at the searches' target: where the
+                                           # widths they scored really sit.
+                                           "search_target_share": chosen["knapsack"]["widest_trend_share"],
                                            "ladders": {name: len(rows) for name, rows in candidates.rows.items()}}
             results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
                 "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed], "score": s["front"][0]["score"],
@@ -419,7 +422,11 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                   f"Table: the searching machine's own ({Path(timing['table']).name}); its {timing['table_validation']['n']} "
                   f"held-out configs: MAPE {timing['table_validation']['mape_pct']:.2f}%, "
                   f"{timing['table_validation']['within_10pct']:.0%} within +-10%, Kendall tau "
-                  f"{timing['table_validation']['kendall_tau']:.3f}.", "",
+                  f"{timing['table_validation']['kendall_tau']:.3f}"
+                  + ("; it fails the held-out check (over 8% MAPE or under 90% within +-10%) after the cache's "
+                     "profiles, so this machine's speed moves while it is timed" if timing["table_disturbed"] else "")
+                  + f". The searches' target ({timing['search_target_ms']:.3f} ms predicted) measures "
+                  f"{timing['search_target_share']:.3f} of the unpruned model (the knapsack ladder's trend there).", "",
                   f"Matching pass: every method's candidates ({', '.join(f'{n} {k}' for n, k in timing['ladders'].items())}; "
                   "progressive HALP's are trained at the knapsack's rungs nearest the line) and "
                   f"{UNPRUNED_COPIES} copies of the unpruned model timed together; each method's widest candidate whose "
