@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 from autoprune.cli import main
+from autoprune.latency.cache import PROFILE_ATTEMPTS
 
 TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
 PREDICT = [sys.executable, "-m", "autoprune.cli", "predict", "--model", TINY, "--top", "1"]
@@ -34,14 +35,14 @@ def test_the_first_use_profiles_this_machine_and_later_runs_reuse_it(tmp_path):
     assert data["device"]["backend"] == "ort-cpu" and data["device"]["threads"] == 1
     assert "validation" in next(iter(data["models"].values()))  # held-out figures for --margin auto
     again = _run(PREDICT, tmp_path)
-    assert again.returncode == 0 and "profil" not in again.stderr
+    assert again.returncode == 0 and "profiled in" not in again.stderr
     assert _predicted(again.stdout) == _predicted(first.stdout)
     assert _tables(tmp_path) == [table]
     # A finer space of the same layout grows the same table with the kernels it lacks, once.
     finer = _run([*PREDICT, "--steps", "16"], tmp_path)
     assert finer.returncode == 0 and "kernels of this search space" in finer.stderr
     assert len(json.loads(table.read_text())["entries"]) > len(data["entries"])
-    assert "profil" not in _run([*PREDICT, "--steps", "16"], tmp_path).stderr
+    assert "profiled in" not in _run([*PREDICT, "--steps", "16"], tmp_path).stderr
     # Another thread count is another table; the listing shows both as this machine's.
     assert _run([*PREDICT, "--threads", "2"], tmp_path).returncode == 0
     assert len(_tables(tmp_path)) == 2
@@ -83,6 +84,7 @@ def test_a_cached_table_whose_held_out_check_failed_is_measured_again_whole(tmp_
     planted = {"mape_pct": 23.3, "within_10pct": 0.1}
     for model in data["models"].values():
         model["validation"].update(planted)
+        model.pop("profiles")  # as a table cached by an earlier release, or before a single failed try
     for entry in data["entries"].values():
         entry["ms"] *= 1.5
     table.write_text(json.dumps(data))
@@ -99,6 +101,18 @@ def test_a_cached_table_whose_held_out_check_failed_is_measured_again_whole(tmp_
     slowed = sum(fresh["entries"][k]["ms"] == v["ms"] for k, v in data["entries"].items())
     assert slowed < len(data["entries"]) / 2  # the kernels were measured again too, not only the whole models
     assert _tables(tmp_path) == [table] and not list(tmp_path.glob("*.again*"))
+    assert next(iter(fresh["models"].values()))["profiles"] >= 2
+    # A machine whose speed moves even when idle fails every try: its table, kept after the last one, is not
+    # profiled again on every run.
+    gave_up = json.loads(table.read_text())
+    for model in gave_up["models"].values():
+        model["validation"].update(planted)
+        model["profiles"] = PROFILE_ATTEMPTS
+    table.write_text(json.dumps(gave_up))
+    later = _run(PREDICT, tmp_path)
+    assert later.returncode == 0 and "profiled in" not in later.stderr, later.stderr
+    assert "held-out configs miss by MAPE 23.3%" in later.stderr
+    assert json.loads(table.read_text()) == gave_up
     # A table named by the user is theirs: never profiled again, but every prediction with it says it is off.
     named_run = _run([*PREDICT, "--table", str(named)], tmp_path)
     assert named_run.returncode == 0, named_run.stderr

@@ -73,7 +73,8 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
     held-out configs miss by much was measured while the machine's speed moved, and every later prediction would
     carry it (one such table here put a 0.5x search's ladder at 0.29-0.50 of the unpruned model; it measured
     0.40-0.59): it is measured again, whole, up to PROFILE_ATTEMPTS profiles in all, keeping the one that validates
-    best."""
+    best. A machine whose speed moves even when idle fails every try: the kept table records how many profiles it
+    took, and later runs use it as it is (the predictor warns) rather than pay for them again."""
     path = cache_path(space, target)
     key = model_key(space)
     wanted = set(enumerate_signatures(build_layout(loaded, space), space))
@@ -92,7 +93,7 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
                 profile(loaded, space, target.backend, out, target.threads, target.batch, target.precision,
                         CALIBRATION, VALIDATION)
 
-        attempts = 0
+        attempts = 1  # a cached table refused for its held-out check was one
         missing = wanted if table is None else wanted - table.entries.keys()
         if missing:
             if table is None:
@@ -102,7 +103,6 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
                 print(f"autoprune: this machine's table of {space.model} lacks {len(missing)} kernels "
                       f"of this search space: profiling them into {path}", file=sys.stderr, flush=True)
             profile_into(path)
-            attempts = 1
         while attempts < PROFILE_ATTEMPTS and _disturbed(LatencyTable.load(path), key):
             print(f"autoprune: this machine's table of {space.model} missed its own held-out configs by MAPE "
                   f"{_mape(LatencyTable.load(path), key):.1f}% (the machine's speed moved while it was measured): "
@@ -115,11 +115,15 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
             else:
                 again.unlink()
             attempts += 1
-        return LatencyTable.load(path)
+        kept = LatencyTable.load(path)
+        kept.models[key]["profiles"] = attempts
+        kept.save(path)
+        return kept
 
 
 def _serves(table: LatencyTable | None, wanted: set, key: str) -> bool:
-    return table is not None and wanted <= table.entries.keys() and not _disturbed(table, key)
+    return (table is not None and wanted <= table.entries.keys()
+            and (not _disturbed(table, key) or table.models[key].get("profiles", 1) >= PROFILE_ATTEMPTS))
 
 
 def _disturbed(table: LatencyTable, key: str) -> bool:

@@ -6,7 +6,8 @@
      "entries":  {signature: {"ms", "spread", "n"}},            # shared by all models of the table
      "models":   {"spec@CxHxW": {"layers": [...], "groups": {name: channels},
                                  "calibration": {"coef": {feature: coefficient}, configs, residuals_pct, fit},
-                                 "validation": {n, mape_pct, worst_pct, within_5pct, within_10pct, kendall_tau}}}}
+                                 "validation": {n, mape_pct, worst_pct, within_5pct, within_10pct, kendall_tau},
+                                 "profiles": n}}}   # how many whole profiles this machine's cache took (cache.py)
 
 Entries are deduplicated across layers and models; a model's calibration is its own, because what
 the sum of kernels misses (the layers between, per-call overhead, cache) differs per network. Version 1
@@ -183,7 +184,8 @@ class UnsteadyProfileWarning(UserWarning):
 
 
 # Quiet profiles of the shipped models miss their held-out configs by a MAPE of 1.5-5.4%, all within +-10% but
-# one in 60; one taken while a neighbour loaded the machine missed by 17% (a quarter within +-10%).
+# one in 60; one taken while a neighbour loaded the machine missed by 17% (a quarter within +-10%), and three in a
+# row on an idle AMD EPYC whose speed moves by itself missed by 6.1-8.2% (65-80% within +-10%).
 DISTURBED_MAPE_PCT, DISTURBED_WITHIN_10 = 8.0, 0.9
 
 
