@@ -230,7 +230,7 @@ class Candidates:
             knob, config, model = rows[j]
             chosen[name] = {"knob": knob, "config": config, "model": model, "index": j,
                             "matched_share": float(measured[j]), "trend_share": float(trend[j]),
-                            "widest_trend_share": float(trend[0])}
+                            "widest_share": float(measured[0]), "widest_trend_share": float(trend[0])}
         return chosen
 
 
@@ -370,6 +370,11 @@ def main() -> None:
                                            # The knapsack's widest rung is at the searches' target: where the
                                            # widths they scored really sit.
                                            "search_target_share": chosen["knapsack"]["widest_trend_share"],
+                                           # The searches' picks there: the widths they scored, as measured.
+                                           "at_search_target": {name: {"measured": chosen[name]["widest_share"],
+                                                                       "trend": chosen[name]["widest_trend_share"]}
+                                                                for name in (*SEARCHED, "best starting point",
+                                                                             "knapsack")},
                                            "ladders": {name: len(rows) for name, rows in candidates.rows.items()}}
             results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
                 "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed], "score": s["front"][0]["score"],
@@ -426,7 +431,10 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                   + ("; it fails the held-out check (over 8% MAPE or under 90% within +-10%) after the cache's "
                      "profiles, so this machine's speed moves while it is timed" if timing["table_disturbed"] else "")
                   + f". The searches' target ({timing['search_target_ms']:.3f} ms predicted) measures "
-                  f"{timing['search_target_share']:.3f} of the unpruned model (the knapsack ladder's trend there).", "",
+                  f"{timing['search_target_share']:.3f} of the unpruned model (the knapsack ladder's trend there); "
+                  "the widest rung of each ladder, at that target, measures "
+                  + ", ".join(f"{name} {at['measured']:.3f} (trend {at['trend']:.3f})"
+                              for name, at in timing["at_search_target"].items()) + ".", "",
                   f"Matching pass: every method's candidates ({', '.join(f'{n} {k}' for n, k in timing['ladders'].items())}; "
                   "progressive HALP's are trained at the knapsack's rungs nearest the line) and "
                   f"{UNPRUNED_COPIES} copies of the unpruned model timed together; each method's widest candidate whose "
