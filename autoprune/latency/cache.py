@@ -103,19 +103,21 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
                 print(f"autoprune: this machine's table of {space.model} lacks {len(missing)} kernels "
                       f"of this search space: profiling them into {path}", file=sys.stderr, flush=True)
             profile_into(path)
-        while attempts < PROFILE_ATTEMPTS and _disturbed(LatencyTable.load(path), key):
+        kept = LatencyTable.load(path)
+        while attempts < PROFILE_ATTEMPTS and _disturbed(kept, key):
             print(f"autoprune: this machine's table of {space.model} missed its own held-out configs by MAPE "
-                  f"{_mape(LatencyTable.load(path), key):.1f}% (the machine's speed moved while it was measured): "
+                  f"{_mape(kept, key):.1f}% (the machine's speed moved while it was measured): "
                   f"profiling it again, whole", file=sys.stderr, flush=True)
             again = path.with_name(path.name + ".again")
             again.unlink(missing_ok=True)
             profile_into(again)
-            if _mape(LatencyTable.load(again), key) < _mape(LatencyTable.load(path), key):
+            fresh = LatencyTable.load(again)
+            if _mape(fresh, key) < _mape(kept, key):
                 os.replace(again, path)
+                kept = LatencyTable.load(path)  # its path is the cache's now
             else:
                 again.unlink()
             attempts += 1
-        kept = LatencyTable.load(path)
         kept.models[key]["profiles"] = attempts
         kept.save(path)
         return kept
