@@ -1,6 +1,7 @@
 import pytest
 
 from autoprune import proxy
+from autoprune.latency.cache import table_for_this_machine
 from autoprune.models import load_model
 from autoprune.space import build_space
 
@@ -24,6 +25,13 @@ def resnet56():
 @pytest.fixture(scope="session")
 def resnet56_space(resnet56):
     return build_space(resnet56)
+
+
+@pytest.fixture(scope="session")
+def machine_table(resnet56, resnet56_space):
+    """This machine's table of the default, profiled once per session as a user's first command does: a test of
+    what a later command prints (one line for an error) must not depend on running after one that profiled it."""
+    return table_for_this_machine(resnet56, resnet56_space)
 
 
 @pytest.fixture

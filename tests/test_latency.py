@@ -231,11 +231,12 @@ def test_missing_entry_is_interpolated_or_refused_in_strict_mode(table_path, sma
 def test_a_profile_whose_held_out_configs_miss_by_much_warns_that_the_machine_was_disturbed(tmp_path):
     from autoprune.latency.table import UnsteadyProfileWarning, warn_if_disturbed
 
-    quiet = {"mape_pct": 5.4, "within_10pct": 0.95}  # the noisiest shipped table's own figures
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        warn_if_disturbed(quiet, "torchvision:mobilenet_v2", tmp_path / "t.json")
-    for busy in ({"mape_pct": 17.3, "within_10pct": 0.25}, {"mape_pct": 6.0, "within_10pct": 0.8}):
+    # The noisiest shipped table's own figures, and an idle AMD EPYC VM whose speed moves by itself (CI's).
+    for quiet in ({"mape_pct": 5.4, "within_10pct": 0.95}, {"mape_pct": 6.9, "within_10pct": 0.75}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_if_disturbed(quiet, "torchvision:mobilenet_v2", tmp_path / "t.json")
+    for busy in ({"mape_pct": 17.3, "within_10pct": 0.25}, {"mape_pct": 9.0, "within_10pct": 0.4}):
         with pytest.warns(UnsteadyProfileWarning, match="profile again when it is quiet") as caught:
             warn_if_disturbed(busy, "torchvision:mobilenet_v2", tmp_path / "t.json")
         assert "\n" not in str(caught[0].message) and "autoprune validate --table" in str(caught[0].message)

@@ -232,7 +232,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path):
     "budget, message",
     [("fast", "bad budget 'fast'"), ("30", "bad budget"), ("0.001ms", "below the fastest model this space can reach")],
 )
-def test_bad_budgets(tmp_path, capsys, budget, message):
+def test_bad_budgets(tmp_path, capsys, budget, message, machine_table):
     assert main(["search", "--budget", budget, "--trials", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

@@ -74,7 +74,7 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
     carry it (one such table here put a 0.5x search's ladder at 0.29-0.50 of the unpruned model; it measured
     0.40-0.59): it is measured again, whole, up to PROFILE_ATTEMPTS profiles in all, keeping the one that validates
     best. A machine whose speed moves even when idle fails every try: the kept table records how many profiles it
-    took, and later runs use it as it is (the predictor warns) rather than pay for them again."""
+    took, and later runs use it as it is (this run warns, once) rather than pay for them again."""
     path = cache_path(space, target)
     key = model_key(space)
     wanted = set(enumerate_signatures(build_layout(loaded, space), space))
@@ -120,6 +120,11 @@ def table_for_this_machine(loaded: LoadedModel, space: SearchSpace, target: Loca
             attempts += 1
         kept.models[key]["profiles"] = attempts
         kept.save(path)
+        if _disturbed(kept, key):
+            warnings.warn(f"this machine's table of {space.model} missed its own held-out configs in all {attempts} "
+                          f"profiles (the best by MAPE {_mape(kept, key):.1f}%): kept it, and later runs use it as it "
+                          f"is; `autoprune tables --clear` profiles again when the machine is quiet",
+                          UnsteadyProfileWarning, stacklevel=2)
         return kept
 
 

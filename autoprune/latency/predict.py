@@ -48,8 +48,8 @@ class LatencyPredictor:
             warnings.warn(f"table {table.path or ''} was measured on another machine or runtime ({'; '.join(moved)}): "
                           "its latencies are that setup's; for this one run `autoprune rescale` (seconds) or profile "
                           "here", ForeignTableWarning, stacklevel=2)
-        else:  # a foreign table's own check says nothing of this machine
-            warn_if_disturbed(model.get("validation"), space.model, table.path)
+        elif "profiles" not in model:  # a foreign table's check says nothing of this machine; the cache said
+            warn_if_disturbed(model.get("validation"), space.model, table.path)  # its own once, when it kept it
         self.layers = model["layers"]
         self.full = space.full_config()
         self._memo: list[dict] = [{} for _ in self.layers]
