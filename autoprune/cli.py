@@ -93,7 +93,7 @@ def cmd_search(args) -> int:
     result = api.search(
         args.model, args.budget, out=out, storage=args.storage, study=args.study, workers=args.workers,
         proxy=args.proxy, distill=args.distill, criterion=args.criterion, sampler=args.sampler, trials=args.trials,
-        **_search_settings(args),
+        measure=not args.no_measure, **_search_settings(args),
     )
     print(format_front(result))
     print(f"front, plots and pruned models in {out}/ (pareto.json, pareto.csv, pareto.png, pareto.html, front/)")
@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2"])
     p.add_argument("--trials", type=int, default=40,
                    help="candidates to look at, scored in full or stopped early (default 40)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="do not time the front here when the trials are done (a machine busy with other work)")
     _add_run_args(p)
     p.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
 

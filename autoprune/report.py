@@ -51,8 +51,15 @@ def format_front(result: "SearchResult") -> str:
     band = result.extra.get("band")
     # The likely measured range: the table's held-out errors (5th to 95th percentile) around the prediction.
     likely = (lambda ms: f"{ms * band[0]:.3f}-{ms * band[1]:.3f}") if band else (lambda ms: "not validated")
-    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), shown(m.proxy_accuracy),
-             f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
+
+    def here(m) -> str:  # its share of the unpruned model timed beside it, at the table's level
+        if m.measured_share is None:
+            return "-"
+        over = "  OVER" if result.latency(m) > result.budget_ms else ""
+        return f"{result.latency(m):.3f} ({m.measured_share:.2f}x){over}"
+
+    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), here(m),
+             shown(m.proxy_accuracy), f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
     stopped = result.extra.get("stopped_early", 0)
     target = result.extra.get("target_ms", result.budget_ms)
     margin = f" (searched at {target:.3f} ms: margin {result.extra['margin']})" if target < result.budget_ms else ""
@@ -61,7 +68,16 @@ def format_front(result: "SearchResult") -> str:
             f"{stopped} stopped early\nscore: {result.extra.get('score', 'proxy accuracy')}")
     if result.extra.get("table"):
         head += f"\nlatency: {result.extra['table_device']} ({result.extra['table']})"
-    return head + "\n" + table(["trial", "from", "predicted ms", "likely measured ms", "score", "MACs", "params"], rows)
+    measured = result.extra.get("measured") or {}
+    if "measured_over_predicted" in measured:
+        over = measured["over_budget"]
+        head += (f"\ntimed here: the front at {measured['measured_over_predicted']:.2f}x its predictions (median); "
+                 + (f"{len(over)} of {len(result.front)} over the budget (select and export skip them)" if over
+                    else "every member within the budget"))
+    elif measured.get("skipped"):
+        head += f"\nnot timed here: {measured['skipped']}"
+    return head + "\n" + table(["trial", "from", "predicted ms", "likely measured ms", "timed here ms (share)",
+                                 "score", "MACs", "params"], rows)
 
 
 def format_tables(found: list) -> str:

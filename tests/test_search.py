@@ -1,5 +1,6 @@
 """The search end to end on the embedded default: front, early stopping, resume after a kill, workers,
 storage, export, and the one-shot knapsack command."""
+import csv
 import json
 import shutil
 import signal
@@ -18,11 +19,14 @@ from autoprune.budget import error_band
 from autoprune.checkpoint import load_pruned
 from autoprune.cli import main
 from autoprune.latency import LatencyTable
+from autoprune.errors import BudgetError
 from autoprune.study import read_result, reopen
+from autoprune.study.result import FrontMember, SearchResult
 from autoprune.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
-FAST = ["--proxy", "adaptive-bn", "--saliency", "l1", "--seed", "1"]
+# The front is timed here in the small run's test; the other searches skip it, for the suite's time.
+FAST = ["--proxy", "adaptive-bn", "--saliency", "l1", "--seed", "1", "--no-measure"]
 # A two-stage ladder as cheap as the real one allows: stage 1 decides who is stopped, stage 2 scores.
 LADDER = ["--proxy", "adaptive-bn:1>finetune:2", "--saliency", "l1", "--seed", "1"]
 
@@ -35,7 +39,7 @@ def _search_cmd(out, trials, *extra):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["search", "--budget", "0.8x", "--trials", "8", "--out", str(out), *FAST]) == 0
+    assert main(["search", "--budget", "0.8x", "--trials", "8", "--out", str(out), *FAST[:-1]]) == 0
     return out
 
 
@@ -55,6 +59,32 @@ def test_small_search_writes_a_front_within_budget(small_run):
         assert key in attrs
     # The first trials are the fixed starting points: the one-shot knapsack first.
     assert study.trials[0].system_attrs["fixed_params"] == {k: 1.0 for k in ("res32", "res16", "res8", "shared")}
+    # The table is this machine's own: every member was timed here beside the unpruned model, and the members
+    # measured over the budget are the ones its record names.
+    measured = result.extra["measured"]
+    assert measured["unpruned_ms"] > 0 and measured["measured_over_predicted"] > 0
+    assert all(m.measured_ms > 0 and m.measured_share == pytest.approx(m.measured_ms / measured["unpruned_ms"])
+               for m in result.front)
+    assert measured["over_budget"] == [m.trial for m in result.front if result.latency(m) > result.budget_ms]
+    with open(small_run / "pareto.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["measured_ms"]) for r in rows] == pytest.approx([m.measured_ms for m in result.front], rel=1e-3)
+
+
+def test_select_judges_a_timed_member_by_its_measurement_and_says_how_to_fix_a_front_over_budget():
+    def member(trial, accuracy, predicted, share=None):
+        return FrontMember(trial, {}, predicted, accuracy, 0, 0, measured_ms=share and 2 * share,
+                           measured_share=share)
+
+    # Budget 1.0 ms of an unpruned 2.0 ms (0.5x), searched at a target of 0.95 ms.
+    front = [member(3, 0.9, 0.95, share=0.58), member(5, 0.8, 0.93, share=0.49), member(7, 0.7, 0.9)]
+    result = SearchResult("run", 1.0, 2.0, front, 9, 9, {"target_ms": 0.95})
+    assert result.select().trial == 5  # the most accurate measured 1.16 ms: over the budget, however predicted
+    assert result.select("0.6x").trial == 3
+    assert result.latency(front[0]) == pytest.approx(1.16) and result.latency(front[2]) == 0.9
+    over = SearchResult("run", 1.0, 2.0, front[:1], 9, 9, {"target_ms": 0.95})
+    with pytest.raises(BudgetError, match=r"1.22x its prediction: search again with --margin 0.24"):
+        over.select()
 
 
 @pytest.mark.slow
@@ -337,7 +367,12 @@ def test_export_with_another_devices_table_writes_a_timing_kit_and_completes_fro
     foreign = tmp_path / "orin.json"
     foreign.write_text(json.dumps(table))
     run = tmp_path / "run"
-    assert main(["search", "--budget", "0.6x", "--trials", "2", "--out", str(run), "--table", str(foreign), *FAST]) == 0
+    assert main(["search", "--budget", "0.6x", "--trials", "2", "--out", str(run), "--table", str(foreign),
+                 *FAST[:-1]]) == 0
+    # Timing the front here would say nothing of the Orin: it is left to export's kit, and the front says so.
+    searched = read_result(run)
+    assert all(m.measured_ms is None for m in searched.front) and "Jetson Orin" in searched.extra["measured"]["skipped"]
+    assert "not timed here: the table was measured elsewhere" in capsys.readouterr().out
     assert main(["export", "--out", str(run), "--trial", "0", "--finetune-epochs", "0.02"]) == 0
     out = capsys.readouterr().out
     report = json.loads((run / "export" / "report.json").read_text())

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from ..errors import AutopruneError
 from .context import SearchContext
+from .front_check import measure_front
 from .result import FrontMember, SearchResult, completed, front_members, is_start, score_name
 
 
@@ -18,6 +19,7 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
     done = completed(study)
     score = score_name(ctx.settings.proxy, ctx.data.metric, ctx.ladder[-1].precision.name)
     front = front_members(done, ctx.target_ms)
+    measured = measure_front(ctx, front) if ctx.settings.measure else {"skipped": "--no-measure"}
     save_front_models(ctx, front, out / "front")
     result = SearchResult(
         str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
@@ -25,7 +27,8 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
         {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name, "score": score,
          "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": ctx.data.percent,
          "margin": ctx.settings.margin, "target_ms": ctx.target_ms, "band": ctx.band,
-         "table": str(ctx.predictor.table.path), "table_device": ctx.predictor.table.describe()},
+         "table": str(ctx.predictor.table.path), "table_device": ctx.predictor.table.describe(),
+         "measured": measured},
     )
     (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
     _write_csv(out / "pareto.csv", front)
@@ -57,9 +60,11 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
     groups = list(front[0].config) if front else []
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "predicted_ms", "proxy_accuracy", "macs", "params"] + groups)
+        writer.writerow(["trial", "predicted_ms", "measured_ms", "measured_share", "proxy_accuracy", "macs", "params"]
+                        + groups)
         for m in front:
-            writer.writerow([m.trial, f"{m.predicted_ms:.4f}", f"{m.proxy_accuracy:.4f}", m.macs, m.params]
+            timed = ["", ""] if m.measured_ms is None else [f"{m.measured_ms:.4f}", f"{m.measured_share:.4f}"]
+            writer.writerow([m.trial, f"{m.predicted_ms:.4f}", *timed, f"{m.proxy_accuracy:.4f}", m.macs, m.params]
                             + [m.config[g] for g in groups])
 
 

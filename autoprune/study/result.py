@@ -23,6 +23,15 @@ class FrontMember:
     params: int
     model_path: str | None = None
     origin: str = "sampled"  # or "start": one of the fixed starting points (allocation.starting_points)
+    # Timed on this machine beside the unpruned model once the search ended (front_check.py); None when the table
+    # is another machine's.
+    measured_ms: float | None = None
+    measured_share: float | None = None  # of the unpruned model timed in the same process
+
+    def latency_ms(self, unpruned_ms: float) -> float:
+        """The best estimate of its latency at the table's level: its measured share of the unpruned model where it
+        was timed, else the prediction."""
+        return self.predicted_ms if self.measured_share is None else self.measured_share * unpruned_ms
 
 
 @dataclass
@@ -39,19 +48,30 @@ class SearchResult:
     extra: dict = field(default_factory=dict)
 
     def select(self, budget: str | float | None = None) -> FrontMember:
-        """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's)."""
+        """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's). A member
+        timed here is judged by its measurement against the budget itself; one only predicted, against the target
+        the search fitted it to (the budget less the margin for the table's error)."""
         if budget is None:
-            limit = self.extra.get("target_ms", self.budget_ms)
-        elif isinstance(budget, (int, float)):
-            limit = float(budget)
+            limit, predicted_limit = self.budget_ms, self.extra.get("target_ms", self.budget_ms)
         else:
-            limit = parse_budget(budget).to_ms(self.unpruned_ms)
-        within = [m for m in self.front if m.predicted_ms <= limit]
+            limit = float(budget) if isinstance(budget, (int, float)) else parse_budget(budget).to_ms(self.unpruned_ms)
+            predicted_limit = limit
+
+        def fits(m: FrontMember) -> bool:
+            return m.predicted_ms <= predicted_limit if m.measured_share is None else self.latency(m) <= limit
+
+        within = [m for m in self.front if fits(m)]
         if not within:
-            fastest = min(m.predicted_ms for m in self.front)
-            raise BudgetError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms): "
-                                 "search with that budget")
-        return max(within, key=lambda m: (m.proxy_accuracy, -m.predicted_ms))
+            fastest = min(self.latency(m) for m in self.front)
+            measured = [m.measured_share * self.unpruned_ms / m.predicted_ms for m in self.front
+                        if m.measured_share is not None]
+            fix = (f"every member was timed here at {min(measured):.2f}-{max(measured):.2f}x its prediction: search "
+                   f"again with --margin {max(measured) - 1 + 0.02:.2f}" if measured else "search with that budget")
+            raise BudgetError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms): {fix}")
+        return max(within, key=lambda m: (m.proxy_accuracy, -self.latency(m)))
+
+    def latency(self, m: FrontMember) -> float:
+        return m.latency_ms(self.unpruned_ms)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,6 +28,7 @@ class SearchSettings:
     criterion: str = "saliency"  # which channels go: those the knapsack's saliency values least, or a named rule
     sampler: str = "tpe"
     trials: int = 40
+    measure: bool = True  # time the front here once its trials are done (front_check.py); off on a busy machine
     seed: int = 0
     steps: int = 8
     multiple_of: int | None = None
@@ -38,7 +39,7 @@ class SearchSettings:
     # Settings that may change between runs of one study without changing what its trials mean. Not the seed: it
     # draws the proxy's split of the data, the saliency's batches and the proxy's batch order, so an export rebuilt
     # with another one would prune other channels than the search scored.
-    RUN_ONLY = ("trials", "sampler")
+    RUN_ONLY = ("trials", "sampler", "measure")
 
     def defining(self) -> dict:
         """The settings a resumed study must share with the stored ones."""
