@@ -34,6 +34,15 @@ def parse_budget(text: str) -> Budget:
     return Budget(value * _UNITS_MS[unit], False)
 
 
+# How far a measured latency may exceed the budget and still count as within it: timing on a busy or drifting
+# machine moves by a few percent, and a front lies at the budget by construction (export's check, select's).
+MEASURED_TOLERANCE = 0.10
+
+
+def measured_within(measured_ms: float, budget_ms: float) -> bool:
+    return measured_ms <= (1 + MEASURED_TOLERANCE) * budget_ms
+
+
 # The share of held-out configs a margin of `auto` covers: measured at most predicted x (1 + margin) for them.
 MARGIN_COVERAGE = 0.95
 

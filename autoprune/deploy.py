@@ -12,7 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .budget import parse_budget
+from .budget import measured_within, parse_budget
 from .defaults import STUDY_NAME
 from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
@@ -25,8 +25,6 @@ from .study import read_result, reopen
 from .study.result import completed
 from .taskdata import TaskData
 
-# How far the measured latency may exceed the budget before the export fails.
-TOLERANCE = 0.10
 
 
 @dataclass
@@ -86,8 +84,8 @@ class ExportReport:
         (folder / "report.json").write_text(json.dumps(self.to_dict(), indent=2))
 
     def check(self, folder: Path) -> "ExportReport":
-        """Raises LatencyCheckFailed when the measured latency breaks the budget by more than TOLERANCE."""
-        if self.measured_ms is not None and self.measured_ms > (1 + TOLERANCE) * self.budget_ms:
+        """Raises LatencyCheckFailed when the measured latency breaks the budget by more than the tolerance."""
+        if self.measured_ms is not None and not measured_within(self.measured_ms, self.budget_ms):
             raise LatencyCheckFailed(
                 f"MEASURED LATENCY {self.measured_ms:.3f} ms EXCEEDS THE BUDGET {self.budget_ms:.3f} ms by "
                 f"{100 * (self.measured_ms / self.budget_ms - 1):.0f}% (predicted {self.predicted_ms:.3f} ms): the "

@@ -55,7 +55,7 @@ def format_front(result: "SearchResult") -> str:
     def here(m) -> str:  # its share of the unpruned model timed beside it, at the table's level
         if m.measured_share is None:
             return "-"
-        over = "  OVER" if result.latency(m) > result.budget_ms else ""
+        over = "  OVER" if result.timed_over_budget(m) else ""
         return f"{result.latency(m):.3f} ({m.measured_share:.2f}x){over}"
 
     rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), here(m),

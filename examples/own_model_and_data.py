@@ -103,9 +103,14 @@ def run(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader
     objects = dict(example_inputs=example, train_data=train_loader, evaluate=metric)
     result = autoprune.search(model, budget, table=str(table.path), out=out / "search", trials=trials, proxy=proxy,
                               **objects)
-    best = result.select()
     try:
-        report = autoprune.export(out / "search", model=model, finetune_epochs=export_epochs, **objects)
+        best = result.select()
+    except autoprune.BudgetError as exc:  # every member measured over the budget here: the message gives the margin
+        print(exc)
+        best = result.front[0]
+    try:
+        report = autoprune.export(out / "search", model=model, trial=best.trial, finetune_epochs=export_epochs,
+                                  **objects)
     except autoprune.LatencyCheckFailed as exc:  # slower here than the budget allows: the report says by how much
         print(exc)
         report = ExportReport(**json.loads((out / "search" / "export" / "report.json").read_text()))

@@ -65,7 +65,7 @@ def test_small_search_writes_a_front_within_budget(small_run):
     assert measured["unpruned_ms"] > 0 and measured["measured_over_predicted"] > 0
     assert all(m.measured_ms > 0 and m.measured_share == pytest.approx(m.measured_ms / measured["unpruned_ms"])
                for m in result.front)
-    assert measured["over_budget"] == [m.trial for m in result.front if result.latency(m) > result.budget_ms]
+    assert measured["over_budget"] == [m.trial for m in result.front if result.timed_over_budget(m)]
     with open(small_run / "pareto.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["measured_ms"]) for r in rows] == pytest.approx([m.measured_ms for m in result.front], rel=1e-3)
@@ -77,9 +77,11 @@ def test_select_judges_a_timed_member_by_its_measurement_and_says_how_to_fix_a_f
                            measured_share=share)
 
     # Budget 1.0 ms of an unpruned 2.0 ms (0.5x), searched at a target of 0.95 ms.
-    front = [member(3, 0.9, 0.95, share=0.58), member(5, 0.8, 0.93, share=0.49), member(7, 0.7, 0.9)]
+    front = [member(3, 0.9, 0.95, share=0.58), member(5, 0.8, 0.93, share=0.52), member(7, 0.7, 0.9)]
     result = SearchResult("run", 1.0, 2.0, front, 9, 9, {"target_ms": 0.95})
-    assert result.select().trial == 5  # the most accurate measured 1.16 ms: over the budget, however predicted
+    # The most accurate measured 1.16 ms: over the budget by more than export's 10% tolerance, however predicted;
+    # the next measured 1.04 ms, within it.
+    assert result.select().trial == 5 and [result.timed_over_budget(m) for m in front] == [True, False, False]
     assert result.select("0.6x").trial == 3
     assert result.latency(front[0]) == pytest.approx(1.16) and result.latency(front[2]) == 0.9
     over = SearchResult("run", 1.0, 2.0, front[:1], 9, 9, {"target_ms": 0.95})
@@ -144,7 +146,7 @@ def test_pareto_command_prints_the_front(small_run, capsys):
 
 def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
     result = read_result(small_run)
-    chosen = result.select()
+    chosen = result.front[0]  # the most accurate: whatever this machine's timing made of it, export runs on it
     model = load_pruned(chosen.model_path)
     assert model.autoprune_config == chosen.config
     code = main(["export", "--out", str(small_run), "--trial", str(chosen.trial), "--finetune-epochs", "0.05"])
@@ -165,7 +167,7 @@ def test_front_models_load_and_export_matches_pytorch(small_run, capsys):
 
 def test_a_progressive_export_prunes_while_it_fine_tunes_to_exactly_the_trials_widths(small_run, tmp_path):
     result = read_result(small_run)
-    chosen = result.select()
+    chosen = result.front[0]
     out = tmp_path / "run"
     shutil.copytree(small_run, out, ignore=shutil.ignore_patterns("export"))
     code = main(["export", "--out", str(out), "--trial", str(chosen.trial), "--finetune-epochs", "0.5",
@@ -183,7 +185,7 @@ def test_a_progressive_export_prunes_while_it_fine_tunes_to_exactly_the_trials_w
 def test_an_int8_export_writes_the_quantised_model_with_its_accuracy_and_latency(small_run, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(small_run, out, ignore=shutil.ignore_patterns("export"))
-    chosen = read_result(out).select()
+    chosen = read_result(out).front[0]
     code = main(["export", "--out", str(out), "--trial", str(chosen.trial), "--finetune-epochs", "0.05", "--int8"])
     report = json.loads((out / "export" / "report.json").read_text())
     assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
@@ -291,7 +293,7 @@ def test_an_export_rebuilds_the_channels_its_search_scored_under_the_searchs_see
     assert main([*search, "--seed", "3"]) == 0
     _, ctx = reopen(out)
     assert ctx.settings.seed == 3
-    chosen = read_result(out).select()
+    chosen = read_result(out).front[0]
     rebuilt = ctx.prune(chosen.config)[0].state_dict()
     stored = load_pruned(chosen.model_path).state_dict()
     assert rebuilt.keys() == stored.keys() and all(torch.equal(rebuilt[k], stored[k]) for k in rebuilt)

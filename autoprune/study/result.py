@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 import optuna
 from optuna.trial import TrialState
 
-from ..budget import parse_budget
+from ..budget import measured_within, parse_budget
 from ..errors import BudgetError
 from ..space import Config
 
@@ -49,8 +49,9 @@ class SearchResult:
 
     def select(self, budget: str | float | None = None) -> FrontMember:
         """The most accurate front member within `budget` ('25ms', '0.4x' or ms; default: the search's). A member
-        timed here is judged by its measurement against the budget itself; one only predicted, against the target
-        the search fitted it to (the budget less the margin for the table's error)."""
+        timed here is judged by its measurement against the budget itself, with export's tolerance
+        (budget.measured_within); one only predicted, against the target the search fitted it to (the budget less
+        the margin for the table's error)."""
         if budget is None:
             limit, predicted_limit = self.budget_ms, self.extra.get("target_ms", self.budget_ms)
         else:
@@ -58,7 +59,8 @@ class SearchResult:
             predicted_limit = limit
 
         def fits(m: FrontMember) -> bool:
-            return m.predicted_ms <= predicted_limit if m.measured_share is None else self.latency(m) <= limit
+            return (m.predicted_ms <= predicted_limit if m.measured_share is None
+                    else measured_within(self.latency(m), limit))
 
         within = [m for m in self.front if fits(m)]
         if not within:
@@ -66,12 +68,16 @@ class SearchResult:
             measured = [m.measured_share * self.unpruned_ms / m.predicted_ms for m in self.front
                         if m.measured_share is not None]
             fix = (f"every member was timed here at {min(measured):.2f}-{max(measured):.2f}x its prediction: search "
-                   f"again with --margin {max(measured) - 1 + 0.02:.2f}" if measured else "search with that budget")
+                   f"again with --margin {max(measured) - 1 + 0.02:.2f} in another --out" if measured
+                   else "search with that budget")
             raise BudgetError(f"no front member within {limit:.3f} ms (the fastest is {fastest:.3f} ms): {fix}")
         return max(within, key=lambda m: (m.proxy_accuracy, -self.latency(m)))
 
     def latency(self, m: FrontMember) -> float:
         return m.latency_ms(self.unpruned_ms)
+
+    def timed_over_budget(self, m: FrontMember) -> bool:
+        return m.measured_share is not None and not measured_within(self.latency(m), self.budget_ms)
 
     def to_dict(self) -> dict:
         return asdict(self)
