@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .budget import MEASURED_TOLERANCE
 from .space import SearchSpace
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def format_front(result: "SearchResult") -> str:
     if "measured_over_predicted" in measured:
         over = measured["over_budget"]
         head += (f"\ntimed here: the front at {measured['measured_over_predicted']:.2f}x its predictions (median); "
-                 + (f"{len(over)} of {len(result.front)} over the budget (select and export skip them)" if over
+                 + (f"{len(over)} of {len(result.front)} over the budget by more than {MEASURED_TOLERANCE:.0%} "
+                    "(select, and export without --trial, skip them)" if over
                     else "every member within the budget"))
     elif measured.get("skipped"):
         head += f"\nnot timed here: {measured['skipped']}"
