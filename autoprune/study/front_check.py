@@ -31,6 +31,7 @@ def measure_front(ctx: SearchContext, front: list[FrontMember]) -> dict:
     if moved or not front:
         return {"skipped": f"the table was measured elsewhere ({'; '.join(moved)}): export times on its device"
                 if moved else "no front member"}
+    print(f"timing the front here: {len(front)} model(s) beside the unpruned one, {ROUNDS} rounds", flush=True)
     models = [ctx.loaded.model] + [ctx.prune(m.config)[0] for m in front]
     timed = measure_models_ms(models, ctx.loaded.example_input(table.batch), table.backend, table.threads,
                               rounds=ROUNDS, precision=table.precision)
