@@ -1,14 +1,14 @@
 """The front measured on this machine: a search's members timed beside the unpruned model once its trials are done.
 
 A table that predicts random configs within a few percent still misses single configs by more: on a 2-core AMD EPYC
-one with a held-out MAPE of 6% missed search-like configs by up to 16% (benchmarks/search_pockets.py). A search
-then picks, among many configs all predicted at the budget, the most accurate, which likely favours those the
-table under-prices (compute it does not see is compute to be accurate with): at 0.5x both seeds' picks measured 17-18% over their predictions
-(benchmarks/search_quality.py). So the front is not left at its predictions when the table is this machine's own:
-each member is timed here, interleaved with the unpruned model in one fresh process, and judged by its measured
-share of it. The share, not the raw milliseconds, is what carries over: a fresh process on such a machine runs at
-its own speed level (up to 20% apart), and the table holds the unpruned model's latency at the level it was
-calibrated at.
+one with a held-out MAPE of 6% missed search-like configs by up to 16% (benchmarks/search_pockets.py). A search then
+picks, among many configs all predicted at the budget, the most accurate, which likely favours those the table
+under-prices (compute it does not see is compute to be accurate with): at 0.5x both seeds' picks measured 17-18%
+over their predictions (benchmarks/search_quality.py). So the front is not left at its predictions when the table is
+this machine's own: each member is timed here, interleaved with the unpruned model in one fresh process, and judged
+by its measured share of it. The share, not the raw milliseconds, is what carries over: a fresh process on such a
+machine runs at its own speed level (up to 20% apart), and the table holds the unpruned model's latency at the level
+it was calibrated at.
 """
 from __future__ import annotations
 
