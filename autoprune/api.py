@@ -204,7 +204,8 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
     """Runs (or resumes) a search and returns its front (in `out`, default runs/<model>). `settings` are
     SearchSettings fields (table, backend, threads, margin, proxy, trials, seed, criterion, saliency, sampler,
     distill, steps, multiple_of, min_keep, freeze, space_file, measure, ...); without `table`, latency comes from
-    this machine's own table, profiled on first use, and the front is timed here when the trials are done."""
+    this machine's own table, profiled on first use; each trial's widths are then fitted to this machine's clock and the
+    front is timed here when the trials are done (measure=False: neither)."""
     if settings.get("trials", 1) < 1 or workers < 1:
         raise AutopruneError("--trials and --workers must be at least 1")
     searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, val_data,

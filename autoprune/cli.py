@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=40,
                    help="candidates to look at, scored in full or stopped early (default 40)")
     p.add_argument("--no-measure", action="store_true",
-                   help="do not time the front here when the trials are done (a machine busy with other work)")
+                   help="time nothing here: trials fitted to the table's predictions alone, the front not timed (a machine "
+                        "busy with other work)")
     _add_run_args(p)
     p.add_argument("--workers", type=int, default=1, help="processes on this machine sharing the study")
 

@@ -22,7 +22,8 @@ weights, the table the searches use and their studies):
     - uniform L1: one keep ratio for every group (any channel count), L1 filters;
     - global magnitude: torch-pruning's MetaPruner with one global L1 threshold;
  3. matched by measurement, in one pass: each method's candidates along its knob (the knapsack's latency target,
-    15 rungs from the search's target down to 0.58 of it, under the picks' knobs, the starting point's and the
+    15 rungs from the search's target (for a pick or the starting point, the target its trial was fitted to on
+    this machine's clock) down to 0.58 of it, under the picks' knobs, the starting point's and the
     knapsack's; the keep ratio; the global ratio) are timed with 5 copies of the unpruned model by the latency
     benchmark's independent harness (fresh processes, shuffled, --passes, each pass kept). A first, placing pass
     finds the knapsack's rung at the budget; progressive HALP is trained at that rung's target and the next 2
@@ -156,6 +157,11 @@ def best_start(storage: str) -> dict:
             "starts": {t.number: t.value for t in starts}}
 
 
+def fitted(trial: optuna.trial.FrozenTrial, ctx) -> dict:
+    """A trial's knobs and the knapsack target they were solved at (fitted to the clock, or the search's)."""
+    return {"knobs": trial.params, "target_ms": trial.user_attrs.get("target_ms", ctx.target_ms)}
+
+
 def machine_table(base_path: Path, state: Path) -> Path:
     """This machine's own table, the one a default search uses (profiled on first use), copied into the run's state
     and named by every search: a run carried to another machine goes on with the latencies it started with."""
@@ -184,12 +190,14 @@ class Candidates:
         # The picks' and the starting point's knobs (knob weights: the search's parameters) at descending knapsack
         # targets, each with its own study's allocation: the search is judged on the widths its knobs choose, not
         # on where the table of this machine put the budget line.
-        knobs = {**{name: (contexts[seed], picks[seed]) for seed, name in enumerate(SEARCHED)},
-                 "best starting point": (ctx, start["knobs"]), "knapsack": (ctx, {})}
-        for name, (context, params) in knobs.items():
+        # A trial fitted to this machine's clock starts its ladder at the target its fit found (study/timing.py).
+        knobs = {**{name: (contexts[seed], picks[seed]["knobs"], picks[seed]["target_ms"])
+                    for seed, name in enumerate(SEARCHED)},
+                 "best starting point": (ctx, start["knobs"], start["target_ms"]), "knapsack": (ctx, {}, ctx.target_ms)}
+        for name, (context, params, widest) in knobs.items():
             self.rows[name] = []
             for step in TARGET_STEPS:
-                target = step * context.target_ms
+                target = step * widest
                 config = dataclasses.replace(context.allocation, budget_ms=target).config(params)
                 self.rows[name].append((target, config, context.prune(config)[0]))
         predicted_target = share * ctx.unpruned_ms
@@ -303,8 +311,10 @@ def main() -> None:
             studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
             ctx = studies[0][1]
             validation = ctx.predictor.table.model(ctx.predictor.key)["validation"]
-            picks = {seed: studies[seed][0].trials[searches[seed]["front"][0]["trial"]].params for seed in (0, 1)}
-            candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks, start, share)
+            picks = {seed: fitted(studies[seed][0].trials[searches[seed]["front"][0]["trial"]], studies[seed][1])
+                     for seed in (0, 1)}
+            candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks,
+                                    fitted(studies[0][0].trials[start["trial"]], ctx), share)
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
             # and the next narrower ones.
             placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
@@ -377,7 +387,7 @@ def main() -> None:
                                                                              "knapsack")},
                                            "ladders": {name: len(rows) for name, rows in candidates.rows.items()}}
             results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
-                "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed], "score": s["front"][0]["score"],
+                "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed]["knobs"], "score": s["front"][0]["score"],
                          "target_ms": chosen[SEARCHED[seed]]["knob"]}} for seed, s in searches.items()}
             results[f"{budget}/search"]["best_start"] = start
             # Every budget with results so far: a later round must not drop the budgets after this one.

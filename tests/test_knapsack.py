@@ -1,6 +1,9 @@
 """The latency-saliency knapsack and the allocation the search samples, on small spaces with known answers."""
+import dataclasses
 import itertools
 import random
+import statistics
+import types
 
 import pytest
 
@@ -9,6 +12,7 @@ from autoprune.errors import AutopruneError
 from autoprune.latency_knapsack import knapsack
 from autoprune.saliency import Saliency, channel_saliency
 from autoprune.space import Granularity, Group, SearchSpace
+from autoprune.study.timing import FIT_TRIES, Fit
 
 
 class ChainPredictor:
@@ -171,3 +175,66 @@ def test_allocation_on_a_fake_predictor_starts_at_the_knapsack_and_every_knob_se
     # One resolution and every group shared: no knob would change anything, so none is offered.
     flat = Allocation(space, predictor, saliency, budget, {g.name: 8 for g in space.groups}, {g.name for g in space.groups})
     assert flat.knobs() == ["res8"] and flat.starting_points() == [{"res8": 1.0}]
+
+
+
+
+class CurvedClock:
+    """A machine whose clock bends the table's scale: a model the table puts at share p of the unpruned one measures
+    p ** power of it, so pruned models are cheaper than the table says for a power above 1, dearer below it."""
+
+    def __init__(self, predictor: ChainPredictor, power: float):
+        self.predictor, self.power, self.timed = predictor, power, set()
+        self.unpruned = predictor.predict(predictor.full)
+
+    def measure(self, config):
+        return self.unpruned * (self.predictor.predict(config) / self.unpruned) ** self.power
+
+    def share(self, config):
+        self.timed.add(tuple(sorted(config.items())))  # a config timed once is not timed again (Clock.share)
+        return self.measure(config) / self.unpruned
+
+
+def fit_case(seed: int, target_share: float, power: float):
+    """A chain of 8 groups at two resolutions, a knapsack allocation at `target_share` of it, and a curved clock."""
+    rng = random.Random(seed)
+    granularity = Granularity(steps=8, min_keep=0.125)
+    groups = [Group(f"g{i}", c, granularity.choices(c), 0.125, [f"g{i}"], [])
+              for i, c in enumerate(rng.choice([16, 24, 32]) for _ in range(8))]
+    space = SearchSpace("chain", [3, 8, 8], granularity, 1, 1, groups)
+    predictor = ChainPredictor(space, rng)
+    unpruned = predictor.predict(space.full_config())
+    target = target_share * unpruned
+    allocation = Allocation(space, predictor, random_saliency(space, rng), target,
+                            {g.name: 8 if i < 4 else 4 for i, g in enumerate(groups)}, set())
+    min_ms = predictor.predict(space.narrowest_config())
+    ctx = types.SimpleNamespace(allocation=allocation, target_ms=target, unpruned_ms=unpruned, min_ms=min_ms)
+    return ctx, CurvedClock(predictor, power), rng
+
+
+@pytest.mark.parametrize("power", [0.8, 1.0, 1.2])
+def test_a_fit_moves_the_knapsacks_target_until_the_clock_says_the_config_fits(power):
+    ctx, clock, rng = fit_case(3, 0.5, power)
+    fit = Fit(ctx, clock)
+    sampled = [{k: rng.uniform(0.25, 4.0) for k in ctx.allocation.knobs()} for _ in range(12)]
+    trials = [fit(knobs) for knobs in sampled]
+    for knobs, fitted in zip(sampled, trials):
+        # Every fitted config is the knapsack's at its target and measures within the search's share.
+        assert fitted.config == dataclasses.replace(ctx.allocation, budget_ms=fitted.target_ms).config(knobs)
+        assert fitted.share == pytest.approx(clock.measure(fitted.config) / clock.unpruned) and fitted.share <= 0.5
+    # A clock that makes pruned models dearer than the table says pulls the target down; one that makes them
+    # cheaper lets it rise; one that agrees leaves it.
+    median_target = statistics.median(f.target_ms for f in trials)
+    assert (median_target < ctx.target_ms) if power < 1 else (median_target > ctx.target_ms) if power > 1 \
+        else median_target == ctx.target_ms
+    # Later trials start from the earlier ones' correction: on average well under FIT_TRIES timings a trial.
+    assert len(clock.timed) <= 2 * len(trials)
+
+
+def test_a_fit_that_finds_nothing_within_the_clock_returns_its_narrowest_try_over_the_target():
+    # The narrowest configs are far dearer, as a share, than the table says: a target just above the narrowest
+    # prediction fits nothing.
+    ctx, clock, _ = fit_case(4, 0.3, 0.5)
+    ctx.target_ms = ctx.min_ms * 1.02
+    fitted = Fit(ctx, clock)({k: 1.0 for k in ctx.allocation.knobs()})
+    assert fitted.share > ctx.target_ms / ctx.unpruned_ms and fitted.target_ms == pytest.approx(ctx.min_ms)

@@ -23,9 +23,10 @@ from ..models import LoadedModel
 from ..taskdata import TaskData
 from .context import SearchContext, build_context
 from .objective import REDUCTION_FACTOR, Objective
-from .result import FINISHED, SearchResult, completed
+from .result import FINISHED, SearchResult, completed, trial_ms
 from .samplers import make_sampler, sampler_seed
 from .settings import SearchSettings
+from .timing import FIT_ROUNDS, local_clock
 
 def make_pruner() -> optuna.pruners.BasePruner:
     # Stage i of the proxy ladder reports at step 3**i: the rungs of successive halving with min_resource 1.
@@ -165,14 +166,14 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
                    unit="trial")
         callbacks.append(lambda s, t: _update_bar(bar, s, ctx.target_ms, ctx.data.percent))
     if len(completed(study, FINISHED)) < settings.trials:
-        study.optimize(Objective(ctx), callbacks=callbacks, catch=(RuntimeError, ValueError))
+        study.optimize(Objective(ctx, local_clock(ctx, FIT_ROUNDS)), callbacks=callbacks, catch=(RuntimeError, ValueError))
     if bar is not None:
         bar.close()
     return study
 
 
 def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float, percent: bool = True) -> None:
-    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if t.user_attrs["predicted_ms"] <= budget_ms]
+    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if trial_ms(t) <= budget_ms]
     bar.n = min(len(completed(study, FINISHED)), bar.total)
     best = (f"{100 * max(feasible):.1f}%" if percent else f"{max(feasible):.4g}") if feasible else None
     bar.set_postfix_str(f"best under budget {best}" if best else "no feasible trial yet")

@@ -10,8 +10,9 @@ from optuna.trial import TrialState
 
 from ..errors import AutopruneError
 from .context import SearchContext
-from .front_check import measure_front
-from .result import FrontMember, SearchResult, completed, front_members, is_start, score_name
+from .front_check import ROUNDS, measure_front
+from .result import FrontMember, SearchResult, completed, front_members, is_start, score_name, trial_ms
+from .timing import local_clock
 
 
 def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchResult:
@@ -19,11 +20,11 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
     done = completed(study)
     score = score_name(ctx.settings.proxy, ctx.data.metric, ctx.ladder[-1].precision.name)
     front = front_members(done, ctx.target_ms)
-    measured = measure_front(ctx, front) if ctx.settings.measure else {"skipped": "--no-measure"}
+    measured = measure_front(ctx, local_clock(ctx, ROUNDS), front)
     save_front_models(ctx, front, out / "front")
     result = SearchResult(
         str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
-        sum(t.user_attrs["predicted_ms"] <= ctx.target_ms for t in done),
+        sum(trial_ms(t) <= ctx.target_ms for t in done),
         {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name, "score": score,
          "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": ctx.data.percent,
          "margin": ctx.settings.margin, "target_ms": ctx.target_ms, "band": ctx.band,

@@ -102,17 +102,23 @@ def member(t: optuna.trial.FrozenTrial) -> FrontMember:
                        "start" if is_start(t) else "sampled")
 
 
+def trial_ms(t: optuna.trial.FrozenTrial) -> float:
+    """The latency the search judged a trial by: fitted to this machine's clock, its measured share of the unpruned
+    model at the table's level (study/timing.py); else its prediction."""
+    return t.user_attrs.get("latency_ms", t.user_attrs["predicted_ms"])
+
+
 def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> list[FrontMember]:
     """The trials within the budget that no other is both as accurate and faster than, one per config,
     most accurate first. `trials` are the fully scored ones: a trial stopped at a cheaper fidelity has
     a score of another kind and never enters."""
-    members = sorted((member(t) for t in trials if t.user_attrs["predicted_ms"] <= budget_ms),
-                     key=lambda m: (-m.proxy_accuracy, m.predicted_ms, m.trial))
+    ranked = sorted(((trial_ms(t), member(t)) for t in trials if trial_ms(t) <= budget_ms),
+                    key=lambda pair: (-pair[1].proxy_accuracy, pair[0], pair[1].trial))
     front, fastest = [], float("inf")
-    for m in members:
-        if m.predicted_ms < fastest:
+    for ms, m in ranked:
+        if ms < fastest:
             front.append(m)
-            fastest = m.predicted_ms
+            fastest = ms
     return front
 
 

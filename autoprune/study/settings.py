@@ -28,7 +28,7 @@ class SearchSettings:
     criterion: str = "saliency"  # which channels go: those the knapsack's saliency values least, or a named rule
     sampler: str = "tpe"
     trials: int = 40
-    measure: bool = True  # time the front here once its trials are done (front_check.py); off on a busy machine
+    measure: bool = True  # fit each trial to this machine's clock, time the front (timing.py); off on a busy machine
     seed: int = 0
     steps: int = 8
     multiple_of: int | None = None

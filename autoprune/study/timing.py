@@ -1,0 +1,95 @@
+"""This machine's clock for a search: configs timed beside the unpruned model, each as a share of it.
+
+A table that predicts random configs within a few percent still misses single configs by more: on a 2-core AMD EPYC
+one with a held-out MAPE of 6% missed search-like configs by up to 16% (benchmarks/search_pockets.py), and its
+misses follow structure (a stage kept wide at widths off the CPU's 16-channel blocks runs slower than it predicts).
+A search fitted to the table alone drifts into those pockets: every candidate is predicted at the budget, and the
+ones with compute the table does not see are the most accurate. At 0.5x both seeds' picks measured 17-18% over their
+predictions, and the widths the table priced too high (a wide last stage) were never scored
+(benchmarks/search_quality.py). So when the table is this machine's own, each trial's widths are fitted to the clock
+here (fit), and the front is timed again once the trials are done (front_check.py).
+
+The share, not the raw milliseconds, is what carries over: a fresh process on such a machine runs at its own speed
+level (up to 20% apart), and the table holds the unpruned model's latency at the level it was calibrated at.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+from ..latency import measure_models_ms
+from ..space import Config
+from .context import SearchContext
+
+FIT_ROUNDS = 3  # interleaved rounds per trial: a share within about 3% on a noisy 2-core VM
+FIT_TRIES = 3  # timings per trial at most
+CLOSE = 0.03  # a fitted config this close under the target is taken: nearer is inside the clock's noise
+
+
+class Clock:
+    """Times configs of the context's model here, interleaved with the unpruned model in one fresh process."""
+
+    def __init__(self, ctx: SearchContext, rounds: int):
+        self.ctx, self.rounds = ctx, rounds
+        self.shares: dict[tuple, float] = {}  # a config timed once keeps its share: trials that meet it agree
+
+    def time(self, configs: list[Config]) -> tuple[float, list[float]]:
+        """The unpruned model's ms and each config's ms, all timed in one process."""
+        ctx, table = self.ctx, self.ctx.predictor.table
+        models = [ctx.loaded.model] + [ctx.prune(c)[0] for c in configs]
+        timed = measure_models_ms(models, ctx.loaded.example_input(table.batch), table.backend, table.threads,
+                                  rounds=self.rounds, precision=table.precision)
+        return timed[0][0], [ms for ms, _ in timed[1:]]
+
+    def share(self, config: Config) -> float:
+        key = tuple(sorted(config.items()))
+        if key not in self.shares:
+            unpruned_ms, (ms,) = self.time([config])
+            self.shares[key] = ms / unpruned_ms
+        return self.shares[key]
+
+
+def local_clock(ctx: SearchContext, rounds: int) -> Clock | None:
+    """This machine's clock, or None where it says nothing of the target (another device's table) or is not
+    wanted (--no-measure)."""
+    return Clock(ctx, rounds) if ctx.settings.measure and not ctx.predictor.table.foreign() else None
+
+
+@dataclasses.dataclass
+class Fitted:
+    config: Config
+    target_ms: float  # the knapsack's target that gave it
+    share: float  # its measured share of the unpruned model
+
+
+class Fit:
+    """A trial's widths: the knapsack's config for its knobs at the widest target whose config measures within the
+    search's target here. The knapsack still allocates on the table's predictions; the clock only moves its target.
+    Each trial starts from the median correction of the trials before it, so most take one timing."""
+
+    def __init__(self, ctx: SearchContext, clock: Clock):
+        self.ctx, self.clock = ctx, clock
+        self.goal = ctx.target_ms / ctx.unpruned_ms  # the measured share a config may reach
+        self.aim = self.goal * (1 - CLOSE / 2)  # the middle of the shares taken at once: a step there lands in them
+        self.scales: list[float] = []  # each fitted trial's target over the search's
+
+    def __call__(self, knobs: dict[str, float]) -> Fitted:
+        ctx = self.ctx
+        target = ctx.target_ms * (statistics.median(self.scales) if self.scales else 1.0)
+        fits, over = None, None  # the widest fitting, the narrowest over
+        for _ in range(FIT_TRIES):
+            config = dataclasses.replace(ctx.allocation, budget_ms=target).config(knobs)
+            tried = Fitted(config, target, self.clock.share(config))
+            if tried.share <= self.goal:
+                fits = tried if fits is None or tried.target_ms > fits.target_ms else fits
+                if tried.share >= self.goal * (1 - CLOSE):
+                    break
+            else:
+                over = tried if over is None or tried.target_ms < over.target_ms else over
+            # Latency is near proportional to the knapsack's target; inside a bracket, halve it instead.
+            target = min(max(target * self.aim / tried.share, ctx.min_ms), ctx.unpruned_ms)
+            if fits and over and not fits.target_ms < target < over.target_ms:
+                target = (fits.target_ms + over.target_ms) / 2
+        chosen = fits or over
+        self.scales.append(chosen.target_ms / ctx.target_ms)
+        return chosen
