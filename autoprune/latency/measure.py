@@ -1,6 +1,8 @@
 """End-to-end latency of whole models on a table's backend: what validation and export compare against."""
 from __future__ import annotations
 
+import statistics
+
 import torch
 import torch.nn as nn
 
@@ -16,6 +18,19 @@ def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, back
     stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
                                                                  precision)
     return [(s["ms"], s["spread"]) for s in stats]
+
+
+def measure_shares(models: list[nn.Module], example_input: torch.Tensor, backend: str, threads: int, rounds: int,
+                   per_round: int, precision: Precision = FLOAT32) -> tuple[float, list[float]]:
+    """The first model's median ms and each other model's share of it, timed interleaved: a share is the median over
+    rounds of the two models' ratio within the round, so the machine's drift between rounds cancels (on a 2-core
+    AMD EPYC VM, 3 rounds' ratio of medians put one config at 0.535-0.653 of the unpruned model; 12 rounds of
+    round-by-round ratios at 0.531-0.558)."""
+    stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
+                                                                 precision)
+    reference = stats[0]["rounds_ms"]
+    return stats[0]["ms"], [statistics.median(ms / ref for ms, ref in zip(s["rounds_ms"], reference))
+                            for s in stats[1:]]
 
 
 def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = 1,

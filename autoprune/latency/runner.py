@@ -124,7 +124,8 @@ STEADY = {"warmup": 5, "rounds": 3, "per_round": 20}
 
 def time_models(runs: list, warmup: int = STEADY["warmup"], rounds: int = STEADY["rounds"],
                 per_round: int = STEADY["per_round"], seed: int = 0) -> list[dict]:
-    """Steady-state latency of several models: {"ms": median of the rounds' medians, "spread", "n"}."""
+    """Steady-state latency of several models: {"ms": median of the rounds' medians, "spread", "n", "rounds_ms": each
+    round's median, for ratios taken round by round}."""
     medians: list[list[float]] = [[] for _ in runs]
     samples: list[list[float]] = [[] for _ in runs]
     order = list(range(len(runs)))
@@ -137,7 +138,7 @@ def time_models(runs: list, warmup: int = STEADY["warmup"], rounds: int = STEADY
             times = [runs[i]() for _ in range(per_round)]
             medians[i].append(float(np.median(times)))
             samples[i].extend(times)
-    return [{**summarize(s), "ms": float(np.median(m))} for s, m in zip(samples, medians)]
+    return [{**summarize(s), "ms": float(np.median(m)), "rounds_ms": m} for s, m in zip(samples, medians)]
 
 
 def ort_timed(path: str | Path, threads: int, provider: str = "CPUExecutionProvider"):

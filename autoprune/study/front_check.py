@@ -10,7 +10,7 @@ from .context import SearchContext
 from .result import FrontMember
 from .timing import Clock
 
-ROUNDS = 5  # interleaved rounds of the runner's steady-state timing: shares within about 2% on a noisy 2-core VM
+ROUNDS = 20  # more than a trial's fit (timing.FIT_ROUNDS): the front is timed once, and this is what select trusts
 
 
 def measure_front(ctx: SearchContext, clock: Clock | None, front: list[FrontMember]) -> dict:
@@ -22,9 +22,9 @@ def measure_front(ctx: SearchContext, clock: Clock | None, front: list[FrontMemb
         return {"skipped": f"the table was measured elsewhere ({'; '.join(moved)}): export times on its device"
                 if moved else "--no-measure" if not ctx.settings.measure else "no front member"}
     print(f"timing the front here: {len(front)} model(s) beside the unpruned one, {clock.rounds} rounds", flush=True)
-    unpruned_ms, timed = clock.time([m.config for m in front])
-    for m, ms in zip(front, timed):
-        m.measured_ms, m.measured_share = ms, ms / unpruned_ms
+    unpruned_ms, shares = clock.time([m.config for m in front])
+    for m, share in zip(front, shares):
+        m.measured_ms, m.measured_share = share * unpruned_ms, share
     over = [m.trial for m in front if not measured_within(m.measured_share * ctx.unpruned_ms, ctx.budget_ms)]
     return {"unpruned_ms": unpruned_ms, "over_budget": over, "machine": this_machine(),
             # where the search looked, measured over predicted (1.0: the table is right there)

@@ -17,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from ..latency import measure_models_ms
+from ..latency import measure_shares
 from ..space import Config
 from .context import SearchContext
 
-FIT_ROUNDS = 3  # interleaved rounds per trial: a share within about 3% on a noisy 2-core VM
+# Interleaved rounds per trial, each of PER_ROUND runs of every model after warm-up: 12 x 5 put one config at
+# 0.531-0.558 of the unpruned model in four fresh processes on a 2-core AMD EPYC VM whose speed moved by 15% between
+# them (measure_shares); 3 x 20 at 0.535-0.653, too loose for CLOSE.
+FIT_ROUNDS = 12
+PER_ROUND = 5
 FIT_TRIES = 3  # timings per trial at most
 CLOSE = 0.03  # a fitted config this close under the target is taken: nearer is inside the clock's noise
 
@@ -34,18 +38,16 @@ class Clock:
         self.shares: dict[tuple, float] = {}  # a config timed once keeps its share: trials that meet it agree
 
     def time(self, configs: list[Config]) -> tuple[float, list[float]]:
-        """The unpruned model's ms and each config's ms, all timed in one process."""
+        """The unpruned model's ms and each config's share of it, all timed in one process."""
         ctx, table = self.ctx, self.ctx.predictor.table
         models = [ctx.loaded.model] + [ctx.prune(c)[0] for c in configs]
-        timed = measure_models_ms(models, ctx.loaded.example_input(table.batch), table.backend, table.threads,
-                                  rounds=self.rounds, precision=table.precision)
-        return timed[0][0], [ms for ms, _ in timed[1:]]
+        return measure_shares(models, ctx.loaded.example_input(table.batch), table.backend, table.threads,
+                              self.rounds, PER_ROUND, table.precision)
 
     def share(self, config: Config) -> float:
         key = tuple(sorted(config.items()))
         if key not in self.shares:
-            unpruned_ms, (ms,) = self.time([config])
-            self.shares[key] = ms / unpruned_ms
+            self.shares[key] = self.time([config])[1][0]
         return self.shares[key]
 
 
