@@ -53,10 +53,19 @@ class Pieces:
             if time.time() - self.start > self.max_seconds:
                 raise SystemExit(f"stopped at --max-seconds before '{key}': run again to continue")
             self.done[key] = compute()
-            partial = self.path.with_suffix(".partial")  # a run killed while writing keeps the previous file
-            partial.write_text(json.dumps(self.done, indent=1))
-            partial.replace(self.path)
+            self._save()
         return self.done[key]
+
+    def drop(self, *keys: str) -> None:
+        """Forgets pieces whose inputs changed, so that the next `get` computes them again."""
+        for key in keys:
+            self.done.pop(key, None)
+        self._save()
+
+    def _save(self) -> None:
+        partial = self.path.with_suffix(".partial")  # a run killed while writing keeps the previous file
+        partial.write_text(json.dumps(self.done, indent=1))
+        partial.replace(self.path)
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
