@@ -411,7 +411,7 @@ def main() -> None:
             results[f"{budget}/search"]["best_start"] = start
             # Once every budget has its results: a report of some would overwrite the others' stored one.
             if all(f"{b:g}x/timing" in results for b in args.budgets):
-                report(args, args.budgets, pieces.done, results, machine)
+                report(args, sorted(args.budgets, reverse=True), pieces.done, results, machine)
 
 
 def lead(results: dict, budget: str, export: str = "") -> dict:
