@@ -71,8 +71,8 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
 
 def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
                score: str = "proxy accuracy", scale: float = 100) -> None:
-    """Left: the fully scored trials and the front against predicted latency (the unpruned model's latency
-    off to the right when it is far). Right: the same scores in trial order, starting points marked, with
+    """Left: the fully scored trials and the front against the latency the search judged them by (fitted to this
+    machine's clock, or predicted; the unpruned model's latency off to the right when it is far). Right: the same scores in trial order, starting points marked, with
     the best so far: whether the sampler improved on where it started."""
     import matplotlib
 
@@ -82,8 +82,7 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), dpi=120)
     started = [t for t in trials if is_start(t)]
     sampled = [t for t in trials if not is_start(t)]
-    for ax, x, unit in ((left, lambda t: t.user_attrs["predicted_ms"], "predicted latency (ms)"),
-                        (right, lambda t: t.number, "trial")):
+    for ax, x, unit in ((left, trial_ms, latency_label(trials)), (right, lambda t: t.number, "trial")):
         ax.scatter([x(t) for t in sampled], [scale * t.user_attrs["proxy_accuracy"] for t in sampled], s=14,
                    color="#9aa5b1", label=f"sampled ({len(sampled)})")
         ax.scatter([x(t) for t in started], [scale * t.user_attrs["proxy_accuracy"] for t in started], s=60,
@@ -91,8 +90,9 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
         ax.set_xlabel(unit)
         ax.set_ylabel(f"{score} (%)" if scale == 100 else score)
         ax.grid(alpha=0.3)
-    line = sorted(front, key=lambda m: m.predicted_ms)
-    left.plot([m.predicted_ms for m in line], [scale * m.proxy_accuracy for m in line], "o-", color="#d1495b",
+    by_number = {t.number: t for t in trials}
+    line = sorted((trial_ms(by_number[m.trial]), m.proxy_accuracy) for m in front)
+    left.plot([ms for ms, _ in line], [scale * score for _, score in line], "o-", color="#d1495b",
               label=f"Pareto front ({len(front)})")
     left.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
     if trials and unpruned_ms < 1.5 * budget_ms:
@@ -103,16 +103,21 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
         so_far = max(so_far, t.user_attrs["proxy_accuracy"])
         best.append(scale * so_far)
     right.step([t.number for t in ordered], best, where="post", color="#d1495b", label="best so far")
-    for ax in (left, right):
-        ax.legend(loc="lower right", fontsize=8)
+    left.legend(loc="best", fontsize=8)  # the trials crowd against the budget line at the lower right
+    right.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def latency_label(trials) -> str:
+    fitted = any("latency_ms" in t.user_attrs for t in trials)
+    return "latency fitted to this machine's clock (ms)" if fitted else "predicted latency (ms)"
+
+
 def _write_html(path: Path, study: optuna.Study, score: str) -> None:
     from optuna.visualization import plot_pareto_front
 
-    figure = plot_pareto_front(study, target_names=[score, "predicted latency (ms)"],
-                               targets=lambda t: (t.value, t.user_attrs["predicted_ms"]))
+    figure = plot_pareto_front(study, target_names=[score, latency_label(completed(study))],
+                               targets=lambda t: (t.value, trial_ms(t)))
     figure.write_html(str(path), include_plotlyjs=True)
