@@ -233,8 +233,9 @@ def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
     retried = [t for t in study.trials if "retry_of" in t.user_attrs]
     if failed:  # killed inside a trial: it is failed and its sample run again
         assert {t.user_attrs["retry_of"] for t in retried} == {t.number for t in failed}
-        for t in retried:
-            assert t.params == study.trials[t.user_attrs["retry_of"]].params
+        for t in retried:  # a trial killed between two of its knobs' suggestions is retried with those it had
+            assert study.trials[t.user_attrs["retry_of"]].params.items() <= t.params.items()
+            assert t.params.keys() == study.trials[0].params.keys()
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 

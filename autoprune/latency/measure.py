@@ -23,9 +23,8 @@ def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, back
 def measure_shares(models: list[nn.Module], example_input: torch.Tensor, backend: str, threads: int, rounds: int,
                    per_round: int, precision: Precision = FLOAT32) -> tuple[float, list[float]]:
     """The first model's median ms and each other model's share of it, timed interleaved: a share is the median over
-    rounds of the two models' ratio within the round, so the machine's drift between rounds cancels (on a 2-core
-    AMD EPYC VM, 3 rounds' ratio of medians put one config at 0.535-0.653 of the unpruned model; 12 rounds of
-    round-by-round ratios at 0.531-0.558)."""
+    rounds of the two models' ratio within the round, so the machine's drift between rounds cancels (study/timing.py
+    has the figures)."""
     stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
                                                                  precision)
     reference = stats[0]["rounds_ms"]
