@@ -24,6 +24,7 @@ from pathlib import Path
 
 from autoprune.latency import backends
 from autoprune.latency.fingerprint import this_machine
+from autoprune.latency.measure import round_by_round_share
 from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 
@@ -54,8 +55,7 @@ def main() -> None:
             reference = stats[0]
             for name, s in zip(starts, stats[1:]):
                 shares[setting][name]["ratio of medians"].append(s["ms"] / reference["ms"])
-                shares[setting][name]["median of ratios"].append(
-                    statistics.median(ms / ref for ms, ref in zip(s["rounds_ms"], reference["rounds_ms"])))
+                shares[setting][name]["median of ratios"].append(round_by_round_share(s, reference))
     machine = this_machine()
     lines = ["# Clock noise: one config's share of the unpruned model in fresh processes", "",
              f"Written by `benchmarks/clock_noise.py`. {machine['cpu']} ({machine['cores']} cores, ISA "

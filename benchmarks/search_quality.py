@@ -344,10 +344,13 @@ def main() -> None:
             # The matching pass: every method's candidates (HALP's trained ones included) and the unpruned copies in
             # one harness run; each method's model is chosen there, so every model is measured within the budget in
             # one pass (a model's widths, not its fine-tuned weights, set its latency).
-            matching = pieces.get(f"{budget}/matching", lambda: timed_with_unpruned(candidates.models()))
+            def time_candidates():
+                return timed_with_unpruned(candidates.models())
+
+            matching = pieces.get(f"{budget}/matching", time_candidates)
             if len(split_reference(matching)[1]) != len(candidates.models()):  # timed before HALP's fitted model
                 pieces.drop(f"{budget}/matching", f"{budget}/recheck")
-                matching = pieces.get(f"{budget}/matching", lambda: timed_with_unpruned(candidates.models()))
+                matching = pieces.get(f"{budget}/matching", time_candidates)
             unpruned_ms, shares = split_reference(matching)
             chosen = candidates.matched(shares, share)
             scores = {name: [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]

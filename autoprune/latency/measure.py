@@ -27,9 +27,12 @@ def measure_shares(models: list[nn.Module], example_input: torch.Tensor, backend
     has the figures)."""
     stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
                                                                  precision)
-    reference = stats[0]["rounds_ms"]
-    return stats[0]["ms"], [statistics.median(ms / ref for ms, ref in zip(s["rounds_ms"], reference))
-                            for s in stats[1:]]
+    return stats[0]["ms"], [round_by_round_share(s, stats[0]) for s in stats[1:]]
+
+
+def round_by_round_share(stats: dict, reference: dict) -> float:
+    """The median over rounds of one model's round median over the reference's (the runner's stats of both)."""
+    return statistics.median(ms / ref for ms, ref in zip(stats["rounds_ms"], reference["rounds_ms"]))
 
 
 def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = 1,

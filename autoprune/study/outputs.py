@@ -34,7 +34,7 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
     (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
     _write_csv(out / "pareto.csv", front)
     plot_front(out / "pareto.png", done, front, ctx.target_ms, ctx.unpruned_ms, score, 100 if ctx.data.percent else 1)
-    _write_html(out / "pareto.html", study, score)
+    _write_html(out / "pareto.html", study, score, latency_label(done))
     return result
 
 
@@ -72,8 +72,9 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
 def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
                score: str = "proxy accuracy", scale: float = 100) -> None:
     """Left: the fully scored trials and the front against the latency the search judged them by (fitted to this
-    machine's clock, or predicted; the unpruned model's latency off to the right when it is far). Right: the same scores in trial order, starting points marked, with
-    the best so far: whether the sampler improved on where it started."""
+    machine's clock, or predicted; the unpruned model's latency off to the right when it is far). Right: the same
+    scores in trial order, starting points marked, with the best so far: whether the sampler improved on where it
+    started."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,9 +116,9 @@ def latency_label(trials) -> str:
     return "latency fitted to this machine's clock (ms)" if fitted else "predicted latency (ms)"
 
 
-def _write_html(path: Path, study: optuna.Study, score: str) -> None:
+def _write_html(path: Path, study: optuna.Study, score: str, latency: str) -> None:
     from optuna.visualization import plot_pareto_front
 
-    figure = plot_pareto_front(study, target_names=[score, latency_label(completed(study))],
+    figure = plot_pareto_front(study, target_names=[score, latency],
                                targets=lambda t: (t.value, trial_ms(t)))
     figure.write_html(str(path), include_plotlyjs=True)

@@ -23,9 +23,9 @@ from .context import SearchContext
 
 # Interleaved rounds per trial, each of PER_ROUND runs of every model after warm-up (benchmarks/clock_noise.py). On a
 # 2-core AMD EPYC VM in a steady hour every setting put a config within 3-7% across 6 fresh processes (the median of
-# the rounds' ratios within 3-4%); in a noisy one
-# (the unpruned model 2.40-2.86 ms between processes) 3 x 20 by the ratio of medians put one at 0.535-0.653 of the
-# unpruned model, 12 x 5 by the median of the rounds' ratios (measure_shares) at 0.531-0.558.
+# the rounds' ratios within 3-4%); in a noisy one (the unpruned model 2.40-2.86 ms between processes) 3 x 20 by the
+# ratio of medians put one at 0.535-0.653 of the unpruned model, 12 x 5 by the median of the rounds' ratios
+# (measure_shares) at 0.531-0.558.
 FIT_ROUNDS = 12
 PER_ROUND = 5
 FIT_TRIES = 3  # timings per trial at most
