@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,10 +172,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise AutopruneError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        # torch's own text opens with advice to load unsafely; its reason follows "WeightsUnpickler error:".
-        reason = str(exc).partition("WeightsUnpickler error:")[2] or str(exc)
-        first = next((line.strip() for line in reason.splitlines() if line.strip()), type(exc).__name__)
+    except Exception as exc:  # any bytes a user names: a text file ends the unpickler in an IndexError
+        # torch's refusal opens with advice to load unsafely; its reason follows "WeightsUnpickler error:".
+        reason = str(exc).partition("WeightsUnpickler error:")[2]
+        first = next((line.strip() for line in reason.splitlines() if line.strip()), "not a file torch.save wrote")
         raise AutopruneError(
             f"cannot read weights {path} safely (weights_only=True): {first}; save a plain state dict "
             "with torch.save(model.state_dict(), path)"

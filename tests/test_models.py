@@ -84,6 +84,14 @@ def test_pickled_code_is_never_run(tmp_path, capsys):
     assert "unpickled code ran" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("content", [b"root:x:0:0:root:/root:/bin/bash\n", b"", b"\x80\x02}q\x00.garbage"])
+def test_a_file_that_is_no_checkpoint_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(AutopruneError, match="cannot read weights .* safely"):
+        load_model("cifar:resnet56", weights=path)
+
+
 @pytest.mark.parametrize("text", ["3x224", "ax3x3", "0x32x32", ""])
 def test_bad_input_shapes(text):
     with pytest.raises(AutopruneError, match="input-shape"):
