@@ -1,0 +1,104 @@
+"""Does the search's proxy rank the models search_quality fine-tuned the way their 3-epoch truths do, budget by budget?
+
+search_quality.py fine-tunes each method's chosen model for 3 epochs and tests it on all 10,000 JPEG test images:
+the most expensive truths this project has. This scores the same widths with proxies, as the search would (each
+from the same base, on the default search's proxy data), and ranks them against those truths per budget (Kendall's
+tau): whether the search's score still tells models apart at a deep budget, where its models keep few channels.
+
+- the rows: every one-shot method's model of the results files given (the progressive rows' truths come from
+  training while pruning, which no proxy of a one-shot model predicts), one per distinct config; a file of another
+  release (e.g. `git show REV:benchmarks/results/search_quality.json > old.json`) adds its rows;
+- channels: the searches' own choice (the knapsack's saliency) for widths in the search's space; the others
+  (uniform L1, global magnitude: odd widths) keep their largest-L1 filters, as those rules do;
+- each proxy scored with --seeds draws (batch norm batches and batch order), their mean ranked.
+
+    python benchmarks/proxy_vs_truth.py [--results FILE...] [--proxies finetune:20 finetune:300] [--seeds 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from autoprune.errors import AutopruneError
+from autoprune.prune import prune
+from autoprune.proxy import make_proxy
+from autoprune.space import Granularity, build_space
+from autoprune.study.context import build_context
+from autoprune.study.settings import SearchSettings
+from common import Pieces, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / "benchmarks" / "results" / "search_quality_state"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", nargs="+", default=[str(ROOT / "benchmarks" / "results" / "search_quality.json")])
+    p.add_argument("--state", default=str(STATE), help="search_quality's state: its base weights and table")
+    p.add_argument("--proxies", nargs="+", default=["adaptive-bn", "finetune:20", "finetune:100", "finetune:300"])
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache", default="/tmp/autoprune-proxy-vs-truth", help="the finished scores (resumable)")
+    return p.parse_args()
+
+
+def one_shot_rows(paths: list[str]) -> dict[str, list[dict]]:
+    """Per budget, the distinct one-shot configs with their first truth, labelled by file and method."""
+    rows: dict[str, list[dict]] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["results"].values():
+            if "method" not in row or "progressive" in row["method"] or not row["top1"]:
+                continue
+            seen = rows.setdefault(row["budget"], [])
+            if all(r["config"] != row["config"] for r in seen):
+                seen.append({"label": f"{Path(path).stem}: {row['method']}", "config": row["config"],
+                             "top1": row["top1"][0], "share": row["measured_share"]})
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    state = Path(args.state)
+    ctx = build_context(SearchSettings(weights=str(state / "base.pt"), table=str(state / "table.json")))
+    odd_widths = build_space(ctx.loaded, Granularity(multiple_of=1, min_keep=0.01))
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    pieces = Pieces(Path(args.cache) / "pieces.json")
+    rows = one_shot_rows(args.results)
+    lines = ["# Proxy against search_quality's truths", "",
+             f"Written by `benchmarks/proxy_vs_truth.py` from {', '.join(Path(p).name for p in args.results)}: each "
+             "one-shot model's 3-epoch test top-1 (all 10,000 JPEG test images) against the proxies' scores on the "
+             f"default search's proxy-val (mean of {args.seeds} draw(s)).", ""]
+    summary = {}
+    for budget, budget_rows in sorted(rows.items(), key=lambda kv: -float(kv[0].rstrip("x"))):
+        for row in budget_rows:
+            try:
+                model = ctx.prune(row["config"])[0]
+            except AutopruneError:  # widths outside the search's space
+                model = prune(ctx.loaded.model, odd_widths, row["config"])
+            for proxy in args.proxies:
+                draws = [pieces.get(json.dumps([row["config"], proxy, seed], sort_keys=True),
+                                    lambda: make_proxy(proxy, seed).evaluate(model, ctx.data).accuracy)
+                         for seed in range(args.seeds)]
+                row[proxy] = float(np.mean(draws))
+                print(f"{budget} {row['label']}: {proxy} {row[proxy]:.4f} (truth {row['top1']:.4f})", flush=True)
+        truths = [r["top1"] for r in budget_rows]
+        summary[budget] = {p: float(stats.kendalltau(truths, [r[p] for r in budget_rows])[0]) for p in args.proxies}
+        lines += [f"## {budget}: {len(budget_rows)} models, truths {100 * min(truths):.2f}-{100 * max(truths):.2f}%", "",
+                  "| model | measured share | truth | " + " | ".join(args.proxies) + " |",
+                  "|---|---|---|" + "---|" * len(args.proxies)]
+        lines += [f"| {r['label']} | {r['share']:.3f} | {100 * r['top1']:.2f}% | "
+                  + " | ".join(f"{100 * r[p]:.2f}%" for p in args.proxies) + " |"
+                  for r in sorted(budget_rows, key=lambda r: -r["top1"])]
+        lines += ["", "Kendall's tau against the truth: "
+                  + ", ".join(f"{p} {t:+.3f}" for p, t in summary[budget].items()) + ".", ""]
+    write_results("proxy_vs_truth", {"settings": vars(args), "tau": summary, "rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()
