@@ -242,8 +242,18 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (a missing value, an unknown option) as one line, like every other bad input: its usage
+    block would bury the reason under a dozen lines. Subcommands' parsers are of this class too (add_subparsers)."""
+
+    def error(self, message: str):
+        if "expected one argument" in message:  # argparse reads a value that starts with '-' as an option
+            message += "; a value that starts with '-' goes after '=' (--budget=-1ms)"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoprune", description="Hardware-aware automated channel pruning for PyTorch CNNs.",
         epilog="Latency is this machine's unless --table names another: on a machine autoprune has not seen, the "
                "first command that predicts profiles a table for it (about a minute on 2 cores for the default "

@@ -17,8 +17,15 @@ def test_inspect_default_prints_the_space_and_saves_it(tmp_path, capsys):
     assert main(["inspect", "--space", str(out)]) == 0
 
 
+def _exit_code(args) -> int:
+    try:
+        return main(args)
+    except SystemExit as exc:  # argparse's own errors leave through sys.exit
+        return exc.code
+
+
 def _fails_with_one_line(args, capsys, message):
-    assert main(args) == 2
+    assert _exit_code(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
 
@@ -35,6 +42,9 @@ def _fails_with_one_line(args, capsys, message):
         (["export"], "--out is required"),
         (["search", "--budget", "0.5x", "--proxy", "adaptive-bn>tune:3"], "unknown proxy 'tune:3'"),
         (["pareto", "--out", "no/such/run"], "no search results in no/such/run"),
+        (["search", "--budget", "-1ms"], "goes after '='"),
+        (["search"], "required: --budget"),
+        (["prune"], "invalid choice: 'prune'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
