@@ -7,7 +7,8 @@ weights, the table the searches use and their studies):
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
-    - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise);
+    - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise),
+      or with --proxy's ladder (a run of another ladder keeps its own --state and --cache);
       the pick is the front's most accurate member, its knobs (the search's parameters) exported one-shot
       (export's default);
     - autoprune, progressive (and seed 1's): the same pick exported with `--schedule progressive`: the schedule
@@ -79,7 +80,7 @@ from autoprune.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.table import disturbed
 from autoprune.models import load_model
-from autoprune.proxy import finetune
+from autoprune.proxy import DEFAULT_PROXY, finetune
 from autoprune.prune import prune
 from autoprune.schedule import ConfigGoal, LatencyGoal, progressive_finetune
 from autoprune.space import Granularity, build_space
@@ -133,6 +134,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
+    p.add_argument("--proxy", default=DEFAULT_PROXY,
+                   help="the searches' proxy ladder (another ladder's run: its own --state and --cache)")
     return p.parse_args()
 
 
@@ -175,10 +178,10 @@ def machine_table(base_path: Path, state: Path) -> Path:
     return path
 
 
-def search(budget: str, base_path: Path, table: Path, out: Path, storage: str, seed: int) -> dict:
+def search(budget: str, base_path: Path, table: Path, out: Path, storage: str, seed: int, proxy: str) -> dict:
     start = time.time()
     result = autoprune.search(budget=budget, out=str(out), storage=storage, weights=str(base_path), table=str(table),
-                              seed=seed)
+                              seed=seed, proxy=proxy)
     front = [{"trial": m.trial, "origin": m.origin, "score": m.proxy_accuracy, "config": m.config,
               "predicted_ms": m.predicted_ms} for m in result.front]  # most accurate first
     return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
@@ -267,6 +270,9 @@ def main() -> None:
     base = load_model(MODEL, weights=base_path)
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
     pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
+    if pieces.get("proxy", lambda: args.proxy) != args.proxy:  # one state, one ladder: its searches are stored
+        raise SystemExit(f"{state} holds a run whose searches used the ladder {pieces.done['proxy']}: give this one "
+                         "another --state and --cache")
 
     def tuned_top1(name: str, model, config: dict, seed: int, stored_only: bool = False) -> dict | None:
         # Widths alone do not name a model: the seed-1 search's saliency keeps other channels for the same widths
@@ -310,7 +316,8 @@ def main() -> None:
             outs = {seed: cache / f"search-{budget}-seed{seed}" for seed in (0, 1)}
             stores = {seed: f"sqlite:///{state / f'search-{budget}-seed{seed}.db'}" for seed in (0, 1)}
             searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
-                budget, base_path, machine_table(base_path, state), outs[seed], stores[seed], seed)) for seed in (0, 1)}
+                budget, base_path, machine_table(base_path, state), outs[seed], stores[seed], seed, args.proxy))
+                for seed in (0, 1)}
             start = pieces.get(f"{budget}/best_start", lambda: best_start(stores[0]))
             studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
             ctx = studies[0][1]
@@ -446,7 +453,7 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
              f"fine-tuned {args.ft_epochs:g} epochs (seed {args.seed}; `seed+1`: again with seed {args.seed + 1}), "
              "top-1 on all 10,000 JPEG test images; measured by the independent harness (ORT CPU, 1 thread, batch 1, "
              f"{args.passes} passes; a model's share of the unpruned model taken pass by pass), all of a budget's "
-             "candidates and 5 copies of the unpruned model in one run.", ""]
+             f"candidates and 5 copies of the unpruned model in one run. The searches' proxy ladder: {args.proxy}.", ""]
     summary = {}
     for share in budgets:
         budget = f"{share:g}x"
