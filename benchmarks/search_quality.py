@@ -52,7 +52,7 @@ weights, the table the searches use and their studies):
     has its first fine-tunes; the search's noise: the two search seeds' picks; last, the progressive export's own
     noise (the seed-1 search's pick exported progressively, the seed-0 pick's progressive export with seed+1).
 No timing pass starts while the machine is loaded (common.wait_until_quiet). Writes
-benchmarks/results/search_quality.{md,json,png}.
+benchmarks/results/search_quality.{md,json,png} (another --proxy's: search_quality-LADDER.*).
 
     python benchmarks/search_quality.py [--budgets 0.5 0.35] [--state DIR] [--cache DIR]
 """
@@ -63,6 +63,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -514,11 +515,12 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                   f"{searched[1]['pick']['score']:.3f}); seed 0's starting points scored "
                   + ", ".join(f"{s:.3f} (trial {t})" for t, s in searched["best_start"]["starts"].items()) + ".",
                   ""]
-    lines.append("![search quality](search_quality.png)")
-    write_results("search_quality", {"settings": vars(args), "machine": machine,
-                                     "base_test_top1": done["base_test_top1"], "summary": summary,
-                                     "results": results}, lines)
-    plot(results, budgets, ROOT / "benchmarks" / "results" / "search_quality.png")
+    # Another ladder's run is reported beside the default's, not over it.
+    name = "search_quality" + ("" if args.proxy == DEFAULT_PROXY else "-" + re.sub(r"[^a-z0-9-]+", "_", args.proxy))
+    lines.append(f"![search quality]({name}.png)")
+    write_results(name, {"settings": vars(args), "machine": machine, "base_test_top1": done["base_test_top1"],
+                         "summary": summary, "results": results}, lines)
+    plot(results, budgets, ROOT / "benchmarks" / "results" / f"{name}.png")
 
 
 def plot(results: dict, budgets: list[float], path: Path) -> None:
