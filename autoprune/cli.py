@@ -248,7 +248,8 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         if "expected one argument" in message:  # argparse reads a value that starts with '-' as an option
-            message += "; a value that starts with '-' goes after '=' (--budget=-1ms)"
+            option = message.partition(":")[0].removeprefix("argument ").split("/")[-1]
+            message += f"; a value that starts with '-' goes after '=' ({option}=VALUE)"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
