@@ -530,7 +530,8 @@ def plot(results: dict, budgets: list[float], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.2), squeeze=False)
-    markers = dict(zip(METHODS, "o*Xh^sPDv"))
+    # One look per method in every panel, so a method is found by its look across budgets.
+    markers, colors = dict(zip(METHODS, "o*Xh^sPDv")), dict(zip(METHODS, plt.get_cmap("tab10").colors))
     for ax, share in zip(axes[0], budgets):
         budget = f"{share:g}x"
         for method in METHODS:
@@ -539,11 +540,11 @@ def plot(results: dict, budgets: list[float], path: Path) -> None:
                 continue
             top1 = 100 * np.array(r["top1"])
             ax.errorbar(r["measured_share"], top1.mean(), yerr=(top1.max() - top1.min()) / 2 if len(top1) > 1 else None,
-                        marker=markers[method], linestyle="none", capsize=3, label=method)
+                        marker=markers[method], color=colors[method], linestyle="none", capsize=3, label=method)
         ax.axvline(share, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"budget {budget} (dashed: the budget)")
         ax.set_xlabel("measured latency / unpruned measured (ORT CPU)")
-        ax.set_ylabel("test top-1 after fine-tuning (%)")
+        ax.set_ylabel("test top-1 after fine-tuning (%; bar: two seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
