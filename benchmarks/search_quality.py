@@ -206,6 +206,8 @@ class Candidates:
             self.rows[name] = []
             for step in TARGET_STEPS:
                 target = step * widest
+                if target < context.min_ms:  # a pick fitted far under its budget: its ladder ends where widths do
+                    break
                 config = dataclasses.replace(context.allocation, budget_ms=target).config(params)
                 self.rows[name].append((target, config, context.prune(config)[0]))
         predicted_target = share * ctx.unpruned_ms
@@ -330,6 +332,9 @@ def main() -> None:
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
             # and the next narrower ones.
             placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
+            if len(split_reference(placing)[1]) != len(candidates.models()):  # another run's ladders, of other lengths
+                pieces.drop(f"{budget}/ladder")
+                placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
             knapsack_rung = candidates.matched(split_reference(placing)[1], share)["knapsack"]["index"]
             goals, halp_runs = {}, {}
 
