@@ -329,12 +329,20 @@ def main() -> None:
                      for seed in (0, 1)}
             candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks,
                                     fitted(studies[0][0].trials[start["trial"]], ctx), share)
+
+            def candidates_timed(key: str, *depending: str) -> dict:
+                """Every candidate and the unpruned copies in one harness run, stored as `key`; timed again (the
+                pieces `depending` on it dropped too) where the stored run timed other candidates: another run's
+                ladders, or a matching pass timed before HALP's fitted model."""
+                timed = pieces.get(key, lambda: timed_with_unpruned(candidates.models()))
+                if len(split_reference(timed)[1]) != len(candidates.models()):
+                    pieces.drop(key, *depending)
+                    timed = pieces.get(key, lambda: timed_with_unpruned(candidates.models()))
+                return timed
+
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
             # and the next narrower ones.
-            placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
-            if len(split_reference(placing)[1]) != len(candidates.models()):  # another run's ladders, of other lengths
-                pieces.drop(f"{budget}/ladder")
-                placing = pieces.get(f"{budget}/ladder", lambda: timed_with_unpruned(candidates.models()))
+            placing = candidates_timed(f"{budget}/ladder")
             knapsack_rung = candidates.matched(split_reference(placing)[1], share)["knapsack"]["index"]
             goals, halp_runs = {}, {}
 
@@ -357,13 +365,7 @@ def main() -> None:
             # The matching pass: every method's candidates (HALP's trained ones included) and the unpruned copies in
             # one harness run; each method's model is chosen there, so every model is measured within the budget in
             # one pass (a model's widths, not its fine-tuned weights, set its latency).
-            def time_candidates():
-                return timed_with_unpruned(candidates.models())
-
-            matching = pieces.get(f"{budget}/matching", time_candidates)
-            if len(split_reference(matching)[1]) != len(candidates.models()):  # timed before HALP's fitted model
-                pieces.drop(f"{budget}/matching", f"{budget}/recheck")
-                matching = pieces.get(f"{budget}/matching", time_candidates)
+            matching = candidates_timed(f"{budget}/matching", f"{budget}/recheck")
             unpruned_ms, shares = split_reference(matching)
             chosen = candidates.matched(shares, share)
             scores = {name: [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]
