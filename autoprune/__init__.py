@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from .api import export, inspect, knapsack, pareto, predict, profile, rescale, search, validate
-from .checkpoint import load_pruned
+from .pruning.pruned_files import load_pruned
 from .errors import (AutopruneError, BudgetError, DataError, LatencyCheckFailed, StudyError, TableError,
                      UnsupportedModelError)
 from .study import FrontMember, SearchResult, SearchSettings

@@ -17,11 +17,11 @@ from . import defaults
 from .defaults import DEFAULT_MODEL, STUDY_NAME
 from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
-from .models import LoadedModel, from_module, load_model, model_and_weights, parse_input_shape
+from .models.specs import LoadedModel, from_module, load_model, model_and_weights, parse_input_shape
 from .precision import Precision, precision
 from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
-from .space import Config, Granularity, SearchSpace, space_for
-from .taskdata import TaskData
+from .pruning.space import Config, Granularity, SearchSpace, space_for
+from .data.task import TaskData
 
 Model = str | nn.Module
 Table = str | Path | None  # None: this machine's own table (profiled on first use); "shipped"; or a file
@@ -39,7 +39,7 @@ def load(model: Model = DEFAULT_MODEL, weights: str | None = None, example_input
 def user_data(loaded: LoadedModel, train_data=None, val_data=None, evaluate: Callable | None = None,
               loss: Callable | None = None, need_metric: bool = True) -> TaskData | None:
     """The user's data and metric, or None when the search uses a built-in source."""
-    from .user_data import UserData
+    from .data.user import UserData
 
     if train_data is None:
         if evaluate is not None or val_data is not None or loss is not None:
@@ -65,7 +65,7 @@ def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_
            space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
            freeze: tuple[str, ...] = ()) -> list[str]:
     """Proves on random channel sets that pruning removes exactly the chosen channels; returns the failures."""
-    from .verify import verify_space
+    from .pruning.verify import verify_space
 
     loaded = load(model, weights, example_inputs, input_shape)
     return verify_space(loaded.model, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze))

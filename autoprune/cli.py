@@ -10,9 +10,11 @@ from pathlib import Path
 from . import api, defaults
 from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FingerprintError
-from .proxy import DEFAULT_PROXY
 from .report import format_front, format_space, format_tables
-from .saliency import SALIENCIES
+from .pruning.importance import PRUNING_CRITERIA, RENAMED, SALIENCIES
+from .study.settings import SearchSettings
+
+SETTINGS = SearchSettings()  # the search's defaults, shown and used by the options that set them
 
 TABLE_HELP = ("latency table: a file (from `autoprune profile` or a device's kit), or 'shipped' for the reference "
               "table shipped with autoprune; default: this machine's own, profiled on first use (about a minute on "
@@ -253,6 +255,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _renamed(role: str):
+    """Reads a criterion's name of an earlier release (`--saliency taylor`) as the registry now spells it."""
+    return lambda name: RENAMED[role].get(name, name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="autoprune", description="Hardware-aware automated channel pruning for PyTorch CNNs.",
@@ -272,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = parsers["profile"]
     _add_model_args(p)
     _add_space_args(p)
-    p.add_argument("--backend", default="ort-cpu", help="ort-cpu (default), torch-cpu, ort-cuda or torch-cuda")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--backend", default=defaults.BACKEND,
+                   help=f"ort-cpu, torch-cpu, ort-cuda or torch-cuda (default {defaults.BACKEND})")
+    p.add_argument("--threads", type=int, default=defaults.THREADS, help=f"intra-op threads (default {defaults.THREADS})")
+    p.add_argument("--batch", type=int, default=defaults.BATCH, help=f"batch size (default {defaults.BATCH})")
     p.add_argument("--dtype", default=defaults.DTYPE,
                    help="float32 (default); int8 on ort-cpu (statically quantised QDQ models, as ORT runs them); "
                         "float16 on torch-cuda")
@@ -329,24 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", default="cifar10-mini", help="cifar10-mini (shipped), imagefolder:DIR or cifar10:DIR")
         _add_table_args(p)
         _add_target_args(p)
-        p.add_argument("--saliency", default="taylor", choices=SALIENCIES,
-                       help="what a channel is worth to the knapsack (default taylor, over proxy-train batches)")
+        p.add_argument("--saliency", default=SETTINGS.saliency, choices=SALIENCIES, type=_renamed("saliency"),
+                       help=f"what a channel is worth to the knapsack (default {SETTINGS.saliency}: HALP's batch-norm "
+                            "Taylor importance over proxy-train batches; l1: weight magnitude, no data)")
         p.add_argument("--seed", type=int, default=0)
     p = parsers["knapsack"]
     p.add_argument("--save", default=None, help="also write the config as JSON (for predict --config)")
-    p.set_defaults(proxy=DEFAULT_PROXY, distill=False, criterion="saliency", sampler="tpe", trials=1,
-                   workers=1)
     p = parsers["search"]
-    p.add_argument("--proxy", default=DEFAULT_PROXY,
-                   help=f"score of a candidate: a ladder of fidelities (default {DEFAULT_PROXY}), adaptive-bn[:N] or "
+    p.add_argument("--proxy", default=SETTINGS.proxy,
+                   help=f"score of a candidate: a ladder of fidelities (default {SETTINGS.proxy}), adaptive-bn[:N] or "
                         "finetune:STEPS")
     p.add_argument("--distill", action="store_true", help="fine-tuning proxies distil from the unpruned model")
-    p.add_argument("--criterion", default="saliency",
-                   help="which channels go: saliency (default: those the knapsack's saliency values least), l1, l2, "
-                        "bn-scale, random, taylor")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2"])
-    p.add_argument("--trials", type=int, default=40,
-                   help="candidates to look at, scored in full or stopped early (default 40)")
+    p.add_argument("--criterion", default=SETTINGS.criterion, choices=PRUNING_CRITERIA, type=_renamed("pruning"),
+                   help=f"which channels go (default {SETTINGS.criterion}: those the knapsack's saliency values least; "
+                        "weight-taylor is torch-pruning's TaylorImportance)")
+    p.add_argument("--sampler", default=SETTINGS.sampler, choices=["tpe", "nsga2"])
+    p.add_argument("--trials", type=int, default=SETTINGS.trials,
+                   help=f"candidates to look at, scored in full or stopped early (default {SETTINGS.trials})")
     p.add_argument("--no-measure", action="store_true",
                    help="time nothing here: trials fitted to the table's predictions alone, the front not timed (a machine "
                         "busy with other work)")

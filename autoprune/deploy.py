@@ -17,13 +17,13 @@ from .defaults import STUDY_NAME
 from .errors import AutopruneError, LatencyCheckFailed
 from .latency.fingerprint import FIELDS, differences, this_machine
 from .latency.predict import ForeignTableWarning
-from .models import LoadedModel
+from .models.specs import LoadedModel
 from .precision import PRECISIONS, calibration_samples
-from .schedule import ConfigGoal, parse_schedule, progressive_finetune
-from .space import Config
+from .training.schedule import ConfigGoal, parse_schedule, progressive_finetune
+from .pruning.space import Config
 from .study import read_result, reopen
 from .study.result import completed
-from .taskdata import TaskData
+from .data.task import TaskData
 
 
 
@@ -107,13 +107,13 @@ def choose_trial(req: ExportRequest, study) -> tuple[int, Config]:
 def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData | None = None) -> ExportReport:
     """Writes export/model.pt, model.onnx and report.json; raises LatencyCheckFailed if the real latency
     breaks the budget. A study searched on objects needs the same model (and data) passed again."""
-    from .checkpoint import save_pruned
+    from .pruning.pruned_files import save_pruned
     from .latency import measure_model_ms
     from .latency.backends import get_backend
     from .latency.kit import write_timing_kit
-    from .metrics import count_macs, count_params
-    from .onnx_io import OnnxModule, export_onnx
-    from .proxy import finetune
+    from .models.complexity import count_macs, count_params
+    from .models.onnx_io import OnnxModule, export_onnx
+    from .training.finetune import finetune
 
     study, ctx = reopen(req.out, req.storage, req.study, loaded, data)
     number, config = choose_trial(req, study)

@@ -28,9 +28,9 @@ import torch.nn as nn
 
 from .defaults import DTYPE
 from .errors import AutopruneError
-from .onnx_io import OnnxModule, to_onnx_bytes
-from .space import Granularity
-from .taskdata import Batches
+from .models.onnx_io import OnnxModule, to_onnx_bytes
+from .pruning.space import Granularity
+from .data.task import Batches
 
 # Inputs the quantiser calibrates its activation ranges on when none are given: enough for latency, where only
 # the graph matters; accuracy needs real images (`samples`).

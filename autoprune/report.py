@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .budget import MEASURED_TOLERANCE
-from .space import SearchSpace
+from .pruning.space import SearchSpace
 
 if TYPE_CHECKING:
     from .study.result import SearchResult

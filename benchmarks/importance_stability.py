@@ -21,12 +21,12 @@ import scipy.stats
 import torch_pruning as tp
 
 import autoprune
-from autoprune.data import load_data
-from autoprune.graph import build_graph
-from autoprune.importance import accumulated_importance
-from autoprune.prune import example_input
-from autoprune.saliency import SALIENCY_BATCH_SIZE
-from autoprune.space import graph_groups
+from autoprune.data.sources import load_data
+from autoprune.pruning.graph import build_graph
+from autoprune.pruning.halp_taylor import accumulated_importance
+from autoprune.pruning.prune import example_input
+from autoprune.allocation.saliency import SALIENCY_BATCH_SIZE
+from autoprune.pruning.space import graph_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402

@@ -36,7 +36,7 @@ import autoprune
 from autoprune.defaults import DEFAULT_MODEL as MODEL_DEFAULT
 from autoprune.errors import LatencyCheckFailed
 from autoprune.latency.fingerprint import this_machine
-from autoprune.onnx_io import executed_ops
+from autoprune.models.onnx_io import executed_ops
 from autoprune.precision import precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,7 +131,7 @@ def int8_export(out: Path, args) -> dict:
     except LatencyCheckFailed:  # timed beside other work or not, the accuracies are what this step reports
         pass
     report = json.loads((out / "export" / "report.json").read_text())
-    from autoprune.data import load_data
+    from autoprune.data.sources import load_data
 
     test_images = len(load_data("cifar10-mini", autoprune.api.load(MODEL_DEFAULT)).test)
     return {"trials": result.trials, "score": result.extra["score"], "trial": report["trial"],

@@ -36,16 +36,16 @@ import numpy as np
 import torch
 
 import autoprune
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from autoprune.latency.fingerprint import this_machine
-from autoprune.models import load_model
-from autoprune.onnx_io import OnnxModule
+from autoprune.models.specs import load_model
+from autoprune.models.onnx_io import OnnxModule
 from autoprune.precision import calibration_samples, precision
-from autoprune.proxy import finetune
-from autoprune.prune import prune
-from autoprune.space import Granularity, build_space
+from autoprune.training.finetune import finetune
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import Granularity, build_space
 from autoprune.study import reopen
-from autoprune.taskdata import evaluate_top1
+from autoprune.data.task import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Pieces, jpeg_folder, retarget_margin, write_results  # noqa: E402

@@ -40,17 +40,17 @@ from pathlib import Path
 import numpy as np
 
 import autoprune
-from autoprune.allocation import Allocation
+from autoprune.allocation.knobs import Allocation
 from autoprune.assets import shipped_table_for
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.layout import model_key
 from autoprune.latency.rescale import DEFAULT_CONFIGS, fit_factors, rescale
 from autoprune.latency.runner import error_figures, kendall_tau
-from autoprune.latency_knapsack import knapsack
+from autoprune.allocation.knapsack import knapsack
 from autoprune.precision import precision
-from autoprune.prune import prune
-from autoprune.saliency import channel_saliency
+from autoprune.pruning.prune import prune
+from autoprune.allocation.saliency import channel_saliency
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Pieces, wait_until_quiet  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from autoprune.latency.fingerprint import this_machine
-from autoprune.models import load_model
+from autoprune.models.specs import load_model
 from autoprune.precision import precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

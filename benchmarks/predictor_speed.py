@@ -12,9 +12,9 @@ import time
 import warnings
 
 from autoprune.latency import LatencyPredictor, LatencyTable
-from autoprune.models import load_model
+from autoprune.models.specs import load_model
 from autoprune.report import table
-from autoprune.space import build_space
+from autoprune.pruning.space import build_space
 from autoprune.assets import SHIPPED_TABLES
 
 

@@ -33,15 +33,16 @@ import numpy as np
 import torch
 from scipy import stats
 
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from common import Pieces, jpeg_folder
 from autoprune.latency import LatencyPredictor
-from autoprune.metrics import count_macs
-from autoprune.models import load_model
-from autoprune.proxy import DEFAULT_PROXY, finetune, make_ladder
-from autoprune.taskdata import evaluate_top1
-from autoprune.prune import prune
-from autoprune.space import build_space
+from autoprune.models.complexity import count_macs
+from autoprune.models.specs import load_model
+from autoprune.training.finetune import finetune
+from autoprune.training.proxies import DEFAULT_PROXY, make_ladder
+from autoprune.data.task import evaluate_top1
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import build_space
 from autoprune.latency.choose import choose_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,9 +24,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from autoprune.latency.fingerprint import this_machine
-from autoprune.proxy import make_ladder
+from autoprune.training.proxies import make_ladder
 from autoprune.study import reopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -25,9 +25,9 @@ import torch
 from scipy import stats
 
 from autoprune.errors import AutopruneError
-from autoprune.prune import prune
-from autoprune.proxy import make_proxy
-from autoprune.space import Granularity, build_space
+from autoprune.pruning.prune import prune
+from autoprune.training.proxies import make_proxy
+from autoprune.pruning.space import Granularity, build_space
 from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 from common import Pieces, write_results

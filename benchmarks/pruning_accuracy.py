@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.data import load_data
-from autoprune.models import load_model
-from autoprune.taskdata import evaluate_top1
-from autoprune.prune import CRITERIA, prune
+from autoprune.data.sources import load_data
+from autoprune.models.specs import load_model
+from autoprune.data.task import evaluate_top1
+from autoprune.pruning.prune import CRITERIA, prune
 from autoprune.report import table
-from autoprune.space import Granularity, build_space
+from autoprune.pruning.space import Granularity, build_space
 
 
 def main() -> None:

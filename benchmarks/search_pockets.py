@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprune.allocation import KNOB_RANGE
+from autoprune.allocation.knobs import KNOB_RANGE
 from autoprune.latency.fingerprint import this_machine
-from autoprune.latency_knapsack import knapsack
-from autoprune.saliency import Saliency
+from autoprune.allocation.knapsack import knapsack
+from autoprune.allocation.saliency import Saliency
 from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 

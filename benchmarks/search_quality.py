@@ -76,19 +76,20 @@ import torch
 import torch_pruning as tp
 
 import autoprune
-from autoprune.data import load_data
-from autoprune.graph import CUSTOM_PRUNERS
+from autoprune.data.sources import load_data
+from autoprune.pruning.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.table import disturbed
-from autoprune.models import load_model
-from autoprune.proxy import DEFAULT_PROXY, finetune
-from autoprune.prune import prune
-from autoprune.schedule import ConfigGoal, LatencyGoal, progressive_finetune
-from autoprune.space import Granularity, build_space
+from autoprune.models.specs import load_model
+from autoprune.training.finetune import finetune
+from autoprune.training.proxies import DEFAULT_PROXY
+from autoprune.pruning.prune import prune
+from autoprune.training.schedule import ConfigGoal, LatencyGoal, progressive_finetune
+from autoprune.pruning.space import Granularity, build_space
 from autoprune.study import reopen
 from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
-from autoprune.taskdata import evaluate_top1
+from autoprune.data.task import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Pieces, bisect, jpeg_folder, write_results  # noqa: E402

@@ -1,9 +1,9 @@
 import pytest
 
-from autoprune import proxy
+from autoprune.training import finetune
 from autoprune.latency.cache import table_for_this_machine
-from autoprune.models import load_model
-from autoprune.space import build_space
+from autoprune.models.specs import load_model
+from autoprune.pruning.space import build_space
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,7 +39,7 @@ def killed_at_step():
     """Runs `train(*args, **kwargs)` and kills it (KeyboardInterrupt, as ^C or a lost machine) when it reaches
     training step `step`: what a checkpointed fine-tune must resume from."""
     def run(step, train, *args, **kwargs):
-        train_step = proxy._train_step
+        train_step = finetune.train_step
 
         def step_or_die(model, data, optimiser, scheduler, at, *rest):
             if at == step:
@@ -47,7 +47,7 @@ def killed_at_step():
             return train_step(model, data, optimiser, scheduler, at, *rest)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(proxy, "_train_step", step_or_die)
+            mp.setattr(finetune, "train_step", step_or_die)
             with pytest.raises(KeyboardInterrupt):
                 train(*args, **kwargs)
     return run

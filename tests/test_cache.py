@@ -15,8 +15,8 @@ from autoprune.latency import profile as profile_module
 from autoprune.latency.cache import PROFILE_ATTEMPTS, table_for_this_machine
 from autoprune.latency.predict import LatencyPredictor
 from autoprune.latency.table import UnsteadyProfileWarning
-from autoprune.models import load_model
-from autoprune.space import build_space
+from autoprune.models.specs import load_model
+from autoprune.pruning.space import build_space
 
 TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
 PREDICT = [sys.executable, "-m", "autoprune.cli", "predict", "--model", TINY, "--top", "1"]

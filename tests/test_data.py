@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from autoprune import assets, data
-from autoprune.data import load_data, normalise
+from autoprune import assets
+from autoprune.data import sources
+from autoprune.data.sources import load_data, normalise
 from autoprune.errors import AutopruneError
-from autoprune.models import load_model
+from autoprune.models.specs import load_model
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 6, 2
 
@@ -96,9 +97,9 @@ def test_imagefolder_jpeg_in_test_folder_and_decoding_per_batch(tmp_path, small,
     cached = load_data(f"imagefolder:{tmp_path}", resnet20)
     # JPEG changes pixels a little, not the picture.
     assert (pixels(cached.test) - normalise(test_x)).abs().mean() < 0.1
-    monkeypatch.setattr(data, "CACHE_BYTES", 0)  # too big to hold: decoded at every batch instead
+    monkeypatch.setattr(sources, "CACHE_BYTES", 0)  # too big to hold: decoded at every batch instead
     lazy = load_data(f"imagefolder:{tmp_path}", resnet20)
-    assert isinstance(lazy.train._store, data._Files)
+    assert isinstance(lazy.train._store, sources._Files)
     assert torch.equal(pixels(lazy.test), pixels(cached.test)) and torch.equal(pixels(lazy.train), pixels(cached.train))
 
 

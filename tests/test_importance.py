@@ -3,9 +3,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoprune.graph import build_graph
-from autoprune.importance import accumulated_importance
-from autoprune.space import graph_groups
+from autoprune.pruning.graph import build_graph
+from autoprune.pruning.halp_taylor import accumulated_importance
+from autoprune.pruning.space import graph_groups
 
 
 def _batches(n: int, shape: tuple, classes: int):

@@ -7,11 +7,11 @@ import types
 
 import pytest
 
-from autoprune.allocation import Allocation
+from autoprune.allocation.knobs import Allocation
 from autoprune.errors import AutopruneError
-from autoprune.latency_knapsack import knapsack
-from autoprune.saliency import Saliency, channel_saliency
-from autoprune.space import Granularity, Group, SearchSpace
+from autoprune.allocation.knapsack import knapsack
+from autoprune.allocation.saliency import Saliency, channel_saliency
+from autoprune.pruning.space import Granularity, Group, SearchSpace
 from autoprune.study.timing import FIT_TRIES, Fit
 
 
@@ -108,18 +108,18 @@ def test_a_budget_above_the_whole_model_keeps_it_whole():
     assert knapsack(space, predictor, random_saliency(space, rng), 2 * full) == space.full_config()
 
 
-def test_taylor_saliency_of_a_real_model_ranks_channels_and_spans_every_group(resnet56, resnet56_space):
-    from autoprune.data import load_data
+def test_halp_taylor_saliency_of_a_real_model_ranks_channels_and_spans_every_group(resnet56, resnet56_space):
+    from autoprune.data.sources import load_data
 
     splits = load_data("cifar10-mini", resnet56)
-    saliency = channel_saliency(resnet56.model, resnet56_space, splits, "taylor", batches=2)
+    saliency = channel_saliency(resnet56.model, resnet56_space, splits, "halp-taylor", batches=2)
     assert set(saliency.scores) == {g.name for g in resnet56_space.searchable}
     for g in resnet56_space.searchable:
         scores = saliency.scores[g.name]
         assert len(scores) == g.channels and scores == sorted(scores, reverse=True)
         assert scores[0] > 0
     with pytest.raises(AutopruneError, match="needs training data"):
-        channel_saliency(resnet56.model, resnet56_space, None, "taylor")
+        channel_saliency(resnet56.model, resnet56_space, None, "halp-taylor")
 
 
 def test_allocation_knobs_and_starting_points_on_resnet56(resnet56, resnet56_space):

@@ -26,9 +26,9 @@ from autoprune.latency.profile import profile
 from autoprune.latency.signature import Signature
 from autoprune.precision import precision
 from autoprune.latency.validate import validate
-from autoprune.models import load_model
-from autoprune.prune import prune
-from autoprune.space import build_space
+from autoprune.models.specs import load_model
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import build_space
 
 FAST = {"warmup": 1, "repeats": 3, "rounds": 2, "per_round": 1}
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from autoprune.errors import AutopruneError
-from autoprune.models import load_model, parse_input_shape
+from autoprune.models.specs import load_model, parse_input_shape
 
 MODEL_FILE = """
 import torch.nn as nn

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from autoprune.cli import main
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from autoprune.errors import AutopruneError
 from autoprune.latency.backends import get_backend
-from autoprune.onnx_io import OnnxModule, executed_ops, ort_session, run_onnx
+from autoprune.models.onnx_io import OnnxModule, executed_ops, ort_session, run_onnx
 from autoprune.precision import precision
-from autoprune.proxy import make_ladder, reestimate_bn
-from autoprune.taskdata import evaluate_top1
+from autoprune.training.proxies import make_ladder, reestimate_bn
+from autoprune.data.task import evaluate_top1
 
 TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
 

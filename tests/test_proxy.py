@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from autoprune import proxy
-from autoprune.data import load_data
+from autoprune.training import proxies
+from autoprune.data.sources import load_data
 from autoprune.errors import AutopruneError
-from autoprune.models import load_model
-from autoprune.proxy import finetune, make_proxy, reestimate_bn
-from autoprune.taskdata import evaluate_top1
-from autoprune.prune import prune
-from autoprune.space import build_space
+from autoprune.models.specs import load_model
+from autoprune.training.finetune import finetune
+from autoprune.training.proxies import make_proxy, reestimate_bn
+from autoprune.data.task import evaluate_top1
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import build_space
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_adaptive_bn_recovers_what_plain_pruning_loses(resnet56, pruned, splits)
     full = evaluate_top1(resnet56.model, splits.test)
     plain = evaluate_top1(pruned, splits.test)
     recalibrated = copy.deepcopy(pruned)
-    reestimate_bn(recalibrated, splits.proxy_train, batches=proxy.BN_BATCHES)
+    reestimate_bn(recalibrated, splits.proxy_train, batches=proxies.BN_BATCHES)
     recovered = evaluate_top1(recalibrated, splits.test)
     assert full - plain > 0.1  # pruning 10% everywhere with stale statistics costs a lot...
     assert recovered - plain > (full - plain) / 2  # ...and re-estimating them wins most of it back

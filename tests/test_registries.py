@@ -4,11 +4,12 @@ import optuna
 import pytest
 import torch
 
-from autoprune.data import SOURCES, load_data
+from autoprune.data.sources import SOURCES, load_data
 from autoprune.errors import AutopruneError
 from autoprune.latency import backends
-from autoprune.proxy import PROXY_KINDS, make_proxy
-from autoprune.prune import CRITERIA, prune
+from autoprune.training.proxies import PROXY_KINDS, make_proxy
+from autoprune.pruning.importance import CRITERIA, KNAPSACK, PRUNING_CRITERIA, SALIENCIES, resolve
+from autoprune.pruning.prune import prune
 from autoprune.study.samplers import SAMPLERS, make_sampler
 
 
@@ -31,26 +32,54 @@ def test_every_proxy_kind_scores_a_candidate_and_leaves_it_alone(kind, resnet56,
     assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
 
 
-@pytest.mark.parametrize("name", sorted(CRITERIA))
+@pytest.mark.parametrize("name", PRUNING_CRITERIA)
 def test_every_criterion_prunes_to_the_config(name, resnet56, resnet56_space, half, splits):
-    from autoprune.prune import channels_to_remove
-    from autoprune.saliency import channel_saliency
+    from autoprune.pruning.prune import channels_to_remove
+    from autoprune.allocation.saliency import channel_saliency
 
-    batch = next(splits.proxy_train.batches(16)) if CRITERIA[name].needs_batch else None
-    scores = channel_saliency(resnet56.model, resnet56_space, splits, "taylor", batches=2).values
+    needs_data = name != KNAPSACK and CRITERIA[name].needs_data
+    batch = next(splits.proxy_train.batches(16)) if needs_data else None
+    scores = channel_saliency(resnet56.model, resnet56_space, splits, "halp-taylor", batches=2).values
     pruned = prune(resnet56.model, resnet56_space, half, name, batch=batch, saliency=scores)
     widths = {n: m.out_channels for n, m in pruned.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert all(widths[g] == k for g, k in half.items() if g in widths)
-    if CRITERIA[name].needs_batch:
-        with pytest.raises(AutopruneError, match="needs a batch"):
+    if needs_data:
+        with pytest.raises(AutopruneError, match="needs data"):
             prune(resnet56.model, resnet56_space, half, name)
-    if CRITERIA[name].uses_saliency:  # exactly the channels the saliency values least
+    if name == KNAPSACK:  # exactly the channels the saliency values least
         removed = channels_to_remove(resnet56.model, resnet56_space, half, name, saliency=scores)
         for group, idxs in removed.items():
             kept = set(range(len(scores[group]))) - set(idxs)
             assert max(scores[group][i] for i in idxs) <= min(scores[group][i] for i in kept)
         with pytest.raises(AutopruneError, match="needs the knapsack's channel scores"):
             prune(resnet56.model, resnet56_space, half, name)
+
+
+@pytest.mark.parametrize("name", SALIENCIES)
+def test_every_saliency_scores_every_searchable_channel(name, resnet56, resnet56_space, splits):
+    from autoprune.allocation.saliency import channel_saliency
+
+    found = channel_saliency(resnet56.model, resnet56_space, splits, name, batches=2)
+    assert found.criterion == name
+    assert {g.name: g.channels for g in resnet56_space.searchable} == {g: len(v) for g, v in found.values.items()}
+    assert all(x >= 0 for v in found.values.values() for x in v) and any(x > 0 for v in found.values.values() for x in v)
+
+
+def test_a_criterion_normalised_per_group_is_refused_as_a_saliency(resnet56, resnet56_space, splits):
+    from autoprune.allocation.saliency import channel_saliency
+
+    with pytest.raises(AutopruneError, match="unknown saliency criterion 'bn-scale'"):
+        channel_saliency(resnet56.model, resnet56_space, splits, "bn-scale")
+
+
+@pytest.mark.parametrize("role, old, new", [("saliency", "taylor", "halp-taylor"), ("pruning", "taylor", "weight-taylor"),
+                                            ("pruning", "saliency", "knapsack")])
+def test_an_earlier_release_s_criterion_name_means_one_algorithm_in_its_role(role, old, new):
+    from autoprune.study.settings import SearchSettings
+
+    assert resolve(old, role) == new
+    stored = SearchSettings(**{"saliency" if role == "saliency" else "criterion": old})
+    assert (stored.saliency if role == "saliency" else stored.criterion) == new
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

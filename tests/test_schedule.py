@@ -10,12 +10,12 @@ import warnings
 import pytest
 import torch
 
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.latency.choose import shipped_table
-from autoprune.proxy import finetune
-from autoprune.schedule import (ConfigGoal, LatencyGoal, Progressive, ProgressivePruning, latency_targets,
+from autoprune.training.finetune import finetune
+from autoprune.training.schedule import (ConfigGoal, LatencyGoal, Progressive, ProgressivePruning, latency_targets,
                                 progressive_finetune)
 
 PLAN = Progressive(events=3, interval=2, window=1.0)

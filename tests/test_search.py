@@ -16,13 +16,13 @@ import torch
 import yaml
 
 from autoprune.budget import error_band
-from autoprune.checkpoint import load_pruned
+from autoprune.pruning.pruned_files import load_pruned
 from autoprune.cli import main
 from autoprune.latency import LatencyTable
 from autoprune.errors import BudgetError
 from autoprune.study import read_result, reopen
 from autoprune.study.result import FrontMember, SearchResult
-from autoprune.onnx_io import ort_session, run_onnx
+from autoprune.models.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
 # The front is timed here in the small run's test; the other searches skip it, for the suite's time.
@@ -127,8 +127,8 @@ def test_stopped_trials_are_stored_resumed_and_never_reach_the_front(tmp_path):
 def test_knapsack_command_prints_a_config_within_the_budget(tmp_path, capsys):
     from autoprune.latency import LatencyPredictor
     from autoprune.latency.choose import choose_table
-    from autoprune.space import build_space
-    from autoprune.models import load_model
+    from autoprune.pruning.space import build_space
+    from autoprune.models.specs import load_model
 
     saved = tmp_path / "k.json"
     assert main(["knapsack", "--budget", "0.4x", "--saliency", "l1", "--save", str(saved)]) == 0
@@ -309,11 +309,11 @@ def test_an_export_rebuilds_the_channels_its_search_scored_under_the_searchs_see
     assert "was run with seed=3, not 4" in capsys.readouterr().err
 
 
-def test_an_edited_space_file_is_refused_for_an_existing_study_and_taylor_prunes(tmp_path, capsys):
+def test_an_edited_space_file_is_refused_for_an_existing_study_and_weight_taylor_prunes(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     assert main(["inspect", "--save", str(space)]) == 0
     run = ["search", "--budget", "0.6x", "--trials", "2", "--out", str(tmp_path / "run"), "--space", str(space),
-           "--criterion", "taylor", *FAST]
+           "--criterion", "weight-taylor", *FAST]
     assert main(run) == 0
     stored = (tmp_path / "run" / "study.db").read_bytes()
     original = yaml.safe_load(space.read_text())

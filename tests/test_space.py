@@ -1,12 +1,12 @@
 
 import pytest
 
-from autoprune.data import load_data
+from autoprune.data.sources import load_data
 from autoprune.errors import AutopruneError, UnsupportedModelError
-from autoprune.models import load_model
-from autoprune.prune import prune
-from autoprune.taskdata import evaluate_top1
-from autoprune.space import Granularity, SearchSpace, build_space
+from autoprune.models.specs import load_model
+from autoprune.pruning.prune import prune
+from autoprune.data.task import evaluate_top1
+from autoprune.pruning.space import Granularity, SearchSpace, build_space
 
 
 @pytest.fixture(scope="module")

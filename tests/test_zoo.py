@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from autoprune.metrics import count_macs
-from autoprune.models import load_model
-from autoprune.onnx_io import ort_session, run_onnx, to_onnx_bytes
-from autoprune.prune import prune
-from autoprune.space import build_space
-from autoprune.verify import checkable, pruning_error, random_removal
+from autoprune.models.complexity import count_macs
+from autoprune.models.specs import load_model
+from autoprune.models.onnx_io import ort_session, run_onnx, to_onnx_bytes
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import build_space
+from autoprune.pruning.verify import checkable, pruning_error, random_removal
 
 # Smaller inputs than the models' usual 224 keep the suite fast; the channel structure is the same.
 ZOO = [

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import AutopruneError, TableError
-from ..models import LoadedModel
+from ..models.specs import LoadedModel
 from ..precision import Precision, precision
-from ..space import SearchSpace
+from ..pruning.space import SearchSpace
 from .backends import get_backend
 from .fingerprint import differences, this_machine
 from .layout import build_layout, enumerate_signatures, model_key

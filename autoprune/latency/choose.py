@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import TableError
-from ..models import LoadedModel
+from ..models.specs import LoadedModel
 from ..precision import Precision
-from ..space import SearchSpace
+from ..pruning.space import SearchSpace
 from .cache import LocalTarget, table_for_this_machine
 from .table import LatencyTable
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import AutopruneError
-from ..models import LoadedModel
-from ..space import Config, SearchSpace
+from ..models.specs import LoadedModel
+from ..pruning.space import Config, SearchSpace
 from .signature import Signature
 
 # Activations ORT fuses into the convolution before them (its Conv/FusedConv activations).

@@ -13,7 +13,7 @@ import math
 import warnings
 
 from ..errors import AutopruneError
-from ..space import Config, SearchSpace
+from ..pruning.space import Config, SearchSpace
 from .layout import activation_mb, channels, model_key, weight_mb
 from .runner import CALIBRATION_FEATURES, calibrated_ms, calibration_coef, kernel_feature, zero_features
 from .signature import Signature

@@ -18,10 +18,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import AutopruneError
-from ..models import LoadedModel
+from ..models.specs import LoadedModel
 from ..precision import FLOAT32, Precision
-from ..prune import prune
-from ..space import SearchSpace
+from ..pruning.prune import prune
+from ..pruning.space import SearchSpace
 from . import backends, runner
 from .layout import build_layout, config_signatures, enumerate_signatures, model_key
 from .micro import micro_model

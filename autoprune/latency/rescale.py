@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import LoadedModel
-from ..prune import prune
-from ..space import SearchSpace
+from ..models.specs import LoadedModel
+from ..pruning.prune import prune
+from ..pruning.space import SearchSpace
 from .backends import get_backend
 from .measure import measure_models_ms
 from .predict import ForeignTableWarning, LatencyPredictor

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..models import LoadedModel
-from ..prune import prune
-from ..space import SearchSpace
+from ..models.specs import LoadedModel
+from ..pruning.prune import prune
+from ..pruning.space import SearchSpace
 from .measure import measure_models_ms
 from .predict import LatencyPredictor
 from .runner import STEADY, error_figures

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from ..allocation import Allocation
+from ..allocation.knobs import Allocation
 from ..budget import error_band, margin_share, parse_budget
 from ..errors import BudgetError
 from ..latency import LatencyPredictor
 from ..latency.choose import choose_table
-from ..models import LoadedModel
-from ..proxy import Proxy, make_ladder
+from ..models.specs import LoadedModel
+from ..training.proxies import Proxy, make_ladder
 from ..precision import precision
-from ..space import Config, SearchSpace, space_for
-from ..taskdata import TaskData
+from ..pruning.space import Config, SearchSpace, space_for
+from ..data.task import TaskData
 from .settings import SearchSettings, digest
 
 
@@ -45,7 +45,7 @@ class SearchContext:
 
     def prune(self, config: Config) -> tuple[nn.Module, dict[str, list[int]]]:
         """The pruned model of `config` and the channels it removed, by the settings' criterion."""
-        from ..prune import prune_recorded
+        from ..pruning.prune import prune_recorded
 
         return prune_recorded(self.loaded.model, self.space, config, self.settings.criterion,
                               batch=self.criterion_batch, loss=self.data.loss, saliency=self.allocation.saliency.values)
@@ -53,16 +53,17 @@ class SearchContext:
 
 def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
                   data: TaskData | None = None) -> SearchContext:
-    from ..data import load_data
-    from ..models import load_model
-    from ..prune import criterion_kind
-    from ..saliency import channel_saliency
+    from ..data.sources import load_data
+    from ..models.specs import load_model
+    from ..pruning.importance import KNAPSACK, criterion, resolve
+    from ..allocation.saliency import channel_saliency
     from .samplers import check_sampler
 
     check_sampler(settings.sampler)
     budget = parse_budget(settings.budget)
     make_ladder(settings.proxy)  # a bad ladder spec fails before a table is profiled
-    needs_batch = criterion_kind(settings.criterion).needs_batch
+    pruning_criterion = resolve(settings.criterion, "pruning")
+    needs_batch = pruning_criterion != KNAPSACK and criterion(pruning_criterion).needs_data
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
     wanted = None if settings.dtype is None else precision(settings.dtype)
     granularity = precision(wanted).granularity(settings.steps, settings.multiple_of, settings.min_keep)

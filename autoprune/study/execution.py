@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from ..defaults import STUDY_NAME
 from ..errors import AutopruneError, StudyError
-from ..models import LoadedModel
-from ..taskdata import TaskData
+from ..models.specs import LoadedModel
+from ..data.task import TaskData
 from .context import SearchContext, build_context
 from .objective import REDUCTION_FACTOR, Objective
 from .result import FINISHED, SearchResult, completed, trial_ms

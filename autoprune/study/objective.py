@@ -7,8 +7,8 @@ import socket
 
 import optuna
 
-from ..allocation import KNOB_RANGE
-from ..metrics import count_macs, count_params
+from ..allocation.knobs import KNOB_RANGE
+from ..models.complexity import count_macs, count_params
 from .context import SearchContext
 from .timing import Clock, Fit
 

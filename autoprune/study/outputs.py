@@ -39,7 +39,7 @@ def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchR
 
 
 def save_front_models(ctx: SearchContext, front: list[FrontMember], folder: Path) -> None:
-    from ..checkpoint import save_pruned
+    from ..pruning.pruned_files import save_pruned
 
     for m in front:
         model, removed = ctx.prune(m.config)

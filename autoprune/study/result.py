@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from ..budget import measured_within, parse_budget
 from ..errors import BudgetError
-from ..space import Config
+from ..pruning.space import Config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

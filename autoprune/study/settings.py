@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .. import defaults
-from ..proxy import DEFAULT_PROXY
+from ..pruning.importance import RENAMED
+from ..training.proxies import DEFAULT_PROXY
 
 
 @dataclass
@@ -24,8 +25,8 @@ class SearchSettings:
     force_table: bool = False
     proxy: str = DEFAULT_PROXY
     distill: bool = False
-    saliency: str = "taylor"
-    criterion: str = "saliency"  # which channels go: those the knapsack's saliency values least, or a named rule
+    saliency: str = "halp-taylor"  # the channel scores the knapsack allocates widths by (pruning/importance.py)
+    criterion: str = "knapsack"  # which channels go: those the knapsack's saliency values least, or a named rule
     sampler: str = "tpe"
     trials: int = 40
     measure: bool = True  # fit each trial to this machine's clock, time the front (timing.py); off on a busy machine
@@ -40,6 +41,11 @@ class SearchSettings:
     # draws the proxy's split of the data, the saliency's batches and the proxy's batch order, so an export rebuilt
     # with another one would prune other channels than the search scored.
     RUN_ONLY = ("trials", "sampler", "measure")
+
+    def __post_init__(self):
+        # A study stored by an earlier release names its criteria as it did; the registry reads them in one spelling.
+        self.saliency = RENAMED["saliency"].get(self.saliency, self.saliency)
+        self.criterion = RENAMED["pruning"].get(self.criterion, self.criterion)
 
     def defining(self) -> dict:
         """The settings a resumed study must share with the stored ones."""

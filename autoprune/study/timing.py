@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 
 from ..latency import measure_shares
-from ..space import Config
+from ..pruning.space import Config
 from .context import SearchContext
 
 # Interleaved rounds per trial, each of PER_ROUND runs of every model after warm-up (benchmarks/clock_noise.py). On a

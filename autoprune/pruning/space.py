@@ -11,10 +11,10 @@ import torch.nn as nn
 import torch_pruning as tp
 import yaml
 
-from .errors import AutopruneError
+from ..errors import AutopruneError
 from .graph import build_graph
-from .metrics import count_params, macs_by_module
-from .models import LoadedModel
+from ..models.complexity import count_params, macs_by_module
+from ..models.specs import LoadedModel
 
 Config = dict[str, int]
 

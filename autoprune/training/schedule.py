@@ -31,13 +31,13 @@ from typing import Protocol
 import torch
 import torch.nn as nn
 
-from .errors import AutopruneError
-from .graph import build_graph
-from .importance import ImportanceAccumulator
-from .latency_knapsack import Predictor, knapsack
-from .prune import example_input, prune_channels
-from .saliency import Saliency
-from .space import Config, SearchSpace, graph_groups
+from ..errors import AutopruneError
+from ..pruning.graph import build_graph
+from ..pruning.halp_taylor import ImportanceAccumulator
+from ..allocation.knapsack import Predictor, knapsack
+from ..pruning.prune import example_input, prune_channels
+from ..allocation.saliency import Saliency
+from ..pruning.space import Config, SearchSpace, graph_groups
 
 HALP_EVENTS = 30
 HALP_INTERVAL = 40
@@ -223,7 +223,7 @@ def progressive_finetune(model: nn.Module, space: SearchSpace, goal: Goal, data,
                          **finetune_args) -> tuple[nn.Module, Config, dict[str, list[int]]]:
     """Fine-tunes a copy of the unpruned `model` for `epochs`, pruning progressively toward `goal`; returns the
     pruned model, its config and the channels removed. `finetune_args` go to proxy.finetune (checkpoint...)."""
-    from .proxy import finetune, finetune_steps
+    from .finetune import finetune, finetune_steps
 
     trained = copy.deepcopy(model)
     batch_size = finetune_args.get("batch_size", 128)

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from . import assets
+from .. import assets
 from .cifar_resnet import DEPTHS, cifar_resnet
-from .defaults import DEFAULT_MODEL, SHIPPED
-from .errors import AutopruneError, UnsupportedModelError
+from ..defaults import DEFAULT_MODEL, SHIPPED
+from ..errors import AutopruneError, UnsupportedModelError
 
 # Keys under which training scripts commonly nest the state dict of a checkpoint.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights", "module")

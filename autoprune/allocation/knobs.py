@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .latency_knapsack import Predictor, knapsack
+from .knapsack import Predictor, knapsack
 from .saliency import Saliency
-from .space import Config, SearchSpace
+from ..pruning.space import Config, SearchSpace
 
 KNOB_RANGE = (0.25, 4.0)  # log-uniform: a stage may weigh a sixteenth to sixteen times another
 PROTECT = 4.0  # the starting point that keeps the shared groups wide

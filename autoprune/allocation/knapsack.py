@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .errors import AutopruneError
+from ..errors import AutopruneError
 from .saliency import Saliency
-from .space import Config, SearchSpace
+from ..pruning.space import Config, SearchSpace
 
 
 class Predictor(Protocol):

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import DataError
-from .taskdata import TaskData, evaluate_top1, is_number
+from ..errors import DataError
+from .task import TaskData, evaluate_top1, is_number
 
 Metric = Callable[[nn.Module], float]
 

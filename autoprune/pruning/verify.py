@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from .cifar_resnet import ChannelPlacementShortcut
+from ..models.cifar_resnet import ChannelPlacementShortcut
 from .graph import build_graph
 from .prune import example_input, prune_channels
 from .space import SearchSpace, graph_groups

@@ -1,24 +1,11 @@
-"""Accuracy proxies that score a pruned candidate cheaply, and the full fine-tune of the export step.
+"""The fine-tune every pruned model gets: SGD with a cosine schedule, optional distillation, resumable checkpoints.
 
-  adaptive-bn[:N]   reset every batch-norm layer's statistics, re-estimate them over N batches of
-                    proxy-train (a cumulative average), then top-1 on proxy-val (EagleEye, Li et al. 2020)
-  finetune:K        the same re-estimation, then K SGD steps from the pruned weights, then top-1 on proxy-val
-  A>B               a ladder of fidelities (the search's default: adaptive-bn>finetune:20): every candidate is
-                    scored by A, and only those the search's pruner promotes go on to B, whose score counts
-
-The score that counts is the deployed model's: in an int8 search the ladder's last stage scores the candidate
-statically quantised by ONNX Runtime, calibrated on proxy-train (precision.py), as export will deploy it.
-
-A proxy works on a copy: the candidate it is given is left as it was. Every random choice (batch order,
-augmentation) comes from the seed, so the same candidate gets the same score every time.
+Export runs it for whole epochs on the training split; the finetune:K proxy runs the same step K times. A
+training schedule (schedule.py) may prune while it trains; it is checkpointed with the weights.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -27,52 +14,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import AutopruneError
-from .precision import PRECISIONS, Precision, calibration_samples
-from .taskdata import Batches, TaskData
+from ..data.task import Batches, TaskData
+from ..errors import AutopruneError
 
-BN_BATCHES = 4  # adaptive-bn's default: enough for stable statistics, cheap enough for ~60 candidates in minutes
-BN_BATCH_SIZE = 128
-STEP_BATCH_SIZE = 64
-STEP_LR = 0.01  # finetune:K starts from trained weights: a tenth of the usual from-scratch rate
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 KD_TEMPERATURE = 4.0
 KD_WEIGHT = 0.7  # share of the distillation term in the loss when a teacher is given
 
 
-@dataclass(frozen=True)
-class ProxyResult:
-    accuracy: float  # the data's score (top-1 on proxy-val for the built-in sources)
-    seconds: float  # wall time of the whole evaluation
-
-
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, images: Batches, batches: int, batch_size: int = BN_BATCH_SIZE, seed: int = 0) -> None:
-    """Replaces every batch-norm layer's running statistics by their average over `batches` batches."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch weighs the same
-    model.train()
-    for x, _ in _take(images.batches(batch_size, shuffle=True, seed=seed, drop_last=len(images) >= batch_size), batches):
-        model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
-
-
-def _take(iterator: Iterator, n: int) -> Iterator:
-    for i, item in enumerate(iterator):
-        if i >= n:
-            return
-        yield item
-
-
-def _stream(images: Batches, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def batch_stream(images: Batches, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(step, images, labels) over epoch after epoch of shuffled, augmented batches, from step `start`."""
     per_epoch = images.num_batches(batch_size, drop_last=True)
     if per_epoch == 0:
@@ -85,7 +36,7 @@ def _stream(images: Batches, batch_size: int, seed: int, start: int = 0) -> Iter
             step += 1
 
 
-def _loss(model: nn.Module, data: TaskData, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
+def training_loss(model: nn.Module, data: TaskData, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
     logits = model(x)
     loss = data.loss(logits, y)
     if teacher is None:
@@ -96,7 +47,7 @@ def _loss(model: nn.Module, data: TaskData, x: torch.Tensor, y: torch.Tensor, te
     return (1 - KD_WEIGHT) * loss + KD_WEIGHT * KD_TEMPERATURE**2 * kd
 
 
-def _optimiser(model: nn.Module, lr: float, steps: int):
+def sgd(model: nn.Module, lr: float, steps: int):
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, nesterov=True)
     return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
 
@@ -111,12 +62,12 @@ class TrainingSchedule(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int, x, y, teacher,
+def train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int, x, y, teacher,
                 schedule: TrainingSchedule | None = None) -> float:
     torch.manual_seed(seed * 10_007 + step)  # layers that draw random numbers (dropout) repeat on resume
     model.train()
     optimiser.zero_grad(set_to_none=True)
-    loss = _loss(model, data, x, y, teacher)
+    loss = training_loss(model, data, x, y, teacher)
     loss.backward()
     if schedule is not None:
         schedule.after_backward(step)
@@ -125,66 +76,6 @@ def _train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: in
     if schedule is not None:
         schedule.after_step(step)
     return loss.item()
-
-
-@dataclass(frozen=True)
-class Proxy:
-    """BN re-estimation over `bn_batches` batches, then `steps` SGD steps (none for adaptive-bn), then the score of
-    the model as it runs in `precision`."""
-
-    name: str
-    bn_batches: int = BN_BATCHES
-    steps: int = 0
-    lr: float = STEP_LR
-    seed: int = 0
-    precision: Precision = PRECISIONS["float32"]
-
-    def evaluate(self, model: nn.Module, data: TaskData, teacher: nn.Module | None = None) -> ProxyResult:
-        start = time.perf_counter()
-        model = copy.deepcopy(model)
-        reestimate_bn(model, data.proxy_train, self.bn_batches, seed=self.seed)
-        if self.steps:
-            if teacher is not None:
-                teacher.eval()
-            optimiser, scheduler = _optimiser(model, self.lr, self.steps)
-            for step, x, y in _stream(data.proxy_train, STEP_BATCH_SIZE, self.seed):
-                if step >= self.steps:
-                    break
-                _train_step(model, data, optimiser, scheduler, step, self.seed, x, y, teacher)
-        scored = model.eval()
-        if self.precision.quantised:
-            scored = self.precision.deployed(model, calibration_samples(data.proxy_train, self.seed))
-        accuracy = data.score(scored)
-        return ProxyResult(accuracy, time.perf_counter() - start)
-
-
-# Proxy kinds: what the count after ':' sets, and whether the count may be left out.
-PROXY_KINDS = {
-    "adaptive-bn": {"field": "bn_batches", "optional": True, "form": "adaptive-bn[:N] (N batches, default 4)"},
-    "finetune": {"field": "steps", "optional": False, "form": "finetune:K (K steps)"},
-}
-DEFAULT_PROXY = "adaptive-bn>finetune:20"
-
-
-def make_ladder(spec: str, seed: int = 0, precision: Precision = PRECISIONS["float32"]) -> list[Proxy]:
-    """The proxies of a ladder spec, cheapest first; the last one's score is the candidate's, taken in `precision`
-    (the earlier stages only decide who goes on: they score the float model, which is cheaper)."""
-    ladder = [make_proxy(stage, seed) for stage in spec.split(">")]
-    ladder[-1] = dataclasses.replace(ladder[-1], precision=precision)
-    return ladder
-
-
-def make_proxy(spec: str, seed: int = 0) -> Proxy:
-    kind, sep, count = spec.partition(":")
-    form = PROXY_KINDS.get(kind)
-    if form is None or not (sep or form["optional"]):
-        forms = [f["form"] for f in PROXY_KINDS.values()] + ["A>B (a ladder, e.g. adaptive-bn>finetune:20)"]
-        raise AutopruneError(f"unknown proxy '{spec}': use {', '.join(forms)}")
-    if not sep:
-        return Proxy(spec, seed=seed)
-    if not count.isdigit() or int(count) < 1:
-        raise AutopruneError(f"proxy '{spec}': the count after ':' must be a positive integer")
-    return Proxy(spec, seed=seed, **{form["field"]: int(count)})
 
 
 def _read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
@@ -240,7 +131,7 @@ def finetune(
     (schedule.py) prunes while it trains and is checkpointed with it.
     """
     total = finetune_steps(data, epochs, batch_size)
-    optimiser, scheduler = _optimiser(model, lr, total)
+    optimiser, scheduler = sgd(model, lr, total)
     run = {"total_steps": total, "seed": seed, "batch_size": batch_size, "lr": float(lr), "distilled": teacher is not None,
            **(schedule.identity() if schedule is not None else {})}
     path = Path(checkpoint) if checkpoint else None
@@ -266,8 +157,8 @@ def finetune(
     bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress, dynamic_ncols=True)
     with bar:
         if start < total:
-            for step, x, y in _stream(data.train, batch_size, seed, start):
-                loss = _train_step(model, data, optimiser, scheduler, step, seed, x, y, teacher, schedule)
+            for step, x, y in batch_stream(data.train, batch_size, seed, start):
+                loss = train_step(model, data, optimiser, scheduler, step, seed, x, y, teacher, schedule)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if step + 1 == total:

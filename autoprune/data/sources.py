@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from . import assets
-from .errors import AutopruneError, DataError
-from .models import LoadedModel
-from .taskdata import TaskData, evaluate_top1
+from .. import assets
+from ..errors import AutopruneError, DataError
+from ..models.specs import LoadedModel
+from .task import TaskData, evaluate_top1
 
 # The statistics the CIFAR ResNets were trained with (see the weights' README); torchvision's ImageNet
 # models use the same numbers.

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import AutopruneError
-from .models import load_model
+from ..errors import AutopruneError
+from ..models.specs import load_model
 from .prune import prune_channels
 from .space import Config, SearchSpace
 

@@ -1,4 +1,4 @@
-"""HALP's channel importance (Shen et al. 2022, after Molchanov et al. 2019), accumulated batch by batch.
+"""HALP's channel importance, `halp-taylor` (Shen et al. 2022, after Molchanov et al. 2019), accumulated batch by batch.
 
 For one batch, removing channel c of a group changes the loss by about the first-order Taylor term of the
 parameters that carry it. Where the group has batch norms, HALP takes their scale and shift:
