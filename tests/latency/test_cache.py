@@ -18,7 +18,7 @@ from autoprune.latency.table import UnsteadyProfileWarning
 from autoprune.models.specs import load_model
 from autoprune.pruning.space import build_space
 
-TINY = f"{Path(__file__).with_name('tiny_cnn.py')}:factory"
+TINY = f"{Path(__file__).resolve().parent.parent / 'tiny_cnn.py'}:factory"
 PREDICT = [sys.executable, "-m", "autoprune.cli", "predict", "--model", TINY, "--top", "1"]
 
 
