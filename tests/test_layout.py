@@ -3,7 +3,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _imports(package: Path) -> dict[str, set[str]]:
