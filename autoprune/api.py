@@ -246,7 +246,7 @@ def export(out: str | Path, *, trial: int | None = None, budget: str | None = No
            loss: Callable | None = None):
     """Fine-tunes a front member, saves .pt and .onnx, times it here; returns the ExportReport. A search run
     on objects is exported with the same objects (model, data, metric) passed again. `schedule="progressive"`
-    prunes while fine-tuning (HALP's schedule, schedule.py) instead of before; `int8` also writes and times
+    prunes while fine-tuning (HALP's schedule, training/schedule.py) instead of before; `int8` also writes and times
     model.int8.onnx (implied by an int8 table)."""
     from .deploy import ExportRequest, export as run
 

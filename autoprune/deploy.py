@@ -38,7 +38,7 @@ class ExportRequest:
     storage: str | None = None
     study: str = STUDY_NAME
     seed: int = 0
-    schedule: str = "one-shot"  # or "progressive[:EVENTS]" (schedule.py)
+    schedule: str = "one-shot"  # or "progressive[:EVENTS]" (training/schedule.py)
     int8: bool = False  # also write model.int8.onnx (implied when the table is an int8 one)
 
 

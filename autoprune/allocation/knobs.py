@@ -1,7 +1,7 @@
 """What the search samples: a few knobs that move the knapsack's allocation, not one ratio per group.
 
 Thirty-odd independent keep ratios give a sampler a flat landscape it cannot learn in tens of trials.
-Here a candidate is the knapsack's solution at the budget (latency_knapsack.py), each group's saliency scaled
+Here a candidate is the knapsack's solution at the budget (knapsack.py), each group's saliency scaled
 by the product of two knobs:
   - `res<H>`: one per spatial resolution the groups' producers write at (a stage of the network), which
     moves channels between early, wide-image layers and late, deep ones;

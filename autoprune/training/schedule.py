@@ -2,7 +2,7 @@
 
   one-shot     the chosen config is pruned from the trained model, then fine-tuned (the default)
   progressive[:EVENTS]  HALP's schedule (Shen et al. 2022; NVlabs/HALP prune/pruner.py): the full model trains while,
-               every `interval` steps, the importance accumulated over those steps (importance.py, batch by
+               every `interval` steps, the importance accumulated over those steps (pruning/halp_taylor.py, batch by
                batch) is averaged and the channels it values least are masked, `events` times; masked channels
                stay masked and are never revived. After the last event the masked model trains on for the rest
                of the epochs and is then physically pruned.
