@@ -13,10 +13,9 @@ What each event narrows the model to is the schedule's goal:
   ConfigGoal   a chosen config (a searched trial's): each group narrows geometrically toward its width there, so
                the search chooses the widths and the schedule only how to reach them (export --schedule progressive).
 
-HALP masks by zeroing the weights that write a channel; here every layer that writes a group's channels has
-its output zeroed at the masked ones instead, because some writers have no weights (the parameter-free
-shortcut of CIFAR ResNets pads the previous stage's channels into the next): the masked model then computes
-exactly what the pruned one will, and a masked channel's importance is zero.
+HALP masks by zeroing the weights that write a channel; here the writers' outputs are zeroed instead
+(pruning/masks.py): the masked model then computes exactly what the pruned one will, and a masked channel's
+importance is zero.
 
 HALP runs 30 events 40 steps apart at the start of a 90-epoch ImageNet run, a sliver of its training; a
 fine-tune of a few epochs would spend itself pruning at that pace, so here the interval shrinks to fit the
@@ -32,12 +31,12 @@ import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
-from ..pruning.graph import build_graph
 from ..pruning.halp_taylor import ImportanceAccumulator
 from ..allocation.knapsack import Predictor, knapsack
-from ..pruning.prune import example_input, prune_channels
+from ..pruning.masks import ChannelMasks
+from ..pruning.prune import prune_channels
 from ..allocation.saliency import Saliency
-from ..pruning.space import Config, SearchSpace, graph_groups
+from ..pruning.space import Config, SearchSpace
 
 HALP_EVENTS = 30
 HALP_INTERVAL = 40
@@ -133,19 +132,10 @@ class ProgressivePruning:
         self.model, self.space, self.goal = model, space, goal
         self.interval = plan.spacing(total_steps)
         self.events = plan.events
-        searchable = {g.name for g in space.searchable}
-        groups = {n: g for n, g in graph_groups(model, build_graph(model, example_input(space))).items() if n in searchable}
-        self.accumulator = ImportanceAccumulator(groups)
-        self.removed: dict[str, list[int]] = {name: [] for name in groups}
+        self.masks = ChannelMasks(model, space)
+        self.accumulator = ImportanceAccumulator(self.masks.groups)
+        self.removed: dict[str, list[int]] = {name: [] for name in self.masks.groups}
         self.done_events = 0
-        # Per group, the layers writing its channels, and which of their output channels carry which of the group's.
-        self._writers = {name: [(dep.layer, torch.tensor(dep_idxs), torch.tensor(group[i].root_idxs))
-                                for i, (dep, dep_idxs) in enumerate(group)
-                                if getattr(dep.pruning_fn, "__name__", "") == "prune_out_channels"]
-                         for name, group in groups.items()}
-        self._silenced: dict[nn.Module, torch.Tensor] = {}
-        layers = {layer for writers in self._writers.values() for layer, _, _ in writers}
-        self._hooks = [layer.register_forward_hook(self._silence) for layer in layers]
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed by this schedule."""
@@ -169,7 +159,7 @@ class ProgressivePruning:
             self._narrow(self.done_events)
             self.done_events += 1
             self.accumulator = ImportanceAccumulator(self.accumulator.groups)
-            self._refresh_masks()
+            self.masks.set(self.removed)
 
     def _narrow(self, event: int) -> None:
         current = self.config()
@@ -180,22 +170,6 @@ class ProgressivePruning:
             alive = sorted((i for i in range(len(values[name])) if i not in gone), key=lambda i: values[name][i])
             self.removed[name] += alive[: current[name] - kept]
 
-    def _silence(self, layer: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
-        gone = self._silenced.get(layer)
-        if gone is None:
-            return None
-        keep = torch.ones(output.shape[1], dtype=output.dtype)
-        keep[gone] = 0
-        return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
-
-    def _refresh_masks(self) -> None:
-        self._silenced = {}
-        for name, removed in self.removed.items():
-            if removed:
-                gone = torch.tensor(removed)
-                for layer, dep_idxs, root_idxs in self._writers[name]:
-                    self._silenced[layer] = dep_idxs[torch.isin(root_idxs, gone)]
-
     def state_dict(self) -> dict:
         return {"removed": self.removed, "done_events": self.done_events, "importance": self.accumulator.total,
                 "importance_batches": self.accumulator.count}
@@ -205,15 +179,14 @@ class ProgressivePruning:
         self.done_events = int(state["done_events"])
         self.accumulator.total = dict(state["importance"])
         self.accumulator.count = int(state["importance_batches"])
-        self._refresh_masks()
+        self.masks.set(self.removed)
 
     def finish(self) -> tuple[nn.Module, Config, dict[str, list[int]]]:
         """The physically pruned model (the masked channels removed), its config and the removed channels; the
         trained model is left unmasked."""
         if self.pruning:
             raise AutopruneError(f"the progressive schedule ended after {self.done_events} of {self.events} events")
-        for hook in self._hooks:
-            hook.remove()
+        self.masks.remove()
         model = prune_channels(self.model, self.space, self.removed)
         return model, self.config(), {name: sorted(v) for name, v in self.removed.items()}
 
