@@ -13,7 +13,7 @@ processes, at two settings of rounds x runs per round, and from the same runs re
 
     python benchmarks/clock_noise.py [--calls 6]
 
-No timing starts while the machine is loaded (common.wait_until_quiet). Writes benchmarks/results/clock_noise.json/.md.
+No timing starts while the machine is loaded (harness.wait_until_quiet). Writes benchmarks/results/clock_noise.json/.md.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import wait_until_quiet, write_results  # noqa: E402
+from common import described, write_results  # noqa: E402
+from harness import wait_until_quiet  # noqa: E402
 
 SETTINGS = {"3 x 20": (3, 20), "12 x 5": (12, 5)}  # rounds x runs per round: the clock before, the clock now
 
@@ -58,8 +59,7 @@ def main() -> None:
                 shares[setting][name]["median of ratios"].append(round_by_round_share(s, reference))
     machine = this_machine()
     lines = ["# Clock noise: one config's share of the unpruned model in fresh processes", "",
-             f"Written by `benchmarks/clock_noise.py`. {machine['cpu']} ({machine['cores']} cores, ISA "
-             f"{' '.join(machine['isa'])}), {table.backend}, {table.threads} thread(s), batch {table.batch}; load "
+             f"Written by `benchmarks/clock_noise.py`. {described(machine)}, {table.backend}, {table.threads} thread(s), batch {table.batch}; load "
              f"{load:.2f} when started; {args.calls} fresh processes per setting, the settings alternated. Configs: the "
              f"default search's starting points at {args.budget} (knapsack target {ctx.target_ms:.3f} ms predicted).", "",
              "| setting | config | estimate | min | median | max | range / median |", "|---|---|---|---|---|---|---|"]

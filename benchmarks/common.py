@@ -1,22 +1,33 @@
-"""What the benchmarks share."""
+"""What the benchmarks share besides the timing harness (harness.py) and the JPEG fine-tune protocol (jpeg_protocol.py):
+where a run keeps its state, the resumable pieces, and the reports under benchmarks/results/."""
 from __future__ import annotations
 
 import json
-import tarfile
+import os
 import time
 from pathlib import Path
 
+RESULTS = Path(__file__).resolve().parent / "results"
+STATE_ENV = "AUTOPRUNE_BENCH_STATE"  # the folder every benchmark's state goes under, one subfolder each
 
-def jpeg_folder(source: str, cache: Path) -> Path:
-    """The CIFAR-10 JPEG ImageFolder: `source` itself if it is a folder, else the tarball unpacked once."""
-    path = Path(source)
-    if path.is_dir():
-        return path
-    folder = cache / "cifar10-jpeg"
-    if not (folder / "test").is_dir():
-        with tarfile.open(path) as tar:
-            tar.extractall(folder, filter="data")
-    return folder
+
+def default_state(name: str) -> Path:
+    """$AUTOPRUNE_BENCH_STATE/NAME, else ~/.cache/autoprune-bench/NAME: outside the repository."""
+    return Path(os.environ.get(STATE_ENV) or Path.home() / ".cache" / "autoprune-bench") / name
+
+
+def add_state_argument(parser, name: str) -> None:
+    parser.add_argument("--state", default=None, help=f"the run's state, kept so that a stopped run resumes "
+                        f"(default: ${STATE_ENV}/{name}, else ~/.cache/autoprune-bench/{name})")
+
+
+def state_dir(given: str | None, name: str) -> Path:
+    """The run's state folder (made); never under benchmarks/results/, which keeps reports only."""
+    path = (Path(given) if given else default_state(name)).expanduser().resolve()
+    if path == RESULTS or RESULTS in path.parents:
+        raise SystemExit(f"--state {path}: benchmarks/results/ keeps reports only; give a folder outside it")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def bisect(fits, failing: float, fitting: float, steps: int = 14) -> float:
@@ -68,7 +79,9 @@ class Pieces:
         partial.replace(self.path)
 
 
-RESULTS = Path(__file__).resolve().parent / "results"
+def described(machine: dict) -> str:
+    """A machine (latency.fingerprint.this_machine) as the reports name it."""
+    return f"{machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})"
 
 
 def write_results(name: str, data: dict, lines: list[str]) -> str:
@@ -79,16 +92,3 @@ def write_results(name: str, data: dict, lines: list[str]) -> str:
     (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return text
-
-
-def wait_until_quiet(limit: float = 0.6, patience_s: float = 1800) -> float:
-    """Waits until the 1-minute load average is under `limit` (nothing else running) before a timing pass, so
-    that no figure is timed beside another job; returns the load it started at (recorded with the figures)."""
-    start = time.time()
-    while True:
-        load = float(Path("/proc/loadavg").read_text().split()[0])
-        if load < limit or time.time() - start > patience_s:
-            if load >= limit:
-                print(f"warning: timing at load {load:.2f} after waiting {patience_s:.0f} s for a quiet machine")
-            return load
-        time.sleep(15)

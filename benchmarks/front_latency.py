@@ -1,8 +1,11 @@
-"""Do a search's front members run within its budget on this machine? Timed by the latency benchmark's
-independent harness (a fresh process per pass that imports only onnxruntime and numpy; 10 warm-up runs, the
-median of 30 consecutive runs, shuffled order), not by autoprune's own timers.
+"""Do a search's front members run within its budget on this machine? Timed by the independent harness
+(harness.py: a fresh process per pass that imports only onnxruntime and numpy; 10 warm-up runs, the median of 30
+consecutive runs, shuffled order), not by autoprune's own timers.
 
-    python benchmarks/front_latency.py runs/cifar_resnet56 [--passes 5]
+    python benchmarks/front_latency.py [RUN] [--passes 5] [--budget 0.5x] [--state DIR]
+
+RUN is a search's output folder (`autoprune search --out RUN`); without it, the default search (`autoprune search
+--budget BUDGET`: the embedded cifar:resnet56, this machine's own table) is run into --state first (resumed there).
 
 The unpruned model and every front member (its pruned model in front/) are exported to ONNX and timed together
 in each pass; a model's latency is the median over passes. Each member is compared with the budget in ms (as the
@@ -20,15 +23,22 @@ import autoprune
 from autoprune.latency.fingerprint import this_machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
-from latency_predictor import time_independently  # noqa: E402
+from common import add_state_argument, described, state_dir, write_results  # noqa: E402
+from harness import time_independently  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="a search's run directory")
+    p.add_argument("run", nargs="?", help="a search's run directory (default: the default search, made in --state)")
     p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--budget", default="0.5x", help="the default search's budget (without RUN)")
     p.add_argument("--share", type=float, default=None, help="the budget's share of the unpruned model (0.5x: 0.5)")
+    add_state_argument(p, "front_latency")
     args = p.parse_args()
+    if args.run is None:
+        args.run = str(state_dir(args.state, "front_latency") / f"search-{args.budget}")
+        if not (Path(args.run) / "pareto.json").is_file():  # written when the search is done
+            autoprune.search(budget=args.budget, out=args.run)  # a stopped one resumes
     result = autoprune.pareto(args.run)
     share = args.share if args.share is not None else result.budget_ms / result.unpruned_ms
     loaded = autoprune.api.load(result.extra["model"])
@@ -46,16 +56,15 @@ def main() -> int:
     out = {"machine": machine, "run": args.run, "table": result.extra.get("table"), "passes": args.passes,
            "budget_ms": result.budget_ms, "share": share, "unpruned_predicted_ms": result.unpruned_ms,
            "unpruned_measured_ms": round(unpruned, 4), "front": rows}
-    lines = [f"# Front latency on {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
+    lines = [f"# Front latency on {described(machine)}", "",
              f"Written by `benchmarks/front_latency.py {args.run}` ({args.passes} harness passes). Table: "
              f"`{result.extra.get('table')}`. Budget {result.budget_ms:.3f} ms = {share:g} x the unpruned model's "
              f"predicted {result.unpruned_ms:.3f} ms; the unpruned model measured {unpruned:.3f} ms here.", "",
              "| trial | predicted ms | measured ms | error | measured / unpruned measured | within budget ms | "
              "within the share |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['trial']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
-                     f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}% | {r['share_of_unpruned']:.3f} | "
-                     f"{'yes' if r['within_budget_ms'] else 'NO'} | {'yes' if r['within_share'] else 'NO'} |")
+    lines += [f"| {r['trial']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
+              f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}% | {r['share_of_unpruned']:.3f} | "
+              f"{'yes' if r['within_budget_ms'] else 'NO'} | {'yes' if r['within_share'] else 'NO'} |" for r in rows]
     write_results("front_latency", out, lines)
     return 0
 

@@ -22,6 +22,7 @@ import torch_pruning as tp
 
 import autoprune
 from autoprune.data.sources import load_data
+from autoprune.latency.fingerprint import this_machine
 from autoprune.pruning.graph import build_graph
 from autoprune.pruning.halp_taylor import accumulated_importance
 from autoprune.pruning.prune import example_input
@@ -29,7 +30,7 @@ from autoprune.allocation.saliency import SALIENCY_BATCH_SIZE
 from autoprune.pruning.space import graph_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from common import described, write_results  # noqa: E402
 
 def halves(data, size: int, seed: int):
     drawn = list(islice(data.proxy_train.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed), 2 * size))
@@ -82,10 +83,11 @@ def main() -> int:
         old = [accumulated_gradient_taylor(model, groups, half, data.loss) for half in (first, second)]
         rows.append({"batches_per_half": size, "halp": agreement(*halp), "accumulated_gradient": agreement(*old)})
         print(rows[-1], flush=True)
-    out = {"settings": vars(args), "rows": rows}
+    machine = this_machine()
+    out = {"machine": machine, "settings": vars(args), "rows": rows}
     lines = ["# Importance stability: two disjoint halves of proxy-train batches, ranked against each other", "",
-             "Written by `benchmarks/importance_stability.py` (cifar:resnet56, shipped weights, batches of 64; mean "
-             "over the searchable groups).", "",
+             f"Written by `benchmarks/importance_stability.py` on {described(machine)} (cifar:resnet56, shipped "
+             "weights, batches of 64; mean over the searchable groups).", "",
              "| batches per half | HALP per-batch: all channels pooled, Spearman | within groups: Spearman mean (min) | "
              "Kendall mean | accumulated gradient (previous): pooled | within groups: Spearman mean (min) | Kendall mean |",
              "|---|---|---|---|---|---|---|"]

@@ -3,8 +3,8 @@ fast in int8, and what does int8 buy over float32?
 
  1. for each model (--models): a fresh default profile in float32 and in int8 (`autoprune profile --dtype int8`:
     every kernel and calibration model statically quantised by ORT, QDQ U8S8 per-channel), each checked against
-    the latency benchmark's independent harness on --configs configs (half search-like, half uniform), with the
-    harness's own noise floor (latency_predictor.run_model, the same protocol as the float tables' figures);
+    the independent harness (harness.py) on --configs configs (half search-like, half uniform), with the
+    harness's own noise floor (table_check.run_model, the protocol of latency_predictor.py's figures);
  2. what ORT runs: the kernels its CPU provider executed for the unpruned int8 model (QLinearConv or Conv);
  3. the staircase: a 3x3 convolution with batch norm and ReLU at 16x16, 64 input channels, timed by the harness
     for every output width 4..64 in float32 and int8: the widths a precision prefers;
@@ -13,12 +13,13 @@ fast in int8, and what does int8 buy over float32?
     (--accuracy-budget; candidates scored as ORT runs them quantised), its pick exported with --int8 after
     --finetune-epochs, test top-1 of model.onnx and model.int8.onnx on the shipped test images (run first, as
     it loads the machine; its own latency figures are not reported here).
-No timing starts while the machine is loaded (common.wait_until_quiet). Writes benchmarks/results/int8.{md,json,png}.
+No timing starts while the machine is loaded (harness.wait_until_quiet). Every finished piece is kept in --state (a
+stopped run resumes). Writes benchmarks/results/int8.{md,json,png}.
 
 The user's question at one measured latency (unpruned int8, pruned float, pruned int8, each fine-tuned alike
 and scored on all 10,000 JPEG test images) is int8_equal_latency.py's: it runs on search_quality.py's protocol.
 
-    python benchmarks/int8.py [--models cifar:resnet56 torchvision:resnet18]
+    python benchmarks/int8.py [--models cifar:resnet56 torchvision:resnet18] [--state DIR]
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ from autoprune.models.onnx_io import executed_ops
 from autoprune.precision import precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces, wait_until_quiet, write_results  # noqa: E402
-from latency_predictor import run_model, time_independently  # noqa: E402
+from common import RESULTS, Pieces, add_state_argument, described, state_dir, write_results  # noqa: E402
+from harness import time_independently, wait_until_quiet  # noqa: E402
+from table_check import run_model  # noqa: E402
 
 DTYPES = ("float32", "int8")
 WIDTHS = list(range(4, 65))
@@ -57,14 +59,12 @@ def main() -> int:
     p.add_argument("--configs", type=int, default=20)
     p.add_argument("--passes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default="/tmp/autoprune-int8")
+    add_state_argument(p, "int8")
     p.add_argument("--accuracy-budget", default="0.95x", help="the int8 search's budget (step 5)")
     p.add_argument("--finetune-epochs", type=float, default=5.0, help="the int8 export's fine-tune (step 5)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     args = p.parse_args()
-    args.again, args.transfer = False, []  # run_model's options for the float benchmark's extra checks
-    work = Path(args.cache)
-    work.mkdir(parents=True, exist_ok=True)
+    work = state_dir(args.state, "int8")
     pieces = Pieces(work / "pieces.json", args.max_seconds)
     machine = {**this_machine(), "platform": platform.platform()}
     # Step 5 first: it loads the machine, and the timing steps then wait until the load has gone.
@@ -86,9 +86,9 @@ def main() -> int:
     x = torch.randn(1, 64, 16, 16)
     stairs = pieces.get("staircase", lambda: {dtype: time_independently([staircase_conv(c) for c in WIDTHS], x,
                                                                          args.passes, dtype) for dtype in DTYPES})
-    plot(stairs, Path(__file__).resolve().parent / "results" / "int8.png")
+    plot(stairs, RESULTS / "int8.png")
 
-    lines = [f"# INT8 on {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
+    lines = [f"# INT8 on {described(machine)}", "",
              f"Written by `benchmarks/int8.py` (its docstring has the protocol); ONNX Runtime, 1 thread, batch 1; "
              f"load {quiet:.2f} when it started. VNNI: {'yes' if any('vnni' in f for f in machine['isa']) else 'no'}.",
              "", "| model | dtype | profile s | MAPE | worst | within ±10% | Kendall tau | noise floor: tau, MAPE |",

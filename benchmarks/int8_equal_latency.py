@@ -1,12 +1,18 @@
 """Prune, quantise, or both? At one measured latency on this CPU: unpruned int8, pruned float, pruned int8.
 
-Runs on search_quality.py's cache and results (its base model, JPEG data and fine-tune protocol; run it first):
+On search_quality.py's protocol (jpeg_protocol.py: the base, the JPEG data and the fine-tune) and its report
+(--sq-results, by default the committed benchmarks/results/search_quality.json: its settings and its float rows);
+everything this script trains or times it makes into its own --state (it reads no other script's state):
+ 0. the base, made here as search_quality makes it (the shipped weights fine-tuned --base-epochs of the report's
+    settings on the JPEG train set, its seed), or --base-weights; its test top-1 is reported beside the report's;
  1. the unpruned base fine-tuned like every method there (--ft-epochs of its settings, seed 0), then quantised
     (ORT static QDQ, calibrated on 256 JPEG training images: precision.calibration_samples), top-1 of the int8
     file on all 10,000 JPEG test images;
  2. 5 copies of the unpruned model in float32 and in int8 timed in one harness run: what int8 alone buys;
  3. at each search-quality budget (a share of the unpruned float model's measured latency): the pruned float rows
-    are search_quality's (its autoprune pick and its best method, fine-tuned there); the pruned int8 row is
+    are search_quality's report's (its autoprune pick, one-shot and progressive, and its best other method: their
+    widths and their test top-1, fine-tuned there; their models pruned here from the base and timed here); the
+    pruned int8 row is
     `autoprune.search --dtype int8` from the same base at that latency in int8 terms (the share times the float
     over int8 unpruned ratio measured in 2), its front timed in int8 with 5 copies of the unpruned float model and
     the most accurate member within the budget taken (if none is, searched again with the --margin the fastest
@@ -21,12 +27,11 @@ Runs on search_quality.py's cache and results (its base model, JPEG data and fin
     row's share of the unpruned model taken pass by pass, as search_quality takes it).
 No timing pass starts while the machine is loaded. Writes benchmarks/results/int8_equal_latency.{md,json}.
 
-    python benchmarks/int8_equal_latency.py [--sq-cache DIR] [--cache DIR]
+    python benchmarks/int8_equal_latency.py [--state DIR] [--sq-results FILE] [--jpeg FILE]
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -35,31 +40,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import autoprune
-from autoprune.data.sources import load_data
 from autoprune.latency.fingerprint import this_machine
-from autoprune.models.specs import load_model
 from autoprune.models.onnx_io import OnnxModule
 from autoprune.precision import calibration_samples, precision
-from autoprune.training.finetune import finetune
 from autoprune.pruning.prune import prune
 from autoprune.pruning.space import Granularity, build_space
 from autoprune.study import reopen
 from autoprune.data.task import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, Pieces, jpeg_folder, retarget_margin, write_results  # noqa: E402
-from latency_predictor import split_reference, timed_beside  # noqa: E402
-from search_quality import MODEL, RIVALS, UNPRUNED_COPIES, digest  # noqa: E402
+from common import (RESULTS, Pieces, add_state_argument, described, retarget_margin, state_dir,  # noqa: E402
+                    write_results)
+from harness import UNPRUNED_COPIES, split_reference, timed_beside  # noqa: E402
+from jpeg_protocol import (BASE_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data, make_base, searched,  # noqa: E402
+                           tuned_top1)
 
 FLOAT_ROWS = ("autoprune", "autoprune, progressive")  # the search's pick as search_quality exported it
 
 
+def rivals(sq: dict) -> list[str]:
+    """The report's methods that need no search (its rows not named autoprune...)."""
+    methods = {r.get("method", "autoprune") for r in sq["results"].values()}  # timing and search rows have none
+    return sorted(m for m in methods if not m.startswith("autoprune"))
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sq-cache", default="/tmp/autoprune-search-quality", help="search_quality.py's --cache")
-    p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"))
-    p.add_argument("--cache", default="/tmp/autoprune-int8-equal-latency")
+    p.add_argument("--sq-results", default=str(RESULTS / "search_quality.json"),
+                   help="a search_quality report: its settings (fine-tune protocol, budgets) and its float rows")
+    add_jpeg_argument(p)
+    add_state_argument(p, "int8_equal_latency")
+    p.add_argument("--base-weights", default=None, help="start from these weights (default: made into --state)")
     p.add_argument("--budgets", type=float, nargs="+", default=None, help="some of search_quality's (default: all)")
     p.add_argument("--below-int8", type=float, default=0.85,
                    help="where int8 alone fits every budget, also compare at this share of the unpruned int8 "
@@ -75,13 +86,12 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     sq = json.loads(Path(args.sq_results).read_text())
-    settings, sq_cache, cache = sq["settings"], Path(args.sq_cache), Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    settings, cache = sq["settings"], state_dir(args.state, "int8_equal_latency")
     pieces = Pieces(cache / "pieces.json", args.max_seconds)
-    base_path = Path(settings["base_weights"]) if settings["base_weights"] else sq_cache / "base.pt"
-    shipped = load_model(MODEL, weights="shipped")
-    jpeg = load_data(f"imagefolder:{jpeg_folder(settings['jpeg'], sq_cache)}", shipped, seed=settings["seed"])
-    base = load_model(MODEL, weights=base_path)
+    shipped, jpeg = jpeg_data(args.jpeg, cache, settings["seed"])
+    base_path = Path(args.base_weights) if args.base_weights else cache / "base.pt"
+    base = make_base(shipped, jpeg, base_path, settings.get("base_epochs", BASE_EPOCHS), settings["seed"])
+    base_top1 = pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
     example = base.example_input()
     samples = calibration_samples(jpeg.proxy_train, settings["seed"])
 
@@ -92,12 +102,11 @@ def main() -> None:
         """Fine-tuned as search_quality fine-tunes, then quantised: top-1 of the int8 file and of the float model."""
         def run():
             start = time.time()
-            print(f"fine-tuning {name} ({settings['ft_epochs']:g} epochs), then int8", flush=True)
             key = digest(config, settings["seed"], settings["ft_epochs"])
-            tuned = finetune(copy.deepcopy(model), jpeg, epochs=settings["ft_epochs"], seed=settings["seed"],
-                             checkpoint=str(cache / f"ft-{key}.ckpt"), progress=False).eval()
+            tuned, scored = tuned_top1(model, jpeg, settings["ft_epochs"], settings["seed"], cache / f"ft-{key}.ckpt",
+                                       f"{name}, then int8")
             int8 = OnnxModule(precision("int8").onnx_bytes(tuned, samples[0][:1], dynamic_batch=True, samples=samples))
-            return {"top1": evaluate_top1(int8, jpeg.test), "float_top1": evaluate_top1(tuned, jpeg.test),
+            return {"top1": evaluate_top1(int8, jpeg.test), "float_top1": scored["top1"],
                     "seconds": round(time.time() - start)}
 
         return pieces.get(f"int8/{digest(config)}", run)
@@ -107,7 +116,8 @@ def main() -> None:
     float_ms, int8_shares = split_reference(reference)
     int8_ms = float_ms * float(np.median(int8_shares))
     results = {"unpruned": {"float32_ms": float_ms, "int8_ms": int8_ms, "int8_top1": unpruned_int8,
-                            "base_float_top1": sq["base_test_top1"], "load": reference["load"]}}
+                            "base_float_top1": base_top1, "report_base_float_top1": sq["base_test_top1"],
+                            "load": reference["load"]}}
 
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))  # any width the float methods chose
 
@@ -118,10 +128,10 @@ def main() -> None:
         margin, tried = "0", []
         for suffix in ("", "-margin"):  # the second only if none of the first front fits: under it by what that missed
             key, out = f"{budget}/{dtype}{suffix.replace('-', '/')}", cache / f"search-{budget}-{dtype}{suffix}"
-            searched = pieces.get(f"{key}/search", lambda: search_in(dtype, in_dtype, base_path, out, settings["seed"],
-                                                                     margin))
+            search = pieces.get(f"{key}/search", lambda: searched(out, budget=in_dtype, weights=str(base_path),
+                                                                  seed=settings["seed"], dtype=dtype, margin=margin))
             _, ctx = reopen(out)
-            front = [(m["config"], ctx.prune(m["config"])[0]) for m in searched["front"]]
+            front = [(m["config"], ctx.prune(m["config"])[0]) for m in search["front"]]
             ladder = pieces.get(f"{key}/ladder", lambda: timed([m for _, m in front], [dtype] * len(front)))
             unpruned_ms, ladder_shares = split_reference(ladder)
             fits = [i for i, s in enumerate(ladder_shares) if s <= share]
@@ -132,7 +142,7 @@ def main() -> None:
                 break
             margin = retarget_margin(ladder_shares[pick] * unpruned_ms, share * unpruned_ms,
                                      ctx.predictor.predict(config), ctx.target_ms)
-        return config, model, {k: v for k, v in searched.items() if k != "front"} | {"tried": tried}
+        return config, model, {k: v for k, v in search.items() if k != "front"} | {"tried": tried}
 
     budgets = list(args.budgets or settings["budgets"])
     if args.below_int8 and all(share * float_ms >= int8_ms for share in budgets):  # int8 alone fits every budget
@@ -147,8 +157,9 @@ def main() -> None:
             rows["autoprune int8 (int8)"] = {"precision": "int8", "model": model, "config": config, **tuned,
                                             "search": searched}
         sq = json.loads(Path(args.sq_results).read_text())  # read again: search_quality may have run meanwhile
-        if all(f"{budget}/{name}" in sq["results"] for name in (*FLOAT_ROWS, *RIVALS)):
-            best = max(RIVALS, key=lambda m: sq["results"][f"{budget}/{m}"]["top1"][0])
+        others = rivals(sq)
+        if others and all(f"{budget}/{name}" in sq["results"] for name in (*FLOAT_ROWS, *others)):
+            best = max(others, key=lambda m: sq["results"][f"{budget}/{m}"]["top1"][0])
             for name in (*FLOAT_ROWS, best):
                 r = sq["results"][f"{budget}/{name}"]
                 rows[f"{name} (float32)"] = {"precision": "float32", "top1": r["top1"][0], "config": r["config"],
@@ -171,29 +182,19 @@ def main() -> None:
     report(results, this_machine(), settings, args.passes)
 
 
-def search_in(dtype: str, budget: str, base_path: Path, out: Path, seed: int, margin: str = "0") -> dict:
-    start = time.time()
-    result = autoprune.search(budget=budget, out=str(out), weights=str(base_path), seed=seed, dtype=dtype,
-                              margin=margin)
-    front = [{"trial": m.trial, "score": m.proxy_accuracy, "config": m.config, "predicted_ms": m.predicted_ms}
-             for m in result.front]  # most accurate first
-    return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
-            "score": result.extra["score"]}
-
-
 def report(results: dict, machine: dict, settings: dict, passes: int) -> None:
     u = results["unpruned"]
     pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
-    lines = [f"# Prune, quantise, or both: {MODEL} on {machine['cpu']} ({machine['cores']} cores, ISA "
-             f"{' '.join(machine['isa'])})", "",
-             "Written by `benchmarks/int8_equal_latency.py` (its docstring has the protocol) from "
-             f"`search_quality.py`'s base and fine-tunes: every model fine-tuned {settings['ft_epochs']:g} epochs on "
+    lines = [f"# Prune, quantise, or both: {MODEL} on {described(machine)}", "",
+             "Written by `benchmarks/int8_equal_latency.py` (its docstring has the protocol) on `search_quality.py`'s "
+             f"protocol, its float rows from search_quality's report: every model fine-tuned {settings['ft_epochs']:g} epochs on "
              "the JPEG train set, top-1 on all 10,000 JPEG test images, int8 = ONNX Runtime static QDQ calibrated on "
              "256 training images; latency by the independent harness (ORT CPU, 1 thread, batch 1; each budget's rows "
              f"timed together in {passes} passes).", "",
              f"Unpruned: float32 {u['float32_ms']:.3f} ms, int8 {u['int8_ms']:.3f} ms ({u['float32_ms'] / u['int8_ms']:.2f}x "
              f"faster, {u['int8_ms'] / u['float32_ms']:.2f}x of float); int8 top-1 {pct(u['int8_top1']['top1'])} "
-             f"(the same fine-tune in float32: {pct(u['int8_top1']['float_top1'])}).", ""]
+             f"(the same fine-tune in float32: {pct(u['int8_top1']['float_top1'])}). The base, made here: "
+             f"{pct(u['base_float_top1'])} (search_quality's report: {pct(u['report_base_float_top1'])}).", ""]
     for key, b in results.items():
         if key == "unpruned":
             continue

@@ -1,9 +1,9 @@
 """Does this machine hold its speed? The limit of every latency figure taken on it.
 
 The unpruned cifar:resnet56 (float32 ONNX, ORT CPU, 1 thread, batch 1) timed by --processes fresh processes
-that import only onnxruntime and numpy, each for --seconds in blocks of 100 consecutive runs after 50 warm-up runs;
-the figure is how far the block medians move (min, max, max/min) within a process and across processes. On a
-machine that holds its speed they agree within a few percent; where they do not, no table and no harness can be
+that import only onnxruntime and numpy (harness.steady_blocks), each for --seconds in blocks of 100 consecutive runs
+after 50 warm-up runs; the figure is how far the block medians move (min, max, max/min) within a process and across
+processes. On a machine that holds its speed they agree within a few percent; where they do not, no table and no harness can be
 more exact than that spread. Run it with nothing else on the machine (it waits for a quiet one).
 Writes benchmarks/results/machine_steadiness.{md,json}.
 
@@ -12,8 +12,6 @@ Writes benchmarks/results/machine_steadiness.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,29 +23,8 @@ from autoprune.models.specs import load_model
 from autoprune.precision import precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import wait_until_quiet, write_results  # noqa: E402
-
-BLOCKS = r"""
-import json, sys, time
-import numpy as np, onnxruntime as ort
-path, seconds = sys.argv[1], float(sys.argv[2])
-options = ort.SessionOptions()
-options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-i = session.get_inputs()[0]
-feed = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)}
-for _ in range(50):
-    session.run(None, feed)
-medians, end = [], time.time() + seconds
-while time.time() < end:
-    times = []
-    for _ in range(100):
-        t = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t) * 1e3)
-    medians.append(float(np.median(times)))
-print(json.dumps(medians))
-"""
+from common import described, write_results  # noqa: E402
+from harness import steady_blocks, wait_until_quiet  # noqa: E402
 
 
 def main() -> None:
@@ -60,12 +37,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "resnet56.onnx"
         path.write_bytes(precision("float32").onnx_bytes(loaded.model, loaded.example_input()))
-        runs = [json.loads(subprocess.run([sys.executable, "-c", BLOCKS, str(path), str(args.seconds)],
-                                          capture_output=True, text=True, check=True).stdout)
-                for _ in range(args.processes)]
+        runs = [steady_blocks(str(path), args.seconds) for _ in range(args.processes)]
     machine = this_machine()
     every = [m for run in runs for m in run]
-    lines = [f"# Machine steadiness: {machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})", "",
+    lines = [f"# Machine steadiness: {described(machine)}", "",
              f"Written by `benchmarks/machine_steadiness.py`: cifar:resnet56 float32, ORT CPU, 1 thread, batch 1; "
              f"{args.processes} fresh processes, each {args.seconds:g} s in blocks of 100 runs; load {load:.2f} when "
              "it started.", "", "| process | blocks | min ms | median ms | max ms | max / min |", "|---|---|---|---|---|---|"]

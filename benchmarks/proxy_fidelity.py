@@ -16,7 +16,7 @@ Protocol (the full one is the default; every cost is a flag so that a smaller on
  5. per set, Kendall's tau and Spearman's rho between each proxy's scores and the truth, and seconds per
     evaluation; a scatter plot of the default proxy against the truth.
 
-Every finished piece is cached under --cache (keyed by the settings), and a run stops starting new pieces
+Every finished piece is kept under --state (keyed by the settings), and a run stops starting new pieces
 after --max-seconds: on a shared machine, run it again until it prints the table, e.g.
     flock /work/cpu.lock python benchmarks/proxy_fidelity.py --max-seconds 540
 """
@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -33,11 +34,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from autoprune.data.sources import load_data
-from common import Pieces, jpeg_folder
 from autoprune.latency import LatencyPredictor
+from autoprune.latency.fingerprint import this_machine
 from autoprune.models.complexity import count_macs
-from autoprune.models.specs import load_model
 from autoprune.training.finetune import finetune
 from autoprune.training.proxies import DEFAULT_PROXY, make_ladder
 from autoprune.data.task import evaluate_top1
@@ -45,16 +44,15 @@ from autoprune.pruning.prune import prune
 from autoprune.pruning.space import build_space
 from autoprune.latency.choose import choose_table
 
-ROOT = Path(__file__).resolve().parents[1]
-JPEG_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-RESULTS = ROOT / "benchmarks" / "results"
-MODEL = "cifar:resnet56"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, Pieces, add_state_argument, described, state_dir  # noqa: E402
+from jpeg_protocol import BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, make_base  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jpeg", default=str(JPEG_TAR), help="cifar10-jpeg.tar.gz or the folder it unpacks to")
-    p.add_argument("--cache", default="/tmp/autoprune-proxy-fidelity", help="folder for the resumable pieces")
+    add_jpeg_argument(p)
+    add_state_argument(p, "proxy_fidelity")
     p.add_argument("--configs", type=int, default=20, help="configs in the spread set")
     p.add_argument("--spread", type=float, nargs=2, default=(0.3, 0.8), help="latency share range of the spread set")
     p.add_argument("--equal-latency", type=int, default=8, help="configs in the equal-latency set (0: none)")
@@ -62,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--noise", type=float, default=0.15, help="sd of each group's keep ratio around the common level")
     p.add_argument("--proxies", default=f"{DEFAULT_PROXY},adaptive-bn,adaptive-bn:16,finetune:20",
                    help="comma-separated proxy specs (the first is plotted)")
-    p.add_argument("--base-epochs", type=float, default=1.0)
+    p.add_argument("--base-epochs", type=float, default=BASE_EPOCHS)
     p.add_argument("--truth-epochs", type=float, default=1.0)
     p.add_argument("--test-size", type=int, default=0, help="JPEG test images for the truth, 0 = all")
     p.add_argument("--repeat-truth", type=int, default=2,
@@ -136,22 +134,15 @@ def main() -> None:
     keyed = ("configs", "spread", "equal_latency", "equal_share", "noise", "base_epochs", "truth_epochs", "test_size", "seed")
     settings = {k: v for k, v in vars(args).items() if k in keyed}
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    work = Path(args.cache) / key
+    state = state_dir(args.state, "proxy_fidelity")
+    work = state / key
     work.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(work / "pieces.json", args.max_seconds)
-    folder = jpeg_folder(args.jpeg, Path(args.cache))
 
-    loaded = load_model(MODEL, weights="shipped")
-    splits = load_data(f"imagefolder:{folder}", loaded, seed=args.seed)
+    shipped, splits = jpeg_data(args.jpeg, state, args.seed)
     test = splits.test.sample(args.test_size, args.seed) if args.test_size else splits.test
-    pieces.get("shipped_test", lambda: evaluate_top1(loaded.model, test))
-
-    base_path = work / "base.pt"
-    if not base_path.is_file():
-        print(f"base: fine-tuning {MODEL} for {args.base_epochs} epochs on the JPEG train set")
-        finetune(loaded.model, splits, epochs=args.base_epochs, checkpoint=work / "base.ckpt", seed=args.seed)
-        torch.save(loaded.model.state_dict(), base_path)
-    loaded.model.load_state_dict(torch.load(base_path, weights_only=True))
+    pieces.get("shipped_test", lambda: evaluate_top1(shipped.model, test))
+    loaded = make_base(shipped, splits, work / "base.pt", args.base_epochs, args.seed, work / "base.ckpt")
     base = loaded.model.eval()
     pieces.get("base_test", lambda: evaluate_top1(base, test))
     space = build_space(loaded)
@@ -240,6 +231,7 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
 
     result = {
         "model": MODEL,
+        "machine": this_machine(),
         "settings": settings,
         "threads": args.threads,
         "shipped_test_top1": done["shipped_test"],
@@ -296,7 +288,8 @@ def report(args, settings: dict, done: dict, specs: list[str]) -> None:
     ]
     (RESULTS / "proxy_fidelity.md").write_text(
         f"# Proxy fidelity: {MODEL}\n\n"
-        f"Written by `benchmarks/proxy_fidelity.py` (its docstring has the protocol). Settings: "
+        f"Written by `benchmarks/proxy_fidelity.py` on {described(result['machine'])} (its docstring has the "
+        "protocol). Settings: "
         f"`{json.dumps(settings)}`, {args.threads} threads. Latency shares are predicted by the shipped ORT CPU "
         f"table. Truth: top-1 on the JPEG test images after the fine-tune (the shipped weights "
         f"{result['shipped_test_top1']:.3f} there, after the JPEG fine-tune of the base "

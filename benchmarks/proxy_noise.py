@@ -4,15 +4,17 @@ A search scores each candidate once, with one draw of the proxy's randomness (it
 proxy-train and proxy-val, its batch order), and picks the highest score. If a candidate's score moves between
 draws as much as the best candidates' scores differ, the pick is a draw among them. Protocol:
  1. each RUN (a search's output folder) is reopened as export reopens it (same settings, model, table, saliency);
+    without RUN, the two searches of search_quality's protocol at --budget (jpeg_protocol.py: the default search
+    from the JPEG base, seeds 0 and 1) are made into --state first;
  2. its --top candidates by the score of the ladder's last stage (one per distinct config), and its starting points,
     are scored again by that stage with --repeats other draws: the search's seed + 1..repeats for the data split and
     the proxy (so proxy-val is other images of the same source each time);
  3. per candidate, the mean and standard deviation of the re-scores; per run, the pooled within-candidate standard
     deviation against the standard deviation of the searched (not starting) candidates' means, how often the search's pick scores highest
     in a draw, and where it ranks by its mean.
-Every score is kept in --cache (a killed run resumes). Writes benchmarks/results/proxy_noise.{md,json}.
+Every score is kept in --state (a killed run resumes). Writes benchmarks/results/proxy_noise.{md,json}.
 
-    python benchmarks/proxy_noise.py RUN [RUN ...] [--top 8] [--repeats 4]
+    python benchmarks/proxy_noise.py [RUN ...] [--top 8] [--repeats 4] [--state DIR]
 """
 from __future__ import annotations
 
@@ -30,15 +32,19 @@ from autoprune.training.proxies import make_ladder
 from autoprune.study import reopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces, write_results  # noqa: E402
+from common import Pieces, add_state_argument, state_dir, write_results  # noqa: E402
+from jpeg_protocol import add_jpeg_argument, jpeg_data, make_base, searched  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="search output folders (each holds study.db)")
+    p.add_argument("runs", nargs="*", help="search output folders (each holds study.db); none: the protocol's two "
+                   "searches, made into --state")
+    p.add_argument("--budget", default="0.5x", help="the protocol's searches' budget (without RUN)")
     p.add_argument("--top", type=int, default=8, help="candidates per run, by their search score")
     p.add_argument("--repeats", type=int, default=4, help="other draws of the proxy's randomness per candidate")
-    p.add_argument("--cache", default="/tmp/autoprune-proxy-noise")
+    add_jpeg_argument(p)
+    add_state_argument(p, "proxy_noise")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -90,14 +96,26 @@ def score_run(run: str, args, pieces: Pieces) -> dict:
             "pick_rank_by_mean": [r["trial"] for r in by_mean].index(pick["trial"]) + 1}
 
 
+def protocol_searches(budget: str, state: Path, pieces: Pieces, jpeg_source: str) -> list[str]:
+    """search_quality's two searches at `budget` (seeds 0 and 1, default settings, from the JPEG base), made here."""
+    base_path = state / "base.pt"
+    if not base_path.exists():
+        make_base(*jpeg_data(jpeg_source, state, 0), base_path)
+    outs = [state / f"search-{budget}-seed{seed}" for seed in (0, 1)]
+    for seed, out in enumerate(outs):
+        pieces.get(f"search/{out.name}", lambda: {k: v for k, v in searched(
+            out, budget=budget, weights=str(base_path), seed=seed).items() if k != "front"})
+    return [str(out) for out in outs]
+
+
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    pieces = Pieces(cache / "scores.json")
-    results = [score_run(run, args, pieces) for run in args.runs]
+    state = state_dir(args.state, "proxy_noise")
+    pieces = Pieces(state / "scores.json")
+    runs = args.runs or protocol_searches(args.budget, state, pieces, args.jpeg)
+    results = [score_run(run, args, pieces) for run in runs]
     cpu = this_machine()["cpu"]
     lines = ["# Proxy noise: how much of a search's pick is its proxy's own noise", "",
              f"Written by `benchmarks/proxy_noise.py` ({args.top} best candidates of each run and its starting points, "

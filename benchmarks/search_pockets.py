@@ -36,8 +36,8 @@ from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_results  # noqa: E402
-from latency_predictor import split_reference, timed_beside  # noqa: E402
+from common import RESULTS, described, write_results  # noqa: E402
+from harness import split_reference, timed_beside  # noqa: E402
 
 NAME = "search_pockets"
 
@@ -93,8 +93,7 @@ def main() -> None:
                            for (k, c), p, m in zip(configs, predicted, measured)],
                "timed": timed, "args": vars(args)}
     machine = results["machine"]
-    lines = [f"# This machine's table where a search looks ({machine['cpu']}, {machine['cores']} cores, "
-             f"{' '.join(machine['isa'])})", "",
+    lines = [f"# This machine's table where a search looks on {described(machine)}", "",
              f"table {results['table']}: held-out MAPE {validation.get('mape_pct')}%; unpruned measured "
              f"{unpruned_ms:.3f} ms by the harness, predicted {ctx.unpruned_ms:.3f} ms; {args.passes} passes", "",
              "| configs | n | MAPE | median error | most under | most over |", "|---|---|---|---|---|---|"]

@@ -1,14 +1,14 @@
 """Does the search beat the best method that needs no search, at equal measured latency, after a real fine-tune?
 
 Protocol (the defaults are the full one; every finished piece is kept in --state/pieces.json and every fine-tune
-checkpoints in --cache, so a run that is stopped or hits --max-seconds continues where it was when started again;
---state holds all a run needs to go on, small enough to carry to another machine: the finished pieces, the base
-weights, the table the searches use and their studies):
+checkpoints in --cache (default --state/cache), so a run that is stopped or hits --max-seconds continues where it was
+when started again; --state holds all a run needs to go on, small enough to carry to another machine: the finished
+pieces, the base weights, the table the searches use and their studies):
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
     - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise),
-      or with --proxy's ladder (a run of another ladder keeps its own --state and --cache);
+      or with --proxy's ladder (another ladder's run keeps its own state, by default search_quality-LADDER);
       the pick is the front's most accurate member, its knobs (the search's parameters) exported one-shot
       (export's default);
     - autoprune, progressive (and seed 1's): the same pick exported with `--schedule progressive`: the schedule
@@ -51,8 +51,9 @@ weights, the table the searches use and their studies):
  6. the truth's noise: autoprune's pick and the best other method fine-tuned again with seed+1, once every budget
     has its first fine-tunes; the search's noise: the two search seeds' picks; last, the progressive export's own
     noise (the seed-1 search's pick exported progressively, the seed-0 pick's progressive export with seed+1).
-No timing pass starts while the machine is loaded (common.wait_until_quiet). Writes
-benchmarks/results/search_quality.{md,json,png} (another --proxy's: search_quality-LADDER.*).
+No timing pass starts while the machine is loaded (harness.wait_until_quiet). Writes
+benchmarks/results/search_quality.{md,json,png} (another --proxy's: search_quality-LADDER.*, its state by default in
+a folder of that name).
 
     python benchmarks/search_quality.py [--budgets 0.5 0.35] [--state DIR] [--cache DIR]
 """
@@ -61,8 +62,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
-import json
 import re
 import shutil
 import sys
@@ -75,13 +74,9 @@ import optuna
 import torch
 import torch_pruning as tp
 
-import autoprune
-from autoprune.data.sources import load_data
 from autoprune.pruning.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.table import disturbed
-from autoprune.models.specs import load_model
-from autoprune.training.finetune import finetune
 from autoprune.training.proxies import DEFAULT_PROXY
 from autoprune.pruning.prune import prune
 from autoprune.training.schedule import ConfigGoal, LatencyGoal, progressive_finetune
@@ -92,11 +87,11 @@ from autoprune.study.settings import SearchSettings
 from autoprune.data.task import evaluate_top1
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Pieces, bisect, jpeg_folder, write_results  # noqa: E402
-from latency_predictor import split_reference, timed_beside  # noqa: E402
+from common import RESULTS, Pieces, add_state_argument, bisect, described, state_dir, write_results  # noqa: E402
+from harness import UNPRUNED_COPIES, split_reference, timed_beside  # noqa: E402
+from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data,  # noqa: E402
+                           make_base, searched, tuned_top1 as jpeg_tuned_top1)
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = "cifar:resnet56"
 SEARCHED = ("autoprune", "autoprune seed 1")
 # A pick exported progressively keeps its widths: the pick's model, timed as the pick.
 PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in SEARCHED}
@@ -115,29 +110,24 @@ TARGET_STEPS = [1.0 - 0.03 * i for i in range(15)]  # the knapsack's target as s
 HALP_RUNGS = 3
 HALP_CLOSE = 0.05  # HALP's widest model this far under the line is trained once more nearer it (passes differ by ~4%)
 LEAD = 1.0  # points of test top-1 the pick must win by (and by more than twice the noise)
-# The 0.35x ladder of 2026-12-02 measured the unpruned model at 1.516 ms and the final pass, minutes later, at 1.308 ms,
-# while the pruned models agreed within a few percent: the limit needs more than one measurement of it.
-UNPRUNED_COPIES = 5
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jpeg", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"),
-                   help="cifar10-jpeg.tar.gz or the folder it unpacks to")
-    p.add_argument("--cache", default="/tmp/autoprune-search-quality",
-                   help="the unpacked images, checkpoints and the searches' outputs")
-    p.add_argument("--state", default=None, help="the run's finished pieces, base weights, table and studies "
-                   "(default: --cache)")
+    add_jpeg_argument(p)
+    add_state_argument(p, "search_quality[-LADDER]")
+    p.add_argument("--cache", default=None,
+                   help="the unpacked images, checkpoints and the searches' outputs (default: --state/cache)")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.35])
     p.add_argument("--base-weights", default=None, help="skip step 1 and start from these weights")
-    p.add_argument("--base-epochs", type=float, default=1.0)
-    p.add_argument("--ft-epochs", type=float, default=3.0)
+    p.add_argument("--base-epochs", type=float, default=BASE_EPOCHS)
+    p.add_argument("--ft-epochs", type=float, default=FT_EPOCHS)
     p.add_argument("--passes", type=int, default=61, help="independent-harness passes per timing (about 6 s each for 100 models; 21 left single rungs of a ladder +-8%% off its trend on the unsteady EPYC)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     p.add_argument("--proxy", default=DEFAULT_PROXY,
-                   help="the searches' proxy ladder (another ladder's run: its own --state and --cache)")
+                   help="the searches' proxy ladder (another ladder's run: its own state, by default)")
     return p.parse_args()
 
 
@@ -151,10 +141,6 @@ def global_magnitude(model, space, loaded, ratio: float):
     pruner.step()
     modules = dict(pruned.named_modules())
     return pruned, {g.name: modules[g.name].out_channels for g in space.groups}
-
-
-def digest(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def best_start(storage: str) -> dict:
@@ -180,14 +166,9 @@ def machine_table(base_path: Path, state: Path) -> Path:
     return path
 
 
-def search(budget: str, base_path: Path, table: Path, out: Path, storage: str, seed: int, proxy: str) -> dict:
-    start = time.time()
-    result = autoprune.search(budget=budget, out=str(out), storage=storage, weights=str(base_path), table=str(table),
-                              seed=seed, proxy=proxy)
-    front = [{"trial": m.trial, "origin": m.origin, "score": m.proxy_accuracy, "config": m.config,
-              "predicted_ms": m.predicted_ms} for m in result.front]  # most accurate first
-    return {"front": front, "seconds": round(time.time() - start), "trials": result.trials,
-            "stopped_early": result.extra["stopped_early"], "target_ms": result.extra["target_ms"]}
+def report_name(proxy: str) -> str:
+    """The report's name, and its state folder's by default: another ladder's run is kept beside the default's."""
+    return "search_quality" + ("" if proxy == DEFAULT_PROXY else "-" + re.sub(r"[^a-z0-9-]+", "_", proxy))
 
 
 class Candidates:
@@ -257,26 +238,18 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="kernel .* is not in the table")  # the baselines' odd widths
-    cache = Path(args.cache)
-    state = Path(args.state or cache).resolve()  # the studies store the base's and the table's paths
-    for place in (cache, state):
-        place.mkdir(parents=True, exist_ok=True)
+    state = state_dir(args.state, report_name(args.proxy))  # absolute: the studies store the base's and table's paths
+    cache = Path(args.cache) if args.cache else state / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(state / "pieces.json", args.max_seconds)
-    folder = jpeg_folder(args.jpeg, cache)
-    shipped = load_model(MODEL, weights="shipped")
-    jpeg = load_data(f"imagefolder:{folder}", shipped, seed=args.seed)
-
+    shipped, jpeg = jpeg_data(args.jpeg, cache, args.seed)
     base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
-    if not base_path.exists():
-        tuned = finetune(copy.deepcopy(shipped.model), jpeg, epochs=args.base_epochs,
-                         checkpoint=str(cache / "base.ckpt"), seed=args.seed)
-        torch.save(tuned.state_dict(), base_path)
-    base = load_model(MODEL, weights=base_path)
+    base = make_base(shipped, jpeg, base_path, args.base_epochs, args.seed, cache / "base.ckpt")
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
     pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
     if pieces.get("proxy", lambda: args.proxy) != args.proxy:  # one state, one ladder: its searches are stored
         raise SystemExit(f"{state} holds a run whose searches used the ladder {pieces.done['proxy']}: give this one "
-                         "another --state and --cache")
+                         "another --state")
 
     def tuned_top1(name: str, model, config: dict, seed: int, stored_only: bool = False) -> dict | None:
         # Widths alone do not name a model: the seed-1 search's saliency keeps other channels for the same widths
@@ -286,14 +259,8 @@ def main() -> None:
         if stored_only:
             return pieces.done.get(f"finetune/{key}")
 
-        def run():
-            start = time.time()
-            print(f"fine-tuning {name} ({args.ft_epochs:g} epochs, seed {seed})", flush=True)
-            tuned = finetune(copy.deepcopy(model), jpeg, epochs=args.ft_epochs, seed=seed,
-                             checkpoint=str(cache / f"ft-{key}.ckpt"), progress=False)
-            return {"top1": evaluate_top1(tuned, jpeg.test), "seconds": round(time.time() - start)}
-
-        return pieces.get(f"finetune/{key}", run)
+        return pieces.get(f"finetune/{key}", lambda: jpeg_tuned_top1(model, jpeg, args.ft_epochs, seed,
+                                                                     cache / f"ft-{key}.ckpt", name)[1])
 
     def progressive_top1(name: str, ctx, goal, seed: int, stored_only: bool = False) -> dict | None:
         key = digest("progressive", *goal.identity().values(), seed, args.ft_epochs)
@@ -319,9 +286,9 @@ def main() -> None:
             budget = f"{share:g}x"
             outs = {seed: cache / f"search-{budget}-seed{seed}" for seed in (0, 1)}
             stores = {seed: f"sqlite:///{state / f'search-{budget}-seed{seed}.db'}" for seed in (0, 1)}
-            searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: search(
-                budget, base_path, machine_table(base_path, state), outs[seed], stores[seed], seed, args.proxy))
-                for seed in (0, 1)}
+            searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: searched(
+                outs[seed], budget=budget, storage=stores[seed], weights=str(base_path),
+                table=str(machine_table(base_path, state)), seed=seed, proxy=args.proxy)) for seed in (0, 1)}
             start = pieces.get(f"{budget}/best_start", lambda: best_start(stores[0]))
             studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
             ctx = studies[0][1]
@@ -448,10 +415,6 @@ def lead(results: dict, budget: str, export: str = "") -> dict:
             "search_noise": search_noise, "needed": needed}
 
 
-def described(machine: dict) -> str:
-    return f"{machine['cpu']} ({machine['cores']} cores, ISA {' '.join(machine['isa'])})"
-
-
 def report(args, budgets: list[float], done: dict, results: dict, machine: dict) -> None:
     pct = lambda x: "-" if np.isnan(x) else f"{100 * x:.2f}%"  # noqa: E731
     points = lambda x, form="+.2f": "not yet measured" if np.isnan(x) else f"{100 * x:{form}}"  # noqa: E731
@@ -523,12 +486,11 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                   f"{searched[1]['pick']['score']:.3f}); seed 0's starting points scored "
                   + ", ".join(f"{s:.3f} (trial {t})" for t, s in searched["best_start"]["starts"].items()) + ".",
                   ""]
-    # Another ladder's run is reported beside the default's, not over it.
-    name = "search_quality" + ("" if args.proxy == DEFAULT_PROXY else "-" + re.sub(r"[^a-z0-9-]+", "_", args.proxy))
+    name = report_name(args.proxy)
     lines.append(f"![search quality]({name}.png)")
     write_results(name, {"settings": vars(args), "machine": machine, "base_test_top1": done["base_test_top1"],
                          "summary": summary, "results": results}, lines)
-    plot(results, budgets, ROOT / "benchmarks" / "results" / f"{name}.png")
+    plot(results, budgets, RESULTS / f"{name}.png")
 
 
 def plot(results: dict, budgets: list[float], path: Path) -> None:
