@@ -152,10 +152,10 @@ def main() -> None:
         rows = {"unpruned int8": {"precision": "int8", "model": base.model, "top1": unpruned_int8["top1"]}}
         in_int8 = share * float_ms / int8_ms  # the budget as a share of the unpruned int8 model
         if in_int8 < 1:
-            config, model, searched = matched_pick(budget, share, "int8")
+            config, model, search = matched_pick(budget, share, "int8")
             tuned = int8_top1("the int8 search's pick", model, config)
             rows["autoprune int8 (int8)"] = {"precision": "int8", "model": model, "config": config, **tuned,
-                                            "search": searched}
+                                            "search": search}
         sq = json.loads(Path(args.sq_results).read_text())  # read again: search_quality may have run meanwhile
         others = rivals(sq)
         if others and all(f"{budget}/{name}" in sq["results"] for name in (*FLOAT_ROWS, *others)):
@@ -165,12 +165,12 @@ def main() -> None:
                 rows[f"{name} (float32)"] = {"precision": "float32", "top1": r["top1"][0], "config": r["config"],
                                              "model": prune(base.model, fine, r["config"]), "from": "search_quality"}
         else:  # a budget search_quality has no rows at: the float search's pick, fine-tuned here alike
-            config, model, searched = matched_pick(budget, share, "float32")
+            config, model, search = matched_pick(budget, share, "float32")
             tuned = int8_top1("the float search's pick", model, config)
             rows["autoprune (float32)"] = {"precision": "float32", "model": model, "config": config,
-                                           "top1": tuned["float_top1"], "search": searched}
+                                           "top1": tuned["float_top1"], "search": search}
             rows["autoprune, quantised (int8)"] = {"precision": "int8", "model": model, "config": config,
-                                                   "top1": tuned["top1"], "search": searched}
+                                                   "top1": tuned["top1"], "search": search}
         final = pieces.get(f"{budget}/measured", lambda: timed([r["model"] for r in rows.values()],
                                                                [r["precision"] for r in rows.values()]))
         final_unpruned_ms, final_shares = split_reference(final)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 
-import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
