@@ -82,3 +82,17 @@ def searched(out: Path, **options) -> dict:
 
 def digest(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def one_shot_rows(paths: list[str]) -> dict[str, list[dict]]:
+    """Per budget, the distinct one-shot configs with their first truth, labelled by file and method."""
+    rows: dict[str, list[dict]] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["results"].values():
+            if "method" not in row or "progressive" in row["method"] or not row["top1"]:
+                continue
+            seen = rows.setdefault(row["budget"], [])
+            if all(r["config"] != row["config"] for r in seen):
+                seen.append({"label": f"{Path(path).stem}: {row['method']}", "config": row["config"],
+                             "top1": row["top1"][0], "share": row["measured_share"]})
+    return rows

@@ -38,7 +38,7 @@ from autoprune.study.settings import SearchSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Pieces, add_state_argument, described, state_dir, write_results  # noqa: E402
-from jpeg_protocol import BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, make_base  # noqa: E402
+from jpeg_protocol import BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, make_base, one_shot_rows  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,20 +53,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
-
-
-def one_shot_rows(paths: list[str]) -> dict[str, list[dict]]:
-    """Per budget, the distinct one-shot configs with their first truth, labelled by file and method."""
-    rows: dict[str, list[dict]] = {}
-    for path in paths:
-        for row in json.loads(Path(path).read_text())["results"].values():
-            if "method" not in row or "progressive" in row["method"] or not row["top1"]:
-                continue
-            seen = rows.setdefault(row["budget"], [])
-            if all(r["config"] != row["config"] for r in seen):
-                seen.append({"label": f"{Path(path).stem}: {row['method']}", "config": row["config"],
-                             "top1": row["top1"][0], "share": row["measured_share"]})
-    return rows
 
 
 def main() -> None:

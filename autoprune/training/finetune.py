@@ -78,7 +78,7 @@ def train_step(model, data: TaskData, optimiser, scheduler, step: int, seed: int
     return loss.item()
 
 
-def _read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
+def read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
@@ -95,7 +95,7 @@ def _read_checkpoint(path: Path, model: nn.Module, run: dict) -> dict | None:
     return state
 
 
-def _write_checkpoint(path: Path, state: dict) -> None:
+def write_checkpoint(path: Path, state: dict) -> None:
     # Written beside and renamed, so an interruption mid-write leaves the previous checkpoint whole.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -135,7 +135,7 @@ def finetune(
     run = {"total_steps": total, "seed": seed, "batch_size": batch_size, "lr": float(lr), "distilled": teacher is not None,
            **(schedule.identity() if schedule is not None else {})}
     path = Path(checkpoint) if checkpoint else None
-    state = _read_checkpoint(path, model, run) if path else None
+    state = read_checkpoint(path, model, run) if path else None
     start = 0
     if state:
         model.load_state_dict(state["model"])
@@ -152,7 +152,7 @@ def finetune(
             snapshot = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict()}
             if schedule is not None:
                 snapshot["schedule"] = schedule.state_dict()
-            _write_checkpoint(path, {**snapshot, **run, "step": step})
+            write_checkpoint(path, {**snapshot, **run, "step": step})
 
     bar = tqdm(total=total, initial=start, desc="fine-tune", unit="step", disable=not progress, dynamic_ncols=True)
     with bar:

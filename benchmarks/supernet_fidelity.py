@@ -1,0 +1,130 @@
+"""Does a supernet, fine-tuned once, rank candidate widths the way their 3-epoch fine-tunes do?
+
+The first step of the weight-shared evaluator (autoprune/training/supernet.py): before a search is built on it,
+its score must rank models like their truths. The truths are the most expensive this project has:
+search_quality.py's one-shot models, each pruned from the same base, fine-tuned 3 epochs on the JPEG train set
+and tested on all 10,000 JPEG test images (one per distinct config and budget, from the committed reports given
+by --results; the progressive rows are left out, their truths come from training while pruning).
+
+- the base: the shipped ResNet-56 fine-tuned on the JPEG train set by search_quality's protocol (jpeg_protocol.py),
+  made into --state, or --base-weights;
+- the supernet: train_supernet from the base on the JPEG proxy-train split (the 1,000 proxy-val images are never
+  trained on), --epochs passes, --samples drawn configs a step besides the widest and the narrowest, channels
+  ordered by HALP's importance; cached in --state, so a second run trains nothing;
+- its score of a config: the config's slice, batch norms re-estimated on 4 proxy-train batches, top-1 on proxy-val;
+- beside it, on the same data: adaptive-bn (the config pruned from the base by L1, batch norms re-estimated, top-1
+  on proxy-val), the cheap ladder's first stage;
+- per budget, Kendall's tau of each score against the truths; the targets (issue 37): tau >= 0.85 at 0.5x and
+  >= 0.8 at 0.35x, over at least 12 configs.
+
+    python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--state DIR] [--base-weights FILE]
+
+About 20 minutes on 2 cores once the JPEG set is unpacked (the supernet's training is nearly all of it).
+Writes benchmarks/results/supernet_fidelity.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from scipy import stats
+
+from autoprune.latency.fingerprint import this_machine
+from autoprune.models.specs import load_model
+from autoprune.pruning.prune import prune
+from autoprune.pruning.space import Granularity, build_space
+from autoprune.training.proxies import make_proxy
+from autoprune.training.supernet import Supernet, SupernetSettings, supernet_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, Pieces, add_state_argument, described, state_dir, write_results  # noqa: E402
+from jpeg_protocol import BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, make_base, one_shot_rows  # noqa: E402
+
+TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
+LEAST_CONFIGS = 12
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", nargs="+", help="search_quality reports (their one-shot rows)",
+                   default=[str(RESULTS / "search_quality_64aa097.json"), str(RESULTS / "search_quality.json")])
+    add_jpeg_argument(p)
+    add_state_argument(p, "supernet_fidelity")
+    p.add_argument("--base-weights", default=None, help="the base the rows were pruned from (default: made into --state)")
+    p.add_argument("--epochs", type=float, default=1.0, help="the supernet's passes over proxy-train (1)")
+    p.add_argument("--samples", type=int, default=2, help="drawn configs a step besides the widest and narrowest (2)")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    state = state_dir(args.state, "supernet_fidelity")
+    settings = json.loads(Path(args.results[0]).read_text())["settings"]
+    shipped, jpeg = jpeg_data(args.jpeg, state, settings["seed"])
+    base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
+    base = make_base(shipped, jpeg, base_path, settings.get("base_epochs", BASE_EPOCHS), settings["seed"]) \
+        if not args.base_weights else load_model(MODEL, weights=str(base_path))
+    space = build_space(base)
+    # Uniform L1 and global magnitude keep widths outside the search's steps: any width is a slice all the same.
+    any_width = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
+    chosen = SupernetSettings(epochs=args.epochs, samples=args.samples, seed=settings["seed"])
+    identity = {"base": hashlib.sha256(base_path.read_bytes()).hexdigest()[:16], "data": "cifar10-jpeg",
+                "split_seed": settings["seed"]}
+    start = time.time()
+    trained = supernet_for(base.model, space, jpeg, chosen, identity, state)
+    train_seconds = time.time() - start
+    sliced = Supernet(trained.model, any_width, trained.order)
+    pieces = Pieces(state / "pieces.json")
+    rows = one_shot_rows(args.results)
+    scorers = {
+        "supernet": lambda config: sliced.score(config, jpeg),
+        "adaptive-bn": lambda config: make_proxy("adaptive-bn").evaluate(prune(base.model, any_width, config), jpeg).accuracy,
+    }
+    machine = this_machine()
+    summary, seconds = {}, {}
+    lines = ["# Supernet fidelity: cifar:resnet56", "",
+             f"Written by `benchmarks/supernet_fidelity.py` on {described(machine)}, {args.threads} thread(s) (its "
+             f"docstring has the protocol). Supernet: {args.epochs:g} epoch(s) over the JPEG proxy-train split, "
+             f"{args.samples} drawn configs a step besides the widest and the narrowest, trained in "
+             f"{train_seconds / 60:.1f} min this run (0 if it was cached). Truths: "
+             f"{', '.join(Path(p).name for p in args.results)}, 3-epoch one-shot fine-tunes, all 10,000 JPEG test "
+             "images. Scores: top-1 on the 1,000 JPEG proxy-val images after batch-norm re-estimation (the supernet "
+             "never trained on them; the base it starts from did, in its one epoch on the whole train set).", ""]
+    for budget, budget_rows in sorted(rows.items(), key=lambda kv: -float(kv[0].rstrip("x"))):
+        for row in budget_rows:
+            for name, scorer in scorers.items():
+                began = time.time()
+                row[name] = pieces.get(json.dumps([name, row["config"], identity, args.epochs, args.samples],
+                                                  sort_keys=True), lambda: scorer(row["config"]))
+                seconds.setdefault(name, []).append(time.time() - began)
+                print(f"{budget} {row['label']}: {name} {row[name]:.4f} (truth {row['top1']:.4f})", flush=True)
+        truths = [r["top1"] for r in budget_rows]
+        summary[budget] = {name: float(stats.kendalltau(truths, [r[name] for r in budget_rows])[0]) for name in scorers}
+        target = TARGETS.get(budget)
+        lines += [f"## {budget}: {len(budget_rows)} models, truths {100 * min(truths):.2f}-{100 * max(truths):.2f}%", "",
+                  "| model | measured share | truth | " + " | ".join(scorers) + " |", "|---|---|---|" + "---|" * len(scorers)]
+        lines += [f"| {r['label']} | {r['share']:.3f} | {100 * r['top1']:.2f}% | "
+                  + " | ".join(f"{100 * r[n]:.2f}%" for n in scorers) + " |"
+                  for r in sorted(budget_rows, key=lambda r: -r["top1"])]
+        verdict = "" if target is None else (
+            f" Target: supernet tau >= {target} over at least {LEAST_CONFIGS} configs: "
+            + ("met." if summary[budget]["supernet"] >= target and len(budget_rows) >= LEAST_CONFIGS else
+               f"not met ({summary[budget]['supernet']:+.3f} over {len(budget_rows)} configs)."))
+        lines += ["", "Kendall's tau against the truth: " + ", ".join(f"{n} {t:+.3f}" for n, t in summary[budget].items())
+                  + "." + verdict, ""]
+    lines += ["Seconds per score (median): " + ", ".join(f"{n} {sorted(s)[len(s) // 2]:.1f}" for n, s in seconds.items())
+              + " (a cached score counts as 0)."]
+    write_results("supernet_fidelity", {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
+                                        "train_seconds": train_seconds, "tau": summary, "rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()
