@@ -1,4 +1,5 @@
 """The Python API on the user's own objects: an nn.Module, a DataLoader, a metric; and what it refuses."""
+import signal
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import autoprune
+from autoprune.study.execution import FAILED_IN_A_ROW
 from autoprune.study.result import trial_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -83,6 +85,34 @@ def test_a_bad_metric_is_one_clear_error_and_the_study_is_kept(trained, loaders,
         autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=loaders[0], evaluate=evaluate,
                          table=str(table.path), out=tmp_path, trials=2, proxy="adaptive-bn:1")
     assert (tmp_path / "study.db").stat().st_size > 0
+
+
+def test_a_search_whose_every_trial_fails_ends_in_one_line_instead_of_waiting_forever(trained, loaders, table,
+                                                                                      tmp_path):
+    # A candidate's RuntimeError fails its trial and the search goes on; when each one fails, it used to go on asking.
+    def diverged(outputs, targets):
+        raise RuntimeError("the loss diverged\n(a second line the message must not carry)")
+
+    def hung(signum, frame):
+        raise TimeoutError("the search was still running after 600 s")
+
+    example_batch = next(iter(loaders[1]))[0][:1]
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(600)
+    try:
+        with pytest.raises(autoprune.StudyError) as caught:
+            autoprune.search(trained, "0.85x", example_inputs=example_batch, train_data=loaders[0],
+                             evaluate=lambda m: 0.5, loss=diverged, table=str(table.path), out=tmp_path, trials=2,
+                             proxy="finetune:1", saliency="l1", measure=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert f"the last {FAILED_IN_A_ROW} trials failed, the last with RuntimeError: the loss diverged:" in message
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * FAILED_IN_A_ROW
+    assert all(t.user_attrs["error"] == "RuntimeError: the loss diverged" for t in study.trials)
 
 
 def test_bad_objects_are_refused_in_one_line(trained, loaders, table):

@@ -3,7 +3,8 @@
   settings.py   SearchSettings (stored in the study) and the content digest that pins a study's space
   context.py    build_context: model, space, table, data, saliency, allocation, built once per worker
   objective.py  Objective: knobs -> config at the budget -> proxy ladder, reported to the pruner
-  execution.py  sampler, pruner and storage registries, recovery of killed trials, workers, run_search, reopen
+  execution.py  sampler, pruner and storage registries, workers, run_search, reopen
+  recovery.py   trials left running by killed processes: found at any moment of their start, failed, retried
   result.py     SearchResult and the Pareto filter over trials (no I/O)
   outputs.py    the files a search writes and reads back
 """

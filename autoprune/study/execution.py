@@ -7,8 +7,7 @@ Pareto front is computed from those (result.py).
 from __future__ import annotations
 
 import multiprocessing
-import os
-import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +22,8 @@ from ..models.specs import LoadedModel
 from ..data.task import TaskData
 from .context import SearchContext, build_context
 from .objective import REDUCTION_FACTOR, Objective
-from .result import FINISHED, SearchResult, completed, trial_ms
+from .recovery import recover_dead_trials, register, unregister
+from .result import FINISHED, SearchResult, completed, is_start, trial_ms
 from .samplers import make_sampler, sampler_seed
 from .settings import SearchSettings
 from .timing import FIT_ROUNDS, local_clock
@@ -38,7 +38,8 @@ JOURNAL = "journal:"
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """`journal:FILE` is Optuna's journal file (for shared file systems, e.g. NFS); any other URL an RDB
-    storage with heartbeats, so a trial whose process died is failed and its config retried."""
+    storage with heartbeats, so a trial whose process died on another machine is failed and its config retried
+    (recovery.py fails those of this machine at once, and those killed before their first heartbeat)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
@@ -58,34 +59,6 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             raise
         except Exception as exc:  # SQLAlchemy and drivers raise many types for a bad or unreachable URL
             raise StudyError(f"cannot open storage {url}: {str(exc).splitlines()[0]}") from exc
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover_dead_trials(study: optuna.Study) -> list[int]:
-    """Fails the running trials of dead processes on this host now and queues their samples again.
-
-    Heartbeats catch the same on any machine, but only after a grace period (and a journal storage has
-    none); a killed local run should resume at once.
-    """
-    host = socket.gethostname()
-    retried = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker", "")
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-            study.tell(t.number, state=TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-            retried.append(t.number)
-    return retried
 
 
 def open_study(settings: SearchSettings, storage_url: str, study_name: str, space_digest: str,
@@ -151,24 +124,52 @@ def reopen(out: str | Path, storage: str | None = None, study_name: str = STUDY_
     return study, ctx
 
 
+# A trial fails (rather than stops the search) on the errors a candidate may raise; this many in a row say that
+# every candidate does, and the search ends there instead of asking for trials that never finish.
+FAILED_IN_A_ROW = 5
+
+
+class FailureStreak:
+    """A study callback that ends the search with one line when FAILED_IN_A_ROW trials in a row failed."""
+
+    def __init__(self, limit: int = FAILED_IN_A_ROW):
+        self.limit, self.failed = limit, 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.failed = self.failed + 1 if trial.state == TrialState.FAIL else 0
+        if self.failed >= self.limit:
+            raise StudyError(f"the last {self.failed} trials failed, the last with "
+                             f"{trial.user_attrs.get('error', 'no error recorded')}: the finished trials are kept; fix "
+                             "that and run the search again to resume")
+
+
 def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int, progress: bool,
                shared: bool) -> optuna.Study:
     settings = ctx.settings
     study = open_study(settings, storage_url, study_name, ctx.space_digest, sampler_seed(settings.seed, index, shared))
-    if index == 0 and not study.trials:
-        for params in ctx.allocation.starting_points():
-            study.enqueue_trial(params)
-    # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
-    callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED)]
-    bar = None
-    if progress:
-        bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials), desc="search",
-                   unit="trial")
-        callbacks.append(lambda s, t: _update_bar(bar, s, ctx.target_ms, ctx.data.percent))
-    if len(completed(study, FINISHED)) < settings.trials:
-        study.optimize(Objective(ctx, local_clock(ctx, FIT_ROUNDS)), callbacks=callbacks, catch=(RuntimeError, ValueError))
-    if bar is not None:
-        bar.close()
+    register(study)
+    try:
+        # Only a study killed while it queued its starting points lacks some of them: queue those it lacks.
+        if index == 0 and all(is_start(t) for t in study.trials):
+            for params in ctx.allocation.starting_points():
+                study.enqueue_trial(params, skip_if_exists=True)
+        # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
+        callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED), FailureStreak(),
+                     lambda s, t: recover_dead_trials(s)]  # a process sharing the study may have died meanwhile
+        bar = None
+        if progress:
+            bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials),
+                       desc="search", unit="trial")
+            callbacks.append(lambda s, t: _update_bar(bar, s, ctx.target_ms, ctx.data.percent))
+        try:
+            if len(completed(study, FINISHED)) < settings.trials:
+                study.optimize(Objective(ctx, local_clock(ctx, FIT_ROUNDS)), callbacks=callbacks,
+                               catch=(RuntimeError, ValueError))
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        unregister(study)
     return study
 
 
@@ -208,7 +209,11 @@ def run_search(settings: SearchSettings, out: str | Path, storage: str | None = 
 
 
 def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int, shared: bool) -> None:
-    run_trials(build_context(settings), storage_url, study_name, index, progress=False, shared=shared)
+    try:
+        run_trials(build_context(settings), storage_url, study_name, index, progress=False, shared=shared)
+    except AutopruneError as exc:  # one line, as the command's own errors, instead of the process's traceback
+        print(f"autoprune search worker {index}: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _run_workers(settings, storage_url, study_name, workers, study, budget_ms, shared) -> None:

@@ -2,22 +2,21 @@
 table's) -> the proxy ladder, stage by stage."""
 from __future__ import annotations
 
-import os
-import socket
+from collections import OrderedDict
 
 import optuna
 
 from ..allocation.knobs import KNOB_RANGE
 from ..models.complexity import count_macs, count_params
 from .context import SearchContext
+from .recovery import worker_id
 from .timing import Clock, Fit
 
 # Successive halving between the proxy ladder's stages: a third of the candidates go on to the next one.
 REDUCTION_FACTOR = 3
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+# Pruned models kept for a config met again: the neighbouring knobs that give one config tend to come in a row, and a
+# model is megabytes where its scores are a few numbers (every config's are kept).
+MODELS_KEPT = 2
 
 
 class Objective:
@@ -27,10 +26,29 @@ class Objective:
         self.ctx = ctx
         self.fit = Fit(ctx, clock) if clock else None
         self.seen: dict[tuple, dict] = {}  # config -> its attributes and the scores of the stages run so far
+        self.models: OrderedDict[tuple, object] = OrderedDict()  # the last MODELS_KEPT configs' pruned models
 
     def __call__(self, trial: optuna.Trial) -> float:
-        ctx = self.ctx
         trial.set_user_attr("worker", worker_id())
+        try:
+            return self._score(trial)
+        except (RuntimeError, ValueError) as exc:  # the study fails the trial and goes on: say why, in one line
+            message = (str(exc).strip().splitlines() or [""])[0]
+            trial.set_user_attr("error", f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+            raise
+
+    def model(self, key: tuple, config: dict):
+        """The pruned model of `config`, pruned again when it is no longer kept (pruning is deterministic)."""
+        if key in self.models:
+            self.models.move_to_end(key)
+        else:
+            self.models[key] = self.ctx.prune(config)[0]
+            while len(self.models) > MODELS_KEPT:
+                self.models.popitem(last=False)
+        return self.models[key]
+
+    def _score(self, trial: optuna.Trial) -> float:
+        ctx = self.ctx
         low, high = KNOB_RANGE
         knobs = {k: trial.suggest_float(k, low, high, log=True) for k in ctx.allocation.knobs()}
         if self.fit:
@@ -41,8 +59,8 @@ class Objective:
             config, timed = ctx.allocation.config(knobs), {}
         key = tuple(sorted(config.items()))
         if key not in self.seen:  # neighbouring knobs often give one config: prune and score it once
-            pruned, _ = ctx.prune(config)
-            self.seen[key] = {"model": pruned, "scores": [],
+            pruned = self.model(key, config)
+            self.seen[key] = {"scores": [],
                               "attrs": {"config": config, "predicted_ms": ctx.predictor.predict(config),
                                         "macs": count_macs(pruned, ctx.loaded.example_input()),
                                         "params": count_params(pruned)}}
@@ -55,7 +73,7 @@ class Objective:
         trial.set_constraint("latency_over_budget_ms", latency_ms - ctx.target_ms)
         for stage, proxy in enumerate(ctx.ladder):
             if stage == len(seen["scores"]):
-                result = proxy.evaluate(seen["model"], ctx.data, ctx.teacher)
+                result = proxy.evaluate(self.model(key, config), ctx.data, ctx.teacher)
                 seen["scores"].append((result.accuracy, result.seconds))
             accuracy, seconds = seen["scores"][stage]
             trial.set_user_attr("proxy_accuracy", accuracy)

@@ -2,6 +2,7 @@
 storage, export, and the one-shot knapsack command."""
 import csv
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -15,12 +16,13 @@ import pytest
 import torch
 import yaml
 
-from autoprune.budget import error_band
+from autoprune.budget import error_band, measured_within
 from autoprune.pruning.pruned_files import load_pruned
 from autoprune.cli import main
 from autoprune.latency import LatencyTable
 from autoprune.errors import BudgetError
 from autoprune.study import read_result, reopen
+from autoprune.study.execution import make_storage
 from autoprune.study.result import FrontMember, SearchResult
 from autoprune.models.onnx_io import ort_session, run_onnx
 from postgres import start_server
@@ -184,7 +186,8 @@ def test_a_progressive_export_prunes_while_it_fine_tunes_to_exactly_the_trials_w
     assert report["predicted_ms"] == pytest.approx(chosen.predicted_ms)
     exported = load_pruned(out / "export" / "model.pt")
     assert exported.autoprune_config == {**exported.autoprune_config, **report["config"]}
-    assert report["params"] == sum(p.numel() for p in exported.parameters()) < result.front[0].params / 0.6
+    # Pruned to the trial's widths exactly: as many parameters as the trial's model had.
+    assert report["params"] == sum(p.numel() for p in exported.parameters()) == chosen.params
     assert main(["export", "--out", str(out), "--trial", str(chosen.trial), "--schedule", "gradual"]) == 2
 
 
@@ -211,18 +214,28 @@ def _complete(db):
         return con.execute("select trial_id, number from trials where state='COMPLETE'").fetchall()
 
 
+def _has_trials(db):
+    with sqlite3.connect(db) as con:
+        return bool(con.execute("select name from sqlite_master where name='trials'").fetchall())
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
+def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path, machine_table):
+    # machine_table: the search reuses this machine's table (profiled once per session) rather than profiling it
+    # within the deadline on a loaded machine.
     cmd = _search_cmd(tmp_path, 7)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
+    started = False
     while time.time() < deadline and proc.poll() is None:
-        if (tmp_path / "study.db").exists() and len(_complete(tmp_path / "study.db")) >= 3:
+        started = started or (tmp_path / "study.db").exists() and _has_trials(tmp_path / "study.db")
+        if started and len(_complete(tmp_path / "study.db")) >= 3:
             break
         time.sleep(0.5)
     assert proc.poll() is None, "the search ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert started, "the search stored no trial within 300 s"
     before = set(_complete(tmp_path / "study.db"))
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -237,6 +250,63 @@ def test_resume_after_sigkill_keeps_every_finished_trial(tmp_path):
             assert study.trials[t.user_attrs["retry_of"]].params.items() <= t.params.items()
             assert t.params.keys() == study.trials[0].params.keys()
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+# The search, SIGKILLed by itself the moment Optuna has created trial KILL_AT_TRIAL (or popped it from the queue):
+# before the objective's first step names its worker on it, and before the storage's first heartbeat.
+KILLED_AFTER_ASK = """
+import os, signal, sys
+import optuna
+asked = optuna.Study.ask
+def ask(self, *args, **kwargs):
+    trial = asked(self, *args, **kwargs)
+    if trial.number == int(os.environ["KILL_AT_TRIAL"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return trial
+optuna.Study.ask = ask
+from autoprune.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage, number", [("sqlite", 1), ("sqlite", 2), ("journal", 2), ("postgresql", 2)],
+                         ids=["sqlite-popped", "sqlite-created", "journal-created", "postgresql-created"])
+def test_a_search_killed_the_moment_a_trial_was_created_resumes_with_nothing_running(tmp_path, storage, number,
+                                                                                     machine_table):
+    # Trials 0 and 1 are the starting points, popped from the study's queue; trial 2 is the first one created.
+    stop = None
+    if storage == "sqlite":
+        url, extra = f"sqlite:///{tmp_path / 'study.db'}", []
+    elif storage == "journal":
+        url = f"journal:{tmp_path / 'study.log'}"
+        extra = ["--storage", url]
+    else:
+        url, stop = start_server()
+        extra = ["--storage", url]
+    try:
+        cmd = _search_cmd(tmp_path, 4, *extra)
+        killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ASK, *cmd[3:]], capture_output=True, text=True,
+                                env={**os.environ, "KILL_AT_TRIAL": str(number)})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        study = optuna.load_study(study_name="autoprune", storage=make_storage(url))
+        (left,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        assert left.number == number and "worker" not in left.user_attrs
+
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert f"retrying trials [{number}]" in done.stdout
+        study = optuna.load_study(study_name="autoprune", storage=make_storage(url))
+        assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        assert study.trials[number].state == optuna.trial.TrialState.FAIL
+        (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+        assert retry.state == optuna.trial.TrialState.COMPLETE
+        # A starting point is retried as the starting point it was.
+        assert retry.params == left.system_attrs.get("fixed_params", retry.params)
+        assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 4
+    finally:
+        if stop:
+            stop()
 
 
 def _two_workers(tmp_path, *storage):
@@ -330,7 +400,9 @@ def test_an_edited_space_file_is_refused_for_an_existing_study_and_weight_taylor
     space.write_text(yaml.safe_dump(original))
     # The taylor criterion (scored from a batch's gradients) prunes in the search and in the export.
     code = main(["export", "--out", str(tmp_path / "run"), "--trial", "0", "--finetune-epochs", "0.02"])
-    assert code in (0, 1) and (tmp_path / "run" / "export" / "report.json").is_file()
+    report = json.loads((tmp_path / "run" / "export" / "report.json").read_text())
+    # Exit 1 is the latency check failing on this machine, never a user mistake: the one code its measurement calls for.
+    assert code == (0 if measured_within(report["measured_ms"], report["budget_ms"]) else 1)
 
 
 def test_a_journal_storage_runs_and_resumes_and_a_margin_keeps_the_front_under_the_budget(tmp_path, capsys):
