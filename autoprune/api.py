@@ -76,8 +76,12 @@ def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, 
                   wanted: Precision | None = None):
     """The model and its search space; without --multiple-of, an int8 space keeps int8's preferred widths."""
     loaded = load(model, None, example_inputs, input_shape)
-    granularity = precision(wanted).granularity(steps, multiple_of, min_keep)
-    return loaded, space_for(loaded, space, granularity, freeze)
+    return loaded, _space_in(loaded, space, precision(wanted), steps, multiple_of, min_keep, freeze)
+
+
+def _space_in(loaded: LoadedModel, space: str | None, wanted: Precision, steps: int = 8,
+              multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = ()) -> SearchSpace:
+    return space_for(loaded, space, wanted.granularity(steps, multiple_of, min_keep), freeze)
 
 
 def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = defaults.BACKEND,
@@ -103,12 +107,12 @@ def _predictor(model: Model, table: Table, example_inputs, input_shape, space: s
                multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
                strict: bool = False, force: bool = False, backend: str | None = None, threads: int | None = None,
                dtype: str | Precision | None = None) -> tuple[LoadedModel, LatencyPredictor]:
-    from .latency.choose import choose_table
+    from .latency.choose import table_and_space
 
-    wanted = None if dtype is None else precision(dtype)
-    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
-                                     wanted)
-    chosen = choose_table(table, loaded, searched, backend, threads, force, wanted)
+    loaded = load(model, None, example_inputs, input_shape)
+    chosen, searched = table_and_space(
+        table, loaded, lambda p: _space_in(loaded, space, p, steps, multiple_of, min_keep, freeze),
+        backend, threads, force, None if dtype is None else precision(dtype))
     return loaded, LatencyPredictor(chosen, searched, strict=strict)
 
 
@@ -160,9 +164,10 @@ def rescale(model: Model, table: str | Path, out: str | Path, *, configs: int = 
         raise AutopruneError("--configs must be at least 2")
     from .latency.choose import named_table
 
-    loaded, searched = _loaded_space(model, example_inputs, input_shape, space, **options)
-    return adapt(loaded, searched, LatencyTable.load(named_table(table, loaded.spec), force=force), out, configs, seed,
-                 terms)
+    loaded = load(model, None, example_inputs, input_shape)
+    adapted = LatencyTable.load(named_table(table, loaded.spec), force=force)
+    # Its configs are drawn from the space the table was profiled in: an int8 table's widths.
+    return adapt(loaded, _space_in(loaded, space, adapted.precision, **options), adapted, out, configs, seed, terms)
 
 
 def tables(clear: bool = False) -> list:

@@ -138,3 +138,44 @@ def test_an_int8_search_says_its_scores_are_the_quantised_models(tmp_path):
                  "--proxy", "adaptive-bn:1", "--saliency", "l1", "--out", str(out)]) == 0
     assert json.loads((out / "pareto.json").read_text())["extra"]["score"] == (
         "proxy-val top-1 after adaptive-bn:1 of the int8 model (ONNX Runtime, static quantisation)")
+
+
+def test_validate_and_rescale_work_in_the_precision_their_table_holds_and_refuse_another(tmp_path, capsys,
+                                                                                          monkeypatch):
+    import torch.nn as nn
+
+    from autoprune.latency import rescale as rescaling
+    from autoprune.latency import validate as validation
+
+    out = tmp_path / "int8.json"
+    assert main(["profile", "--model", TINY, "--dtype", "int8", "--out", str(out), "--calibration", "8",
+                 "--validate", "0"]) == 0
+    timed = []
+
+    def measure(models, example, backend, threads, *timing, precision=None):
+        widths = [[m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] for model in models]
+        timed.append(((precision or timing[-1]).name, widths))
+        # What the figures hold is not this test's question, only what is timed.
+        return [(1.0 + sum(w) / 100, 0.0) for w in widths]
+
+    monkeypatch.setattr(validation, "measure_models_ms", measure)
+    monkeypatch.setattr(rescaling, "measure_models_ms", measure)
+    capsys.readouterr()
+    # No --dtype: the table's int8, in the int8 space's widths (multiples of 8, none under 16) it was profiled at.
+    assert main(["validate", "--model", TINY, "--table", str(out), "--samples", "6"]) == 0
+    ((dtype, widths),) = timed
+    assert dtype == "int8" and all(w % 8 == 0 and w >= 16 for model in widths for w in model)
+    assert "in int8" in capsys.readouterr().out
+    (stored,) = [m["validation"] for m in json.loads(out.read_text())["models"].values()]
+    assert stored["dtype"] == "int8" and stored["n"] == 6
+    # An explicit other precision: one line, nothing timed, nothing stored.
+    before = out.read_bytes()
+    assert main(["validate", "--model", TINY, "--table", str(out), "--samples", "6", "--dtype", "float32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds int8 latencies, this asks for float32" in err[0]
+    assert len(timed) == 1 and out.read_bytes() == before
+    # rescale draws its configs from the table's space alike.
+    assert main(["rescale", "--model", TINY, "--table", str(out), "--out", str(tmp_path / "here.json"), "--configs",
+                 "4", "--one-factor"]) == 0
+    dtype, widths = timed[-1]
+    assert len(timed) == 2 and dtype == "int8" and all(w % 8 == 0 and w >= 16 for model in widths for w in model)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from .. import defaults
 from ..errors import TableError
@@ -34,17 +35,31 @@ def named_table(table: str | Path, model: str) -> Path:
     return shipped_table(model) if str(table) == defaults.SHIPPED else Path(table)
 
 
-def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace, backend: str | None = None,
+def choose_table(table: str | Path | None, loaded: LoadedModel, space: SearchSpace | None, backend: str | None = None,
                  threads: int | None = None, force: bool = False, precision: Precision | None = None) -> LatencyTable:
     """`backend`, `threads` and `precision` (None: the defaults) are what this machine's own table is measured with;
     a named table brings its own, and a `backend` asked for that it lacks is refused unless `force`. A precision
-    asked for that a named table lacks is always refused: its latencies would be another precision's."""
+    asked for that a named table lacks is always refused: its latencies would be another precision's. `space` is
+    what this machine's own table is profiled for (a named one needs none)."""
     if table is None:
         target = LocalTarget(backend or defaults.BACKEND, threads or defaults.THREADS,
                              precision=precision or LocalTarget.precision)
         return table_for_this_machine(loaded, space, target)
     chosen = LatencyTable.load(named_table(table, loaded.spec), backend, None, force)
     if precision is not None and chosen.precision != precision:
-        raise TableError(f"table {chosen.path} holds {chosen.precision} latencies, this asks for {precision}: "
-                         f"profile a {precision} table (`autoprune profile --dtype {precision}`) or leave out --table")
+        raise TableError(f"table {chosen.path} holds {chosen.precision} latencies, this asks for {precision}: leave "
+                         f"out --dtype to work in {chosen.precision}, or leave out --table for this machine's own "
+                         f"{precision} table (profiled on first use)")
     return chosen
+
+
+def table_and_space(table: str | Path | None, loaded: LoadedModel, space_in: Callable[[Precision], SearchSpace],
+                    backend: str | None = None, threads: int | None = None, force: bool = False,
+                    precision: Precision | None = None) -> tuple[LatencyTable, SearchSpace]:
+    """The table (choose_table) and the search space built by `space_in` in the table's precision: the one asked
+    for, else a named table's own (an int8 table predicts int8 widths), else the default."""
+    if table is None:
+        space = space_in(precision or LocalTarget.precision)
+        return choose_table(None, loaded, space, backend, threads, force, precision), space
+    chosen = choose_table(table, loaded, None, backend, threads, force, precision)
+    return chosen, space_in(chosen.precision)

@@ -22,18 +22,19 @@ DEFAULT_SEED = 12345
 def validate(loaded: LoadedModel, space: SearchSpace, table: LatencyTable, samples: int = 30, seed: int = DEFAULT_SEED,
              rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"], save: bool = True,
              plot: str | Path | None = None) -> dict:
-    """Measures `samples` random configs on the table's backend, returns the error figures and, with
-    `save`, stores them in the table under its model."""
+    """Measures `samples` random configs on the table's backend in its precision, returns the error figures and,
+    with `save`, stores them in the table under its model. `space` must be in the table's precision too (its widths:
+    latency.choose.table_and_space builds it so)."""
     predictor = LatencyPredictor(table, space)
     rng = random.Random(seed)
     configs = [space.random_config(rng) for _ in range(samples)]
     predicted = [predictor.predict(c) for c in configs]
     models = [prune(loaded.model, space, c) for c in tqdm(configs, desc="pruning", unit="model", file=sys.stderr)]
-    print(f"timing {samples} models end to end on {table.backend}", file=sys.stderr)
+    print(f"timing {samples} models end to end on {table.backend} in {table.precision}", file=sys.stderr)
     stats = measure_models_ms(models, loaded.example_input(table.batch), table.backend, table.device["threads"],
                               rounds, per_round, table.precision)
     measured = [ms for ms, _ in stats]
-    figures = {**error_figures(predicted, measured), "seed": seed,
+    figures = {**error_figures(predicted, measured), "seed": seed, "dtype": table.precision.name,
                "predicted_ms": [round(p, 4) for p in predicted], "measured_ms": [round(m, 4) for m in measured]}
     if save:
         table.model(predictor.key)["validation"] = figures

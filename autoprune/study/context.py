@@ -13,7 +13,7 @@ from ..allocation.knobs import Allocation
 from ..budget import error_band, margin_share, parse_budget
 from ..errors import BudgetError
 from ..latency import LatencyPredictor
-from ..latency.choose import choose_table
+from ..latency.choose import table_and_space
 from ..models.specs import LoadedModel
 from ..training.proxies import Proxy, make_ladder
 from ..precision import precision
@@ -65,12 +65,13 @@ def build_context(settings: SearchSettings, loaded: LoadedModel | None = None,
     pruning_criterion = resolve(settings.criterion, "pruning")
     needs_batch = pruning_criterion != KNAPSACK and criterion(pruning_criterion).needs_data
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
-    wanted = None if settings.dtype is None else precision(settings.dtype)
-    granularity = precision(wanted).granularity(settings.steps, settings.multiple_of, settings.min_keep)
-    space = space_for(loaded, settings.space_file, granularity, settings.freeze)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
-    table = choose_table(settings.table, loaded, space, settings.backend, settings.threads, settings.force_table,
-                         wanted)
+    table, space = table_and_space(
+        settings.table, loaded,
+        lambda p: space_for(loaded, settings.space_file, p.granularity(settings.steps, settings.multiple_of,
+                                                                        settings.min_keep), settings.freeze),
+        settings.backend, settings.threads, settings.force_table,
+        None if settings.dtype is None else precision(settings.dtype))
     predictor = LatencyPredictor(table, space)
     ladder = make_ladder(settings.proxy, settings.seed, table.precision)  # scored as deployed
     unpruned_ms = predictor.predict(space.full_config())
