@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import api, defaults
 from .errors import AutopruneError, LatencyCheckFailed
+from .latency.backends import BACKENDS
 from .latency.fingerprint import FingerprintError
 from .report import format_front, format_space, format_tables
 from .pruning.importance import PRUNING_CRITERIA, RENAMED, SALIENCIES
@@ -40,14 +41,15 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None,
-                   help=f"this machine's own table is measured on it: {defaults.BACKEND} (default), torch-cpu, "
-                        "ort-cuda, torch-cuda; a named --table measured on another is refused")
+                   help=f"this machine's own table is measured on it: {defaults.BACKEND} (default), "
+                        f"{', '.join(b for b in BACKENDS if b != defaults.BACKEND)}; a named --table measured on "
+                        "another is refused")
     p.add_argument("--threads", type=int, default=None,
                    help=f"intra-op threads of this machine's own table (default {defaults.THREADS})")
     p.add_argument("--dtype", default=None,
-                   help=f"the precision latencies are predicted in: {defaults.DTYPE} (default) or int8 (ort-cpu: "
-                        "statically quantised, QDQ); this machine's own table is measured in it, a named --table "
-                        "must hold it")
+                   help=f"the precision latencies are predicted in: {defaults.DTYPE} (default, or a named --table's "
+                        "own) or int8 (ort-cpu: statically quantised, QDQ); this machine's own table is measured in "
+                        "it, a named --table must hold it")
 
 
 def _add_table_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -199,7 +201,7 @@ def _print_warnings(caught) -> None:
 def cmd_validate(args) -> int:
     figures = api.validate(args.model, args.table, samples=args.samples, seed=args.seed, input_shape=args.input_shape,
                            save=not args.no_save, plot=args.plot, **_space(args), **_target(args))
-    print(_figures_line(args.model, figures["backend"], figures))
+    print(_figures_line(args.model, f"{figures['backend']} in {figures['dtype']}", figures))
     if not args.no_save:
         print(f"stored the figures in {figures['table']}")
     if args.plot:
@@ -280,12 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_space_args(p)
     p.add_argument("--backend", default=defaults.BACKEND,
-                   help=f"ort-cpu, torch-cpu, ort-cuda or torch-cuda (default {defaults.BACKEND})")
+                   help=f"{', '.join(BACKENDS)} (default {defaults.BACKEND})")
     p.add_argument("--threads", type=int, default=defaults.THREADS, help=f"intra-op threads (default {defaults.THREADS})")
     p.add_argument("--batch", type=int, default=defaults.BATCH, help=f"batch size (default {defaults.BATCH})")
     p.add_argument("--dtype", default=defaults.DTYPE,
-                   help="float32 (default); int8 on ort-cpu (statically quantised QDQ models, as ORT runs them); "
-                        "float16 on torch-cuda")
+                   help=f"{defaults.DTYPE} (default); int8 on ort-cpu (statically quantised QDQ models, as ORT runs "
+                        "them); float16 on torch-cuda")
     p.add_argument("--out", default=None, help="table JSON to write, or to grow if it exists")
     p.add_argument("--kit", default=None, help="instead of measuring here, write a zip to measure on another device")
     p.add_argument("--calibration", type=int, default=30, help="random configs timed end to end to calibrate (30)")

@@ -66,3 +66,24 @@ def test_module_entry_point_lists_every_command():
     assert out.returncode == 0
     for command in ("inspect", "profile", "predict", "validate", "knapsack", "search", "pareto", "export"):
         assert command in out.stdout
+
+
+def test_profile_takes_its_defaults_from_the_one_place_that_holds_them(monkeypatch, capsys):
+    from autoprune import api, cli, defaults
+
+    # Other values than the shipped ones: a default spelled out anywhere but defaults.py shows here.
+    monkeypatch.setattr(defaults, "BACKEND", "torch-cpu")
+    monkeypatch.setattr(defaults, "THREADS", 3)
+    monkeypatch.setattr(defaults, "BATCH", 2)
+    monkeypatch.setattr(defaults, "DTYPE", "int8")
+    passed = {}
+    monkeypatch.setattr(api, "profile", lambda model, out, **kwargs: passed.update(kwargs) or "kit.zip")
+    assert main(["profile", "--kit", "kit.zip"]) == 0
+    assert {k: passed[k] for k in ("backend", "threads", "batch", "dtype")} == {
+        "backend": "torch-cpu", "threads": 3, "batch": 2, "dtype": "int8"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["profile", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default torch-cpu)" in shown and "(default 3)" in shown and "(default 2)" in shown
+    assert "int8 (default)" in shown and "float32 (default)" not in shown

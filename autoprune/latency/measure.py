@@ -6,14 +6,15 @@ import statistics
 import torch
 import torch.nn as nn
 
+from .. import defaults
 from ..precision import FLOAT32, Precision
 from . import backends
 from .runner import STEADY
 
 
-def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, backend: str, threads: int = 1,
-                      rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
-                      precision: Precision = FLOAT32) -> list[tuple[float, float]]:
+def measure_models_ms(models: list[nn.Module], example_input: torch.Tensor, backend: str,
+                      threads: int = defaults.THREADS, rounds: int = STEADY["rounds"],
+                      per_round: int = STEADY["per_round"], precision: Precision = FLOAT32) -> list[tuple[float, float]]:
     """(median ms, relative spread) of each model, timed interleaved."""
     stats = backends.get_backend(backend, precision).time_models(models, example_input, threads, rounds, per_round,
                                                                  precision)
@@ -35,7 +36,7 @@ def round_by_round_share(stats: dict, reference: dict) -> float:
     return statistics.median(ms / ref for ms, ref in zip(stats["rounds_ms"], reference["rounds_ms"]))
 
 
-def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = 1,
+def measure_model_ms(model: nn.Module, example_input: torch.Tensor, backend: str, threads: int = defaults.THREADS,
                      rounds: int = STEADY["rounds"], per_round: int = STEADY["per_round"],
                      precision: Precision = FLOAT32) -> tuple[float, float]:
     """(median ms, relative spread) of one forward pass of `model` on `backend`."""

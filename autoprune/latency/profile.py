@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import defaults
 from ..errors import AutopruneError
 from ..models.specs import LoadedModel
 from ..precision import FLOAT32, Precision
@@ -38,9 +39,9 @@ DEFAULT_SETTINGS = {"warmup": 10, "repeats": 50, "model_warmup": runner.STEADY["
 
 
 def profile(
-    loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = 1, batch: int = 1,
-    precision: Precision = FLOAT32, calibration: int = 30, validation: int = 0, kit: str | Path | None = None,
-    seed: int = 0, settings: dict | None = None,
+    loaded: LoadedModel, space: SearchSpace, backend: str, out: str | Path | None, threads: int = defaults.THREADS,
+    batch: int = defaults.BATCH, precision: Precision = FLOAT32, calibration: int = 30, validation: int = 0,
+    kit: str | Path | None = None, seed: int = 0, settings: dict | None = None,
 ) -> Path:
     """Measures `space`'s kernels onto the table `out` (grown if it exists), or writes a kit zip."""
     began = time.time()
