@@ -7,6 +7,7 @@ import torch
 from autoprune.data.sources import SOURCES, load_data
 from autoprune.errors import AutopruneError
 from autoprune.latency import backends
+from autoprune.precision import FLOAT32
 from autoprune.training.proxies import PROXY_KINDS, make_proxy
 from autoprune.pruning.importance import CRITERIA, KNAPSACK, PRUNING_CRITERIA, SALIENCIES, resolve
 from autoprune.pruning.prune import prune
@@ -103,7 +104,13 @@ def test_every_data_source_refuses_a_malformed_form_in_one_line(kind, resnet56, 
 @pytest.mark.parametrize("name", sorted(backends.BACKENDS))
 def test_every_backend_is_known_and_says_when_this_machine_cannot_run_it(name):
     try:
-        backends.get_backend(name)
+        backend = backends.get_backend(name)
     except AutopruneError as exc:  # a CUDA backend on a machine without CUDA: one line saying what is missing
         assert "CUDA" in str(exc) and len(str(exc).splitlines()) == 1
-        assert not torch.cuda.is_available()
+        assert not torch.cuda.is_available() and backends.BACKENDS[name].cuda
+        return
+    # Where it runs: the backend asked for, with the version a table records, timing a model in float32.
+    assert backend.name == name and backend.version() and FLOAT32 in backend.precisions
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+    (stats,) = backend.time_models([model], torch.randn(1, 3, 16, 16), 1, 1, 2, FLOAT32)
+    assert stats["ms"] > 0 and len(stats["rounds_ms"]) == 1

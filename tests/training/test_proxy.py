@@ -67,12 +67,21 @@ def test_proxy_scores_are_seeded_and_leave_the_candidate_alone(pruned, splits):
     assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
 
 
-def test_finetune_steps_proxy_with_and_without_a_teacher(resnet56, pruned, splits):
+def test_finetune_steps_proxy_with_and_without_a_teacher(resnet56, pruned, splits, monkeypatch):
     small = dataclasses.replace(splits, proxy_val=splits.proxy_val.sample(200))
+    scored = []  # the fine-tuned weights each evaluation scored
+    score = type(small).score
+    monkeypatch.setattr(type(small), "score", lambda self, model: scored.append(copy.deepcopy(model.state_dict()))
+                        or score(self, model))
     plain = make_proxy("finetune:3").evaluate(pruned, small)
     taught = make_proxy("finetune:3").evaluate(pruned, small, teacher=resnet56.model)
     again = make_proxy("finetune:3").evaluate(pruned, small, teacher=resnet56.model)
-    assert 0 <= plain.accuracy <= 1 and taught.accuracy == again.accuracy
+    without, with_teacher, repeated = scored
+    # The teacher's term moves every step: the model scored is another one (the top-1 of 200 images may still tie).
+    assert any(not torch.equal(without[k], with_teacher[k]) for k in without)
+    assert 0 <= plain.accuracy <= 1 and 0 <= taught.accuracy <= 1
+    # Distillation is seeded like the rest: taught twice, the same weights and score.
+    assert all(torch.equal(with_teacher[k], repeated[k]) for k in with_teacher) and taught.accuracy == again.accuracy
 
 
 @pytest.fixture(scope="module")
