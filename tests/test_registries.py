@@ -114,3 +114,18 @@ def test_every_backend_is_known_and_says_when_this_machine_cannot_run_it(name):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
     (stats,) = backend.time_models([model], torch.randn(1, 3, 16, 16), 1, 1, 2, FLOAT32)
     assert stats["ms"] > 0 and len(stats["rounds_ms"]) == 1
+
+
+def test_a_study_stored_with_an_earlier_release_s_criterion_names_resumes():
+    import optuna
+
+    from autoprune.study.execution import check_settings
+    from autoprune.study.settings import SearchSettings
+
+    study = optuna.create_study()
+    mine = {**SearchSettings().defining(), "space_digest": "abc"}
+    study.set_user_attr("settings", {**mine, "saliency": "taylor", "criterion": "saliency"})
+    check_settings(study, "memory", mine)  # the same settings, spelled as before
+    study.set_user_attr("settings", {**mine, "saliency": "l1"})
+    with pytest.raises(AutopruneError, match="saliency='l1', not 'halp-taylor'"):
+        check_settings(study, "memory", mine)

@@ -25,7 +25,7 @@ from .objective import REDUCTION_FACTOR, Objective
 from .recovery import recover_dead_trials, register, unregister
 from .result import FINISHED, SearchResult, completed, is_start, trial_ms
 from .samplers import make_sampler, sampler_seed
-from .settings import SearchSettings
+from .settings import SearchSettings, in_current_names
 from .timing import FIT_ROUNDS, local_clock
 
 def make_pruner() -> optuna.pruners.BasePruner:
@@ -84,8 +84,8 @@ def check_settings(study: optuna.Study, storage_url: str, mine: dict) -> None:
     """Refuses to go on with settings or a search space other than those the study was run with."""
     # A study stored before a setting existed was run with that setting's default (and no space digest); one stored
     # before the seed was kept does not say its seed, so the one given is taken.
-    stored = {**SearchSettings().defining(), "space_digest": mine["space_digest"], "seed": mine["seed"],
-              **study.user_attrs["settings"]}
+    stored = in_current_names({**SearchSettings().defining(), "space_digest": mine["space_digest"], "seed": mine["seed"],
+                               **study.user_attrs["settings"]})
     changed = [k for k in mine if stored.get(k) != mine[k]]
     if changed:
         k = changed[0]

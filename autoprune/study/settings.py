@@ -43,13 +43,18 @@ class SearchSettings:
     RUN_ONLY = ("trials", "sampler", "measure")
 
     def __post_init__(self):
-        # A study stored by an earlier release names its criteria as it did; the registry reads them in one spelling.
-        self.saliency = RENAMED["saliency"].get(self.saliency, self.saliency)
-        self.criterion = RENAMED["pruning"].get(self.criterion, self.criterion)
+        self.saliency, self.criterion = in_current_names({"saliency": self.saliency, "criterion": self.criterion}).values()
 
     def defining(self) -> dict:
         """The settings a resumed study must share with the stored ones."""
         return {k: v for k, v in asdict(self).items() if k not in self.RUN_ONLY}
+
+
+def in_current_names(settings: dict) -> dict:
+    """`settings` with its criteria named as the registry names them now: a study stored by an earlier release
+    names them as it did ('taylor', 'saliency')."""
+    roles = {"saliency": "saliency", "criterion": "pruning"}
+    return {k: RENAMED[roles[k]].get(v, v) if k in roles else v for k, v in settings.items()}
 
 
 def digest(data) -> str:
