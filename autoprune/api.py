@@ -207,10 +207,11 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
            loss: Callable | None = None, out: str | Path | None = None, storage: str | None = None,
            study: str = STUDY_NAME, workers: int = 1, **settings) -> SearchResult:
     """Runs (or resumes) a search and returns its front (in `out`, default runs/<model>). `settings` are
-    SearchSettings fields (table, backend, threads, margin, proxy, trials, seed, criterion, saliency, sampler,
-    distill, steps, multiple_of, min_keep, freeze, space_file, measure, ...); without `table`, latency comes from
-    this machine's own table, profiled on first use; each trial's widths are then fitted to this machine's clock and the
-    front is timed here when the trials are done (measure=False: neither)."""
+    SearchSettings fields (table, backend, threads, margin, evaluator, supernet_epochs, supernet_samples, proxy,
+    trials, seed, criterion, saliency, sampler, distill, steps, multiple_of, min_keep, freeze, space_file, measure,
+    ...). The default evaluator fine-tunes a supernet from `model` once (cached for later searches). Without `table`,
+    latency comes from this machine's own table, profiled on first use; each trial's widths are then fitted to this
+    machine's clock and the front is timed here when the trials are done (measure=False: neither)."""
     if settings.get("trials", 1) < 1 or workers < 1:
         raise AutopruneError("--trials and --workers must be at least 1")
     searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, val_data,
@@ -231,10 +232,12 @@ class KnapsackResult:
 def knapsack(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str | None = None, example_inputs=None,
              input_shape=None, train_data=None, loss: Callable | None = None, **settings) -> KnapsackResult:
     """The one-shot latency-saliency knapsack's config at `budget` (seconds, no accuracy evaluations)."""
+    from .allocation.rules import one_shot_knapsack
+
     searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, None, None, loss,
-                                 settings, need_metric=False)
+                                 {**settings, "evaluator": "ladder"}, need_metric=False)  # no scores: nothing to train
     ctx = context or build_context(searched)
-    config = ctx.allocation.config({})
+    config = one_shot_knapsack(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms)
     return KnapsackResult(config, ctx.predictor.predict(config), ctx.target_ms, ctx.budget_ms, ctx.unpruned_ms,
                           ctx.settings.saliency)
 

@@ -13,6 +13,7 @@ from .latency.backends import BACKENDS
 from .latency.fingerprint import FingerprintError
 from .report import format_front, format_space, format_tables
 from .pruning.importance import PRUNING_CRITERIA, RENAMED, SALIENCIES
+from .study.evaluators import EVALUATORS
 from .study.settings import SearchSettings
 
 SETTINGS = SearchSettings()  # the search's defaults, shown and used by the options that set them
@@ -96,6 +97,7 @@ def cmd_search(args) -> int:
     out = args.out or defaults.default_out(args.model)
     result = api.search(
         args.model, args.budget, out=out, storage=args.storage, study=args.study, workers=args.workers,
+        evaluator=args.evaluator, supernet_epochs=args.supernet_epochs, supernet_samples=args.supernet_samples,
         proxy=args.proxy, distill=args.distill, criterion=args.criterion, sampler=args.sampler, trials=args.trials,
         measure=not args.no_measure, **_search_settings(args),
     )
@@ -346,13 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = parsers["knapsack"]
     p.add_argument("--save", default=None, help="also write the config as JSON (for predict --config)")
     p = parsers["search"]
+    p.add_argument("--evaluator", default=SETTINGS.evaluator, choices=EVALUATORS,
+                   help=f"what scores a candidate (default {SETTINGS.evaluator}): supernet, the model fine-tuned once "
+                        "so every width runs (trained on first use, cached for every budget); ladder, the model "
+                        "pruned one-shot and scored by --proxy")
+    p.add_argument("--supernet-epochs", type=float, default=SETTINGS.supernet_epochs,
+                   help=f"the supernet's fine-tune, in passes over the training split (default {SETTINGS.supernet_epochs:g})")
+    p.add_argument("--supernet-samples", type=int, default=SETTINGS.supernet_samples,
+                   help=f"configs the supernet trains a step besides the widest and narrowest (default "
+                        f"{SETTINGS.supernet_samples})")
     p.add_argument("--proxy", default=SETTINGS.proxy,
-                   help=f"score of a candidate: a ladder of fidelities (default {SETTINGS.proxy}), adaptive-bn[:N] or "
+                   help=f"the ladder's score of a candidate: fidelities (default {SETTINGS.proxy}), adaptive-bn[:N] or "
                         "finetune:STEPS")
     p.add_argument("--distill", action="store_true", help="fine-tuning proxies distil from the unpruned model")
     p.add_argument("--criterion", default=SETTINGS.criterion, choices=PRUNING_CRITERIA, type=_renamed("pruning"),
-                   help=f"which channels go (default {SETTINGS.criterion}: those the knapsack's saliency values least; "
-                        "weight-taylor is torch-pruning's TaylorImportance)")
+                   help=f"which channels go for the ladder (default {SETTINGS.criterion}: those the knapsack's saliency "
+                        "values least; weight-taylor is torch-pruning's TaylorImportance); the supernet keeps its order")
     p.add_argument("--sampler", default=SETTINGS.sampler, choices=["tpe", "nsga2"])
     p.add_argument("--trials", type=int, default=SETTINGS.trials,
                    help=f"candidates to look at, scored in full or stopped early (default {SETTINGS.trials})")
@@ -369,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--trial", type=int, default=None, help="the trial to export")
     p.add_argument("--budget", default=None, help="export the most accurate front member within this budget")
-    p.add_argument("--finetune-epochs", type=float, default=1.0)
+    p.add_argument("--finetune-epochs", type=float, default=1.0,
+                   help="epochs of fine-tuning before the export (default 1; 0 writes the model as the search scored it)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
     p.add_argument("--schedule", default="one-shot", metavar="{one-shot,progressive[:EVENTS]}",

@@ -114,7 +114,10 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
     from .models.complexity import count_macs, count_params
     from .models.onnx_io import OnnxModule, export_onnx
     from .training.finetune import finetune
+    from .training.proxies import BN_BATCHES, reestimate_bn
 
+    if req.finetune_epochs < 0:
+        raise AutopruneError(f"--finetune-epochs must be 0 or more, not {req.finetune_epochs:g}")
     study, ctx = reopen(req.out, req.storage, req.study, loaded, data)
     number, config = choose_trial(req, study)
     trial = study.trials[number]
@@ -130,8 +133,12 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         model, _, removed = progressive_finetune(ctx.loaded.model, ctx.space, ConfigGoal(config), ctx.data,
                                                  plan=plan, **tuning)
     else:
+        # The supernet's slice where the search was scored by one, else the trained model pruned by the criterion.
         model, removed = ctx.prune(config)
-        model = finetune(model, ctx.data, **tuning).eval()
+        if req.finetune_epochs > 0:
+            model = finetune(model, ctx.data, **tuning).eval()
+        else:  # as the search scored it: batch norms re-estimated at its widths, no training
+            reestimate_bn(model, ctx.data.proxy_train, BN_BATCHES, seed=ctx.settings.seed)
     table = ctx.predictor.table
     deployed = table.precision
     example = ctx.loaded.example_input(table.batch)

@@ -25,6 +25,7 @@ from pathlib import Path
 from autoprune.latency import backends
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.measure import round_by_round_share
+from autoprune.allocation.rules import starting_configs
 from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 
@@ -40,10 +41,9 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=6, help="fresh runner processes per setting")
     p.add_argument("--budget", default="0.5x")
     args = p.parse_args()
-    ctx = build_context(SearchSettings(budget=args.budget))
+    ctx = build_context(SearchSettings(budget=args.budget, evaluator="ladder"))  # nothing is scored
     table = ctx.predictor.table
-    starts = {name: ctx.allocation.config(knobs)
-              for name, knobs in zip(("one-shot knapsack", "wide stream"), ctx.allocation.starting_points())}
+    starts = starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms)
     models = [ctx.loaded.model] + [ctx.prune(c)[0] for c in starts.values()]
     backend = backends.get_backend(table.backend, table.precision)
     load = wait_until_quiet()

@@ -92,3 +92,17 @@ def write_results(name: str, data: dict, lines: list[str]) -> str:
     (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return text
+
+
+def search_like(widths, predictor, saliency, rng, low: float, high: float) -> dict:
+    """What a search proposes before its sampler has learnt anything: a random point of the width space (Optuna's
+    random sampler, as a study's first trials), repaired down to a random target between `low` and `high` of the
+    unpruned model's predicted latency (never below what the space reaches)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=rng.randrange(2**31)))
+    sampled = widths.suggest(study.ask())
+    unpruned = predictor.predict(widths.space.full_config())
+    narrowest = predictor.predict(widths.space.narrowest_config())
+    return widths.repair(sampled, predictor, saliency, max(rng.uniform(low, high) * unpruned, 1.02 * narrowest))

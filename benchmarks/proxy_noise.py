@@ -30,6 +30,7 @@ from autoprune.data.sources import load_data
 from autoprune.latency.fingerprint import this_machine
 from autoprune.training.proxies import make_ladder
 from autoprune.study import reopen
+from autoprune.study.result import is_start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Pieces, add_state_argument, state_dir, write_results  # noqa: E402
@@ -68,7 +69,7 @@ def candidates(study: optuna.Study, last_stage: str, starts: int, top: int) -> l
 def score_run(run: str, args, pieces: Pieces) -> dict:
     study, ctx = reopen(run)
     settings = ctx.settings
-    starts = len(ctx.allocation.starting_points())
+    starts = sum(is_start(t) for t in study.trials)
     stage = make_ladder(settings.proxy)[-1].name
     rows = candidates(study, stage, starts, args.top)
     pick = max((r for r in rows if r["search_score"] is not None), key=lambda r: r["search_score"])

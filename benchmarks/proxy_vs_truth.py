@@ -65,7 +65,8 @@ def main() -> None:
         shipped, jpeg = jpeg_data(args.jpeg, state, settings["seed"])
         make_base(shipped, jpeg, base_path, settings.get("base_epochs", BASE_EPOCHS), settings["seed"])
     # The table sets no channel: the search's saliency does (the shipped table spares profiling this machine).
-    ctx = build_context(SearchSettings(model=MODEL, weights=str(base_path), table=str(shipped_table_for(MODEL))))
+    ctx = build_context(SearchSettings(model=MODEL, weights=str(base_path), table=str(shipped_table_for(MODEL)),
+                                       evaluator="ladder"))
     odd_widths = build_space(ctx.loaded, Granularity(multiple_of=1, min_keep=0.01))
     pieces = Pieces(state / "pieces.json")
     rows = one_shot_rows(args.results)

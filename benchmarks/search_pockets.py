@@ -1,14 +1,14 @@
 """Is this machine's table right where a search looks, or only on random configs?
 
-A table is checked on random held-out configs (every group's width drawn alike), but a search proposes the
-knapsack's configs for its knobs, and the knapsack goes where the table says time is cheapest: any kernel the
-table under-prices is where it goes. This times three kinds of config of the default model with the independent
+A table is checked on random held-out configs (every group's width drawn alike), but a search proposes widths
+repaired down the table's staircase, and the repair (like the knapsack) goes where the table says time is cheapest:
+any kernel the table under-prices is where it goes. This times three kinds of config of the default model with the independent
 harness (fresh processes, shuffled, the unpruned model's copies in every pass; shares of it cancel the machine's
 speed), against what the table predicts:
 
 - random:       space.random_config, as the table's held-out check draws them;
-- search-like:  the default search's allocation at random knobs (its sampler's range) and random targets
-                (0.3-0.75 of the unpruned model): what a search proposes;
+- search-like:  random points of the default search's width space repaired to random targets (0.3-0.75 of the
+                unpruned model): what a search proposes before its sampler has learnt;
 - adversarial:  the knapsack with a random worth per group and every channel worth the same: where a greedy
                 search on this table would go.
 
@@ -19,7 +19,6 @@ Writes benchmarks/results/search_pockets.json/.md and .png (predicted against me
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import random
 import sys
@@ -28,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprune.allocation.knobs import KNOB_RANGE
 from autoprune.latency.fingerprint import this_machine
 from autoprune.allocation.knapsack import knapsack
 from autoprune.allocation.saliency import Saliency
@@ -36,17 +34,10 @@ from autoprune.study.context import build_context
 from autoprune.study.settings import SearchSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, described, write_results  # noqa: E402
+from common import RESULTS, described, search_like, write_results  # noqa: E402
 from harness import split_reference, timed_beside  # noqa: E402
 
 NAME = "search_pockets"
-
-
-def search_like(ctx, rng: random.Random) -> dict:
-    low, high = (math.log(k) for k in KNOB_RANGE)
-    knobs = {k: math.exp(rng.uniform(low, high)) for k in ctx.allocation.knobs()}
-    allocation = dataclasses.replace(ctx.allocation, budget_ms=rng.uniform(0.3, 0.75) * ctx.unpruned_ms)
-    return allocation.config(knobs)
 
 
 def adversarial(ctx, rng: random.Random) -> dict:
@@ -70,9 +61,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="kernel .* is not in the table")
-    ctx = build_context(SearchSettings(budget="0.5x"))  # the default model and this machine's own table
+    # The default model and this machine's own table (no evaluator is needed: nothing is scored).
+    ctx = build_context(SearchSettings(budget="0.5x", evaluator="ladder"))
     rng = random.Random(args.seed)
-    kinds = {"random": lambda: ctx.space.random_config(rng), "search-like": lambda: search_like(ctx, rng),
+    kinds = {"random": lambda: ctx.space.random_config(rng), "search-like": lambda: search_like(ctx.widths, ctx.predictor, ctx.saliency, rng, 0.3, 0.75),
              "adversarial": lambda: adversarial(ctx, rng)}
     configs = [(kind, make()) for kind, make in kinds.items() for _ in range(args.configs)]
     models = [ctx.prune(config)[0] for _, config in configs]

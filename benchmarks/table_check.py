@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 import autoprune
-from autoprune.allocation.knapsack import knapsack
-from autoprune.allocation.knobs import Allocation
 from autoprune.allocation.saliency import channel_saliency
+from autoprune.allocation.widths import WidthSpace
 from autoprune.assets import shipped_table_for
 from autoprune.latency import LatencyPredictor, LatencyTable
 from autoprune.latency.layout import model_key
@@ -24,25 +23,19 @@ from autoprune.latency.runner import error_figures, kendall_tau
 from autoprune.precision import precision
 from autoprune.pruning.prune import prune
 
-from common import Pieces
+from common import Pieces, search_like
 from harness import harness_pass, pass_medians
 
 UNIFORM_SEED = 424242  # neither the profile's calibration (0) nor validate's default (12345)
 
 
 def draw_configs(loaded, space, predictor, n: int, seed: int) -> list[dict]:
-    """Half search-like (knapsack at random budgets and knob weights), half uniform."""
+    """Half search-like (random points of the search's width space repaired to random budgets), half uniform."""
     rng = random.Random(seed)
     saliency = channel_saliency(loaded.model, space, None, "l1")
-    unpruned = predictor.predict(space.full_config())
-    allocation = Allocation.for_model(loaded.model, space, predictor, saliency, unpruned, loaded.example_input())
-    configs = []
-    # Where a precision prunes to little (int8: per-call costs stay), a budget is never below what the space reaches.
-    narrowest = predictor.predict(space.narrowest_config())
-    for _ in range(n // 2):
-        weights = allocation.weights({k: rng.uniform(0.25, 4.0) for k in allocation.knobs()})
-        budget = max(rng.uniform(0.35, 0.8) * unpruned, 1.02 * narrowest)
-        configs.append({"kind": "search-like", "config": knapsack(space, predictor, saliency, budget, weights)})
+    widths = WidthSpace.for_model(loaded.model, space, loaded.example_input())
+    configs = [{"kind": "search-like", "config": search_like(widths, predictor, saliency, rng, 0.35, 0.8)}
+               for _ in range(n // 2)]
     uniform = random.Random(UNIFORM_SEED)
     configs += [{"kind": "uniform", "config": space.random_config(uniform)} for _ in range(n - n // 2)]
     return configs

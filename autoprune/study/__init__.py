@@ -1,8 +1,10 @@
-"""The study behind `autoprune.search`: an Optuna study over the allocation's knobs, scored by the proxy ladder.
+"""The study behind `autoprune.search`: an Optuna study over each group's width, started from the rules, scored by
+the supernet or the proxy ladder.
 
   settings.py   SearchSettings (stored in the study) and the content digest that pins a study's space
-  context.py    build_context: model, space, table, data, saliency, allocation, built once per worker
-  objective.py  Objective: knobs -> config at the budget -> proxy ladder, reported to the pruner
+  context.py    build_context: model, space, table, data, saliency, width space, supernet, built once per worker
+  evaluators.py what scores a candidate: the supernet's slice, or the proxy ladder (--evaluator)
+  objective.py  Objective: widths -> repaired to the budget -> the evaluator's stages, reported to the pruner
   execution.py  sampler, pruner and storage registries, workers, run_search, reopen
   recovery.py   trials left running by killed processes: found at any moment of their start, failed, retried
   result.py     SearchResult and the Pareto filter over trials (no I/O)

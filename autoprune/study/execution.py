@@ -21,11 +21,12 @@ from ..errors import AutopruneError, StudyError
 from ..models.specs import LoadedModel
 from ..data.task import TaskData
 from .context import SearchContext, build_context
-from .objective import REDUCTION_FACTOR, Objective
+from ..allocation.rules import starting_configs
+from .objective import REDUCTION_FACTOR, RULE, Objective
 from .recovery import recover_dead_trials, register, unregister
 from .result import FINISHED, SearchResult, completed, is_start, trial_ms
 from .samplers import make_sampler, sampler_seed
-from .settings import SearchSettings, in_current_names
+from .settings import SEARCH_SPACE, SearchSettings, as_stored
 from .timing import FIT_ROUNDS, local_clock
 
 def make_pruner() -> optuna.pruners.BasePruner:
@@ -72,7 +73,7 @@ def open_study(settings: SearchSettings, storage_url: str, study_name: str, spac
         load_if_exists=True,
     )
     stored = study.user_attrs.get("settings")
-    mine = {**settings.defining(), "space_digest": space_digest}
+    mine = {**settings.defining(), "space_digest": space_digest, "search_space": SEARCH_SPACE}
     if stored is None:
         study.set_user_attr("settings", mine)
     else:
@@ -84,21 +85,22 @@ def check_settings(study: optuna.Study, storage_url: str, mine: dict) -> None:
     """Refuses to go on with settings or a search space other than those the study was run with."""
     # A study stored before a setting existed was run with that setting's default (and no space digest); one stored
     # before the seed was kept does not say its seed, so the one given is taken.
-    stored = in_current_names({**SearchSettings().defining(), "space_digest": mine["space_digest"], "seed": mine["seed"],
-                               **study.user_attrs["settings"]})
+    stored = as_stored({"space_digest": mine["space_digest"], "seed": mine["seed"], **study.user_attrs["settings"]})
     changed = [k for k in mine if stored.get(k) != mine[k]]
     if changed:
-        k = changed[0]
-        what = ("another search space (its groups or choices differ: was the space file edited?)"
-                if k == "space_digest" else f"{k}={stored.get(k)!r}, not {mine[k]!r}")
+        k = "search_space" if "search_space" in changed else changed[0]  # the reason the others differ too
+        what = {"space_digest": "another search space (its groups or choices differ: was the space file edited?)",
+                "search_space": "an earlier release's search over the knapsack's knobs, which this one does not resume"
+                }.get(k, f"{k}={stored.get(k)!r}, not {mine[k]!r}")
         raise StudyError(f"study '{study.study_name}' in {storage_url} was run with {what}: use another --out or "
                          "--study to start a new search")
 
 
 def stored_settings(study: optuna.Study) -> SearchSettings:
     """The settings a study was run with (an export rebuilds its context from them)."""
-    stored = dict(study.user_attrs["settings"])
-    stored.pop("space_digest", None)
+    stored = as_stored(study.user_attrs["settings"])
+    for key in ("space_digest", "search_space"):
+        stored.pop(key, None)
     return SearchSettings(**stored)
 
 
@@ -151,8 +153,8 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     try:
         # Only a study killed while it queued its starting points lacks some of them: queue those it lacks.
         if index == 0 and all(is_start(t) for t in study.trials):
-            for params in ctx.allocation.starting_points():
-                study.enqueue_trial(params, skip_if_exists=True)
+            for rule, config in starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms).items():
+                study.enqueue_trial(ctx.widths.params(config), user_attrs={RULE: rule}, skip_if_exists=True)
         # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
         callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED), FailureStreak(),
                      lambda s, t: recover_dead_trials(s)]  # a process sharing the study may have died meanwhile

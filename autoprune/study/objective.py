@@ -1,20 +1,21 @@
-"""Objective: a trial's knobs -> the knapsack's config at the budget (fitted to this machine's clock where it is the
-table's) -> the proxy ladder, stage by stage."""
+"""Objective: a trial's widths (sampled, or a rule's) -> repaired to the budget (fitted to this machine's clock where
+it is the table's) -> the evaluator's stages, one by one."""
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import optuna
 
-from ..allocation.knobs import KNOB_RANGE
+from ..allocation.rules import RULES
 from ..models.complexity import count_macs, count_params
 from .context import SearchContext
 from .recovery import worker_id
+from .result import RULE
 from .timing import Clock, Fit
 
 # Successive halving between the proxy ladder's stages: a third of the candidates go on to the next one.
 REDUCTION_FACTOR = 3
-# Pruned models kept for a config met again: the neighbouring knobs that give one config tend to come in a row, and a
+# Pruned models kept for a config met again: neighbouring samples repaired to one config tend to come in a row, and a
 # model is megabytes where its scores are a few numbers (every config's are kept).
 MODELS_KEPT = 2
 
@@ -49,16 +50,23 @@ class Objective:
 
     def _score(self, trial: optuna.Trial) -> float:
         ctx = self.ctx
-        low, high = KNOB_RANGE
-        knobs = {k: trial.suggest_float(k, low, high, log=True) for k in ctx.allocation.knobs()}
+        sampled = ctx.widths.suggest(trial)
+        rule = RULES.get(trial.user_attrs.get(RULE))
+
+        def at(target_ms: float):  # a rule's trial is the rule at the target; a sampled one is repaired down to it
+            if rule is not None:
+                return rule(ctx.widths, ctx.predictor, ctx.saliency, target_ms)
+            return ctx.widths.repair(sampled, ctx.predictor, ctx.saliency, target_ms)
+
         if self.fit:
-            fitted = self.fit(knobs)
+            fitted = self.fit(at)
             config, timed = fitted.config, {"target_ms": fitted.target_ms, "measured_share": fitted.share,
                                             "latency_ms": fitted.share * ctx.unpruned_ms}
         else:
-            config, timed = ctx.allocation.config(knobs), {}
+            config, timed = at(ctx.target_ms), {}
+        trial.set_user_attr("repaired", config != sampled)
         key = tuple(sorted(config.items()))
-        if key not in self.seen:  # neighbouring knobs often give one config: prune and score it once
+        if key not in self.seen:  # samples repaired to one config: prune and score it once
             pruned = self.model(key, config)
             self.seen[key] = {"scores": [],
                               "attrs": {"config": config, "predicted_ms": ctx.predictor.predict(config),
@@ -67,7 +75,7 @@ class Objective:
         seen = self.seen[key]
         for name, value in {**seen["attrs"], **timed}.items():
             trial.set_user_attr(name, value)
-        # Feasible when <= 0: the knapsack keeps every candidate within the target, or the clock's fit does (for the
+        # Feasible when <= 0: the repair keeps every candidate within the target, or the clock's fit does (for the
         # record: a fit that found nothing within it in FIT_TRIES timings is stored over it, off the front).
         latency_ms = timed.get("latency_ms", seen["attrs"]["predicted_ms"])
         trial.set_constraint("latency_over_budget_ms", latency_ms - ctx.target_ms)

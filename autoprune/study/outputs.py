@@ -18,7 +18,7 @@ from .timing import local_clock
 def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchResult:
     """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
     done = completed(study)
-    score = score_name(ctx.settings.proxy, ctx.data.metric, ctx.ladder[-1].precision.name)
+    score = score_name(ctx.ladder[-1].name, ctx.data.metric, ctx.ladder[-1].precision.name)
     front = front_members(done, ctx.target_ms)
     measured = measure_front(ctx, local_clock(ctx, ROUNDS), front)
     save_front_models(ctx, front, out / "front")

@@ -18,6 +18,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .result import RULE
+
 PROCESS = "process:"  # a study attribute per process that ran trials: process:<host>:<pid>
 # A live process names a trial within milliseconds of asking for it; this leaves room for a loaded machine and for
 # the clocks of machines that share a storage.
@@ -107,7 +109,7 @@ def dead_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def recover_dead_trials(study: optuna.Study) -> list[int]:
     """Fails the trials of dead processes now and queues their samples again (a trial killed between two of its
-    knobs' suggestions is retried with those it had, one popped from the queue with the knobs it was queued with);
+    sampler's suggestions is retried with those it had, one popped from the queue with the params it was queued with);
     returns their numbers.
 
     The retry is queued before the trial is failed, so that a kill between the two leaves the trial RUNNING and
@@ -120,7 +122,8 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     for t in dead:
         if t.number not in queued:
             params = {**t.system_attrs.get("fixed_params", {}), **t.params}
-            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            carried = {RULE: t.user_attrs[RULE]} if RULE in t.user_attrs else {}
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number, **carried}, skip_if_exists=False)
         # Another process recovering at the same moment may have failed it first.
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
     return [t.number for t in dead]

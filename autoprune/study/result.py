@@ -11,6 +11,7 @@ from ..errors import BudgetError
 from ..pruning.space import Config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+RULE = "rule"  # the user attribute naming the rule a starting trial is (allocation/rules.py)
 
 
 @dataclass
@@ -22,7 +23,7 @@ class FrontMember:
     macs: int
     params: int
     model_path: str | None = None
-    origin: str = "sampled"  # or "start": one of the fixed starting points (allocation.starting_points)
+    origin: str = "sampled"  # or the rule a starting trial is (allocation/rules.py: uniform, knapsack, ...)
     # Timed on this machine beside the unpruned model once the search ended (front_check.py); None when the table
     # is another machine's.
     measured_ms: float | None = None
@@ -99,7 +100,7 @@ def is_start(t: optuna.trial.FrozenTrial) -> bool:
 def member(t: optuna.trial.FrozenTrial) -> FrontMember:
     a = t.user_attrs
     return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"], None,
-                       "start" if is_start(t) else "sampled")
+                       a.get(RULE, "sampled"))
 
 
 def trial_ms(t: optuna.trial.FrozenTrial) -> float:
@@ -122,8 +123,9 @@ def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> l
     return front
 
 
-def score_name(proxy: str, metric: str = "proxy-val top-1", deployed: str = "float32") -> str:
-    """What the front's accuracy column is: the data's metric after the ladder's last stage, of the model in the
+def score_name(stage: str, metric: str = "proxy-val top-1", deployed: str = "float32") -> str:
+    """What the front's accuracy column is: the data's metric after the evaluator's last stage, of the model in the
     precision it was scored in."""
     quantised = f" of the {deployed} model (ONNX Runtime, static quantisation)" if deployed == "int8" else ""
-    return f"{metric} after {proxy.split('>')[-1]}{quantised}"
+    after = "of the supernet's slice" if stage == "supernet" else f"after {stage}"
+    return f"{metric} {after}{quantised}"

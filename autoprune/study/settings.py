@@ -23,7 +23,10 @@ class SearchSettings:
     threads: int | None = None  # of this machine's own table (None: 1)
     dtype: str | None = None  # the precision (precision.py) latencies are predicted in (None: float32, or the table's)
     force_table: bool = False
-    proxy: str = DEFAULT_PROXY
+    evaluator: str = "supernet"  # what scores a candidate (evaluators.py): the supernet's slice, or the proxy ladder
+    supernet_epochs: float = 1.0  # the supernet's fine-tune, in passes over proxy-train
+    supernet_samples: int = 2  # configs drawn a step besides the widest and the narrowest
+    proxy: str = DEFAULT_PROXY  # the ladder's stages, for evaluator 'ladder'
     distill: bool = False
     saliency: str = "halp-taylor"  # the channel scores the knapsack allocates widths by (pruning/importance.py)
     criterion: str = "knapsack"  # which channels go: those the knapsack's saliency values least, or a named rule
@@ -50,11 +53,24 @@ class SearchSettings:
         return {k: v for k, v in asdict(self).items() if k not in self.RUN_ONLY}
 
 
+# What a study stored by an earlier release was run with, where it does not say: those releases sampled the
+# knapsack's knobs and scored candidates with the ladder.
+EARLIER = {"evaluator": "ladder", "search_space": "knobs"}
+SEARCH_SPACE = "widths"  # what the sampler proposes now (allocation/widths.py)
+
+
 def in_current_names(settings: dict) -> dict:
     """`settings` with its criteria named as the registry names them now: a study stored by an earlier release
     names them as it did ('taylor', 'saliency')."""
     roles = {"saliency": "saliency", "criterion": "pruning"}
     return {k: RENAMED[roles[k]].get(v, v) if k in roles else v for k, v in settings.items()}
+
+
+def as_stored(stored: dict) -> dict:
+    """A study's stored settings with what an earlier release left unsaid filled in: its own defaults where it had
+    the setting, the current defaults for settings that came after it."""
+    earlier = EARLIER if "evaluator" not in stored else {}
+    return in_current_names({**SearchSettings().defining(), **earlier, **stored})
 
 
 def digest(data) -> str:

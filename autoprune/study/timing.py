@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from typing import Callable
 
 from ..latency import measure_shares
 from ..pruning.space import Config
@@ -62,27 +63,30 @@ def local_clock(ctx: SearchContext, rounds: int) -> Clock | None:
 @dataclasses.dataclass
 class Fitted:
     config: Config
-    target_ms: float  # the knapsack's target that gave it
+    target_ms: float  # the target that gave it
     share: float  # its measured share of the unpruned model
 
 
 class Fit:
-    """A trial's widths: the knapsack's config for its knobs at the widest target whose config measures within the
-    search's target here. The knapsack still allocates on the table's predictions; the clock only moves its target.
-    Each trial starts from the median correction of the trials before it, so most take one timing."""
+    """A trial's widths at the widest target whose config measures within the search's target here: `make` gives
+    the config at a target on the table's predictions; the clock only moves that target. Each trial starts from
+    the median correction of the trials before it, so most take one timing."""
 
     def __init__(self, ctx: SearchContext, clock: Clock):
         self.ctx, self.clock = ctx, clock
         self.goal = ctx.target_ms / ctx.unpruned_ms  # the measured share a config may reach
         self.aim = self.goal * (1 - CLOSE / 2)  # the middle of the shares taken at once: a step there lands in them
-        self.scales: list[float] = []  # each fitted trial's target over the search's
+        self.ratios: list[float] = []  # each trial's measured ms over its predicted ms
 
-    def __call__(self, knobs: dict[str, float]) -> Fitted:
+    def __call__(self, make: Callable[[float], Config]) -> Fitted:
         ctx = self.ctx
-        target = ctx.target_ms * (statistics.median(self.scales) if self.scales else 1.0)
-        fits, over = None, None  # the widest fitting, the narrowest over
+        target = ctx.target_ms / (statistics.median(self.ratios) if self.ratios else 1.0)
+        fits, over, config = None, None, None  # the widest fitting, the narrowest over
         for _ in range(FIT_TRIES):
-            config = dataclasses.replace(ctx.allocation, budget_ms=target).config(knobs)
+            made = make(target)
+            if made == config:  # a config under every target tried: no other to time
+                break
+            config = made
             tried = Fitted(config, target, self.clock.share(config))
             if tried.share <= self.goal:
                 fits = tried if fits is None or tried.target_ms > fits.target_ms else fits
@@ -90,10 +94,10 @@ class Fit:
                     break
             else:
                 over = tried if over is None or tried.target_ms < over.target_ms else over
-            # Latency is near proportional to the knapsack's target; inside a bracket, halve it instead.
+            # Latency is near proportional to the target; inside a bracket, halve it instead.
             target = min(max(target * self.aim / tried.share, ctx.min_ms), ctx.unpruned_ms)
             if fits and over and not fits.target_ms < target < over.target_ms:
                 target = (fits.target_ms + over.target_ms) / 2
         chosen = fits or over
-        self.scales.append(chosen.target_ms / ctx.target_ms)
+        self.ratios.append(chosen.share * ctx.unpruned_ms / ctx.predictor.predict(chosen.config))
         return chosen

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -191,6 +192,10 @@ def supernet_for(model: nn.Module, space: SearchSpace, data: TaskData, settings:
     path = Path(folder) / f"supernet-{_digest(full)}.pt"
     if path.is_file():
         return load_supernet(path, model, space, full)
+    if progress:
+        print(f"autoprune: no supernet for this model, data and space yet: fine-tuning one now ({settings.epochs:g} "
+              f"epoch(s) of proxy-train, once; a search at another budget reuses it), cached as {path}",
+              file=sys.stderr, flush=True)
     supernet = train_supernet(model, space, data, settings, checkpoint=path.with_name(path.stem + ".ckpt"),
                               progress=progress)
     save_supernet(supernet, path, full)

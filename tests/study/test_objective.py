@@ -20,7 +20,8 @@ def test_the_objective_keeps_every_configs_scores_but_only_the_last_pruned_model
         return SimpleNamespace(accuracy=model.out_channels / 16, seconds=0.1)
 
     ctx = SimpleNamespace(
-        allocation=SimpleNamespace(knobs=lambda: ["a"], config=lambda knobs: {"g": round(knobs["a"] * 4)}),
+        widths=SimpleNamespace(suggest=lambda trial: {"g": trial.suggest_int("g", 1, 4)},
+                               repair=lambda config, predictor, saliency, target_ms: config), saliency=None,
         prune=prune, predictor=SimpleNamespace(predict=lambda config: float(config["g"])), target_ms=100.0,
         loaded=SimpleNamespace(example_input=lambda: torch.randn(1, 3, 4, 4)),
         ladder=[SimpleNamespace(name="stand-in", evaluate=evaluate)], data=None, teacher=None)
@@ -29,7 +30,7 @@ def test_the_objective_keeps_every_configs_scores_but_only_the_last_pruned_model
     study = optuna.create_study(direction="maximize")
     widths = [1, 2, 3, 4, 1, 2, 4, 4]  # configs met again after others, and one met twice in a row
     for g in widths:
-        study.enqueue_trial({"a": g / 4})
+        study.enqueue_trial({"g": g})
     study.optimize(objective, n_trials=len(widths))
 
     assert [t.value for t in study.trials] == [g / 16 for g in widths]
@@ -59,7 +60,8 @@ def test_a_config_met_again_for_a_later_stage_is_pruned_again_once_its_model_was
         return SimpleNamespace(name=name, evaluate=evaluate)
 
     ctx = SimpleNamespace(
-        allocation=SimpleNamespace(knobs=lambda: ["a"], config=lambda knobs: {"g": round(knobs["a"] * 4)}),
+        widths=SimpleNamespace(suggest=lambda trial: {"g": trial.suggest_int("g", 1, 4)},
+                               repair=lambda config, predictor, saliency, target_ms: config), saliency=None,
         prune=prune, predictor=SimpleNamespace(predict=lambda config: float(config["g"])), target_ms=100.0,
         loaded=SimpleNamespace(example_input=lambda: torch.randn(1, 3, 4, 4)),
         ladder=[stage("cheap"), stage("full")], data=None, teacher=None)
@@ -67,7 +69,7 @@ def test_a_config_met_again_for_a_later_stage_is_pruned_again_once_its_model_was
     study = optuna.create_study(direction="maximize", pruner=_StopsTheFirstTrial())
     widths = [1, 2, 3, 1]  # 1 stopped after the cheap stage, then let go for 2 and 3, then met again
     for g in widths:
-        study.enqueue_trial({"a": g / 4})
+        study.enqueue_trial({"g": g})
     study.optimize(objective, n_trials=len(widths))
 
     assert study.trials[0].state == optuna.trial.TrialState.PRUNED and study.trials[3].value == 1 / 16

@@ -23,14 +23,14 @@ from autoprune.latency import LatencyTable
 from autoprune.errors import BudgetError
 from autoprune.study import read_result, reopen
 from autoprune.study.execution import make_storage
-from autoprune.study.result import FrontMember, SearchResult
+from autoprune.study.result import FrontMember, SearchResult, is_start
 from autoprune.models.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
 # The front is timed here in the small run's test; the other searches skip it, for the suite's time.
-FAST = ["--proxy", "adaptive-bn", "--saliency", "l1", "--seed", "1", "--no-measure"]
+FAST = ["--evaluator", "ladder", "--proxy", "adaptive-bn", "--saliency", "l1", "--seed", "1", "--no-measure"]
 # A two-stage ladder as cheap as the real one allows: stage 1 decides who is stopped, stage 2 scores.
-LADDER = ["--proxy", "adaptive-bn:1>finetune:2", "--saliency", "l1", "--seed", "1"]
+LADDER = ["--evaluator", "ladder", "--proxy", "adaptive-bn:1>finetune:2", "--saliency", "l1", "--seed", "1"]
 
 
 def _search_cmd(out, trials, *extra):
@@ -65,8 +65,12 @@ def test_small_search_writes_a_front_within_budget(small_run):
         fitted = study.trials[m.trial].user_attrs
         assert fitted["latency_ms"] == pytest.approx(fitted["measured_share"] * result.unpruned_ms)
         assert fitted["latency_ms"] <= result.budget_ms and fitted["predicted_ms"] <= fitted["target_ms"]
-    # The first trials are the fixed starting points: the one-shot knapsack first.
-    assert study.trials[0].system_attrs["fixed_params"] == {k: 1.0 for k in ("res32", "res16", "res8", "shared")}
+    # The first trials are the rules, uniform widths first: every group at one share of its choices.
+    starts = [t.user_attrs.get("rule") for t in study.trials[:3]]
+    assert starts[:2] == ["uniform", "knapsack"] and all(is_start(t) for t in study.trials[:2])
+    uniform = study.trials[0].user_attrs["config"]
+    space = reopen(small_run)[1].space
+    assert len({g.choices.index(uniform[g.name]) for g in space.searchable}) == 1
     # The table is this machine's own: every member was timed here beside the unpruned model, and the members
     # measured over the budget are the ones its record names.
     measured = result.extra["measured"]
@@ -366,7 +370,8 @@ def test_an_export_rebuilds_the_channels_its_search_scored_under_the_searchs_see
     # The taylor saliency draws its batches with the seed: rebuilt with another one, an export would keep other
     # channels than the search scored.
     out = tmp_path / "run"
-    search = ["search", "--budget", "0.6x", "--trials", "2", "--out", str(out), "--proxy", "adaptive-bn"]
+    search = ["search", "--budget", "0.6x", "--trials", "2", "--out", str(out), "--evaluator", "ladder", "--proxy",
+              "adaptive-bn"]
     assert main([*search, "--seed", "3"]) == 0
     _, ctx = reopen(out)
     assert ctx.settings.seed == 3
@@ -485,3 +490,21 @@ def test_a_study_stored_before_newer_settings_existed_resumes(small_run):
         assert main(["search", "--budget", "0.8x", "--trials", str(done), "--out", str(small_run), *FAST]) == 0
     finally:
         study.set_user_attr("settings", settings)
+
+
+def test_a_study_of_an_earlier_releases_knob_search_is_refused_for_a_resume_and_still_exports(small_run, tmp_path,
+                                                                                             capsys):
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out, ignore=shutil.ignore_patterns("export"))
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{out / 'study.db'}")
+    earlier = {k: v for k, v in study.user_attrs["settings"].items()
+               if k not in ("evaluator", "supernet_epochs", "supernet_samples", "search_space")}
+    study.set_user_attr("settings", earlier)
+    stored = (out / "study.db").read_bytes()
+    assert main(["search", "--budget", "0.8x", "--trials", "9", "--out", str(out), *FAST[:-1]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "earlier release's search over the knapsack's knobs" in err and len(err.splitlines()) == 1
+    assert (out / "study.db").read_bytes() == stored
+    # Its trials' configs stand on their own: an export rebuilds the ladder's pruned model.
+    _, ctx = reopen(out)
+    assert ctx.settings.evaluator == "ladder" and ctx.supernet is None

@@ -1,0 +1,80 @@
+"""How a search scores a candidate, chosen by one setting (`--evaluator`):
+
+  supernet  the user's model fine-tuned once so that every width runs (training/supernet.py); a candidate is its
+            slice, batch norms re-estimated, scored on proxy-val: a few seconds each, and one supernet serves every
+            budget of the same model, data and space (it is cached beside the latency tables).
+  ladder    the user's model pruned by the settings' criterion, then the proxy ladder (adaptive-bn>finetune:K):
+            nothing to train up front, but each candidate is scored from one-shot damage.
+
+Both give the study a list of stages (proxies) and the context's `prune` the candidate's model, so the objective
+runs either the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..data.task import TaskData
+from ..errors import AutopruneError
+from ..latency.cache import CACHE_ENV
+from ..models.specs import LoadedModel
+from ..precision import Precision
+from ..pruning.space import SearchSpace
+from ..training.proxies import Proxy, make_ladder
+from ..training.supernet import Supernet, SupernetSettings, supernet_for
+
+SUPERNET, LADDER = "supernet", "ladder"
+EVALUATORS = (SUPERNET, LADDER)
+
+
+def check_evaluator(settings) -> None:
+    if settings.evaluator not in EVALUATORS:
+        raise AutopruneError(f"unknown evaluator '{settings.evaluator}' (choose {' or '.join(EVALUATORS)})")
+    if settings.evaluator == LADDER:
+        make_ladder(settings.proxy)
+    elif not settings.supernet_epochs > 0 or settings.supernet_samples < 0:
+        raise AutopruneError(f"a supernet needs epochs > 0 and samples >= 0, got {settings.supernet_epochs} and "
+                             f"{settings.supernet_samples}")
+
+
+def evaluator_ladder(settings, precision: Precision) -> list[Proxy]:
+    """The stages a candidate is scored through, the last one's score in the precision it is deployed in."""
+    if settings.evaluator == SUPERNET:
+        return [Proxy(SUPERNET, seed=settings.seed, precision=precision)]
+    return make_ladder(settings.proxy, settings.seed, precision)
+
+
+def supernet_settings(settings) -> SupernetSettings:
+    return SupernetSettings(epochs=settings.supernet_epochs, samples=settings.supernet_samples, seed=settings.seed)
+
+
+def supernet_dir() -> Path:
+    """Beside the latency tables: $AUTOPRUNE_CACHE/supernets, else $XDG_CACHE_HOME (or ~/.cache)/autoprune/supernets."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]) / "supernets"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autoprune" / "supernets"
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluator_supernet(settings, loaded: LoadedModel, space: SearchSpace, data: TaskData) -> Supernet:
+    """The supernet of this model, data and space: from the cache, or fine-tuned now (resumable) and cached."""
+    out = loaded.model.eval()(loaded.example_input())
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise AutopruneError("the supernet evaluator distils class scores (an output of batch x classes); this model "
+                             "returns something else: search with --evaluator ladder")
+    identity = {"model": settings.model, "weights": weights_digest(loaded.model), "data": settings.data,
+                "split_seed": settings.seed, "proxy_train": len(data.proxy_train)}
+    with torch.enable_grad():
+        return supernet_for(loaded.model, space, data, supernet_settings(settings), identity, supernet_dir())
