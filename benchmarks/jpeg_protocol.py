@@ -85,11 +85,13 @@ def digest(*parts) -> str:
 
 
 def one_shot_rows(paths: list[str]) -> dict[str, list[dict]]:
-    """Per budget, the distinct one-shot configs with their first truth, labelled by file and method."""
+    """Per budget, the distinct configs pruned one-shot from the base with their first truth, labelled by file and
+    method (a row fine-tuned from a supernet's slice started from other weights: left out)."""
     rows: dict[str, list[dict]] = {}
     for path in paths:
         for row in json.loads(Path(path).read_text())["results"].values():
-            if "method" not in row or "progressive" in row["method"] or not row["top1"]:
+            if ("method" not in row or "progressive" in row["method"] or row.get("start", "base") != "base"
+                    or not row["top1"]):
                 continue
             seen = rows.setdefault(row["budget"], [])
             if all(r["config"] != row["config"] for r in seen):

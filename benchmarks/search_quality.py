@@ -2,58 +2,75 @@
 
 Protocol (the defaults are the full one; every finished piece is kept in --state/pieces.json and every fine-tune
 checkpoints in --cache (default --state/cache), so a run that is stopped or hits --max-seconds continues where it was
-when started again; --state holds all a run needs to go on, small enough to carry to another machine: the finished
-pieces, the base weights, the table the searches use and their studies):
+when started again; --state holds what a run needs to go on, small enough to carry to another machine: the finished
+pieces, the base weights, the table the searches use and their studies; the searches' supernets stay in the
+package's cache beside its latency tables, so a run carried to another machine trains them again there):
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
-    - autoprune, and autoprune seed 1: `autoprune.search` with default settings and --seed 0 / 1 (search noise),
-      or with --proxy's ladder (another ladder's run keeps its own state, by default search_quality-LADDER);
-      the pick is the front's most accurate member, its knobs (the search's parameters) exported one-shot
-      (export's default);
-    - autoprune, progressive (and seed 1's): the same pick exported with `--schedule progressive`: the schedule
-      below toward the pick's own widths (ConfigGoal), so the same model, timed as the pick;
-    - best starting point: the fixed starting point of the seed-0 study that scored best (what the search
-      would return if its sampler added nothing);
-    - knapsack: the one-shot latency-saliency knapsack (HALP's importance, every knob at 1), the channels kept
-      chosen by the same importance;
-    - progressive HALP: HALP's schedule (autoprune/schedule.py, LatencyGoal: 30 knapsack events at geometric
+    - autoprune, and autoprune seed 1: `autoprune.search` with the package's defaults and seed 0 / 1 (search
+      noise): the supernet evaluator (the base fine-tuned once into a weight-shared supernet of every width, each
+      seed its own, cached for every budget; a candidate is scored as its slice), the rules (allocation/rules.py:
+      uniform, knapsack, knapsack with the streams wide) as the first trials, then sampled widths repaired down the
+      table's staircase to the target. The pick is the front's most accurate member; its model is the supernet's
+      slice at its widths, the weights export's default fine-tunes;
+    - autoprune, ladder: the seed-0 search scored by the proxy ladder instead (evaluator "ladder", the default
+      before the supernet: each candidate pruned one-shot from the base and scored by the default ladder); its pick
+      is pruned one-shot from the base;
+    - autoprune, progressive (and seed 1's): the pick exported with `--schedule progressive`: the schedule below,
+      from the base toward the pick's own widths (ConfigGoal), so the same widths, timed as the pick;
+    - best starting point: the rule whose starting trial of the seed-0 search scored best (what the search would
+      return if its sampler added nothing), a slice of that search's supernet as its pick is;
+    - knapsack: the one-shot latency-saliency knapsack (HALP's importance), the channels kept chosen by the same
+      importance;
+    - progressive HALP: HALP's schedule (autoprune/training/schedule.py, LatencyGoal: 30 knapsack events at geometric
       latency targets in the first third of the fine-tune, importance accumulated batch by batch between them,
-      masked channels never revived), from the unpruned base, the same epochs as every other method;
+      masked channels never revived), the same epochs as every other method;
     - uniform L1: one keep ratio for every group (any channel count), L1 filters;
-    - global magnitude: torch-pruning's MetaPruner with one global L1 threshold;
- 3. matched by measurement, in one pass: each method's candidates along its knob (the knapsack's latency target,
-    15 rungs from the search's target (for a pick or the starting point, the target its trial was fitted to on
-    this machine's clock) down to 0.58 of it, under the picks' knobs, the starting point's and the
-    knapsack's; the keep ratio; the global ratio) are timed with 5 copies of the unpruned model by the latency
-    benchmark's independent harness (fresh processes, shuffled, --passes, each pass kept). A first, placing pass
-    finds the knapsack's rung at the budget; progressive HALP is trained at that rung's target and the next 2
-    narrower ones (its widths are chosen while it trains, so its candidates are trained models), and where the
-    widest of them measures more than 5% under the budget's share, fitted to this machine's clock as the searches'
-    trials are: trained once more at its target times the budget's share (less 2.5%) over its share. The matching pass
-    then times every method's candidates, HALP's included, with the copies: a candidate's share is the median over
-    passes of its ms over the copies' median in the same pass (the machine's speed moves between passes more than
-    within one), and each method's widest candidate whose share and whose ladder's trend there (a line through
-    its shares against their predicted ms) are at or under the budget's share is taken. So every model is measured
-    within its budget in that one pass (a model's widths set its latency, its fine-tuned weights do not). The picks
-    ride the same ladder as the starting point, so the search is judged on the widths its knobs choose, not on
-    where this machine's table put the budget line. The table is this machine's own (the default search's, profiled
-    on first use and copied into --state, so every search of the run names the same one). Its held-out check and
-    where the searches' target really sits (the knapsack ladder's trend at its widest rung) are reported: with a
-    table that missed its held-out configs by a MAPE of 23%, the 0.5x fronts, at the predicted budget, measured
-    0.568-0.666 of the unpruned model, so the matched rungs were widths the searches never scored;
- 4. every chosen model fine-tuned alike: --ft-epochs (3) on the JPEG train set, same seed, schedule and data,
-    then top-1 on all 10,000 JPEG test images (a config two methods share is trained once);
+    - global magnitude: torch-pruning's MetaPruner with one global L1 threshold.
+    These four rivals are pruned from the base, never from a supernet (the knapsack's channels and HALP's latency
+    goals from the ladder search's context);
+ 3. matched by measurement, in one pass: each method's candidates along its knob (a latency target, 15 rungs from the
+    search's target (for a pick or the starting point, the target its trial was fitted to on this machine's clock)
+    down to 0.58 of it: a sampled pick's widths repaired down the staircase to each target, a rule's trial (the
+    starting point's, or a pick that is one) and the knapsack solved at each; the keep ratio; the global ratio) are
+    timed with 5 copies of the unpruned model by the latency benchmark's independent harness (fresh processes,
+    shuffled, --passes, each pass kept). A first, placing pass finds the knapsack's rung at the budget; progressive
+    HALP is trained at that rung's target and the next 2 narrower ones (its widths are chosen while it trains, so its
+    candidates are trained models), and where the widest of them measures more than 5% under the budget's share,
+    fitted to this machine's clock as the searches' trials are: trained once more at its target times the budget's
+    share (less 2.5%) over its share. The matching pass then times every method's candidates, HALP's included, with
+    the copies: a candidate's share is the median over passes of its ms over the copies' median in the same pass (the
+    machine's speed moves between passes more than within one), and each method's widest candidate whose share and
+    whose ladder's trend there (a line through its shares against their predicted ms) are at or under the budget's
+    share is taken. So every model is measured within its budget in that one pass (a model's widths set its latency,
+    its weights do not). A stored pass that timed other widths (another run's candidates) is timed again. The picks
+    ride the same ladder as the starting point, so the search is judged on the widths it chose, not on where this
+    machine's table put the budget line. The table is this machine's own (the default search's, profiled on first use
+    and copied into --state, so every search of the run names the same one). Its held-out check and where the
+    searches' target really sits (the knapsack ladder's trend at its widest rung) are reported: with a table that
+    missed its held-out configs by a MAPE of 23%, the 0.5x fronts, at the predicted budget, measured 0.568-0.666 of
+    the unpruned model, so the matched rungs were widths the searches never scored;
+ 4. every chosen model fine-tuned alike from its own starting weights (the supernet's slice for the supernet
+    searches' picks and the best starting point, the base pruned one-shot for the others): --ft-epochs (3) on the
+    JPEG train set, same seed, schedule and data, then top-1 on all 10,000 JPEG test images. A fine-tune is stored
+    by its widths, seed, epochs and, for a slice, the supernet it came from, so one model two methods share is
+    trained once, and a one-shot model from the base keeps the key an earlier run stored it under;
  5. a re-check: the chosen models timed again with the copies after the fine-tunes, reported beside the matching
     pass. Stepping over-budget models down pass after pass (the previous protocol) chased the machine: at 0.5x a
     second pass 1.5 hours after the first put uniform L1's same model at 0.437 of the unpruned model instead of
     0.371, and every stepped-down model higher than before;
  6. the truth's noise: autoprune's pick and the best other method fine-tuned again with seed+1, once every budget
     has its first fine-tunes; the search's noise: the two search seeds' picks; last, the progressive export's own
-    noise (the seed-1 search's pick exported progressively, the seed-0 pick's progressive export with seed+1).
+    noise (the seed-1 search's pick exported progressively, the seed-0 pick's progressive export with seed+1);
+ 7. the searches' cost: per budget, each search's completed trials and seconds; per seed, its supernet's training,
+    timed as the building of the supernet search's context before that seed's first search (the searches then
+    find it cached, so their seconds leave it out). Where the package's cache held that supernet already the
+    report says so and has no training time; a run killed while a supernet trained resumes it, and times the rest.
 No timing pass starts while the machine is loaded (harness.wait_until_quiet). Writes
-benchmarks/results/search_quality.{md,json,png} (another --proxy's: search_quality-LADDER.*, its state by default in
-a folder of that name).
+benchmarks/results/search_quality.{md,json,png}. The searches' studies are search-BUDGET-seedK[-ladder]-widths.db in
+--state (an earlier release's studies there, over the knapsack's knobs, are left alone), so an earlier run's state
+serves again: its base, table and fine-tunes of the rivals are reused, its searches run anew.
 
     python benchmarks/search_quality.py [--budgets 0.5 0.35] [--state DIR] [--cache DIR]
 """
@@ -61,8 +78,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
-import re
 import shutil
 import sys
 import time
@@ -70,19 +85,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import optuna
 import torch
 import torch_pruning as tp
 
+from autoprune.allocation.rules import RULES, one_shot_knapsack
 from autoprune.pruning.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.table import disturbed
-from autoprune.training.proxies import DEFAULT_PROXY
 from autoprune.pruning.prune import prune
 from autoprune.training.schedule import ConfigGoal, LatencyGoal, progressive_finetune
 from autoprune.pruning.space import Granularity, build_space
 from autoprune.study import reopen
 from autoprune.study.context import build_context
+from autoprune.study.evaluators import LADDER, SUPERNET, supernet_dir
+from autoprune.study.result import RULE, completed, is_start
 from autoprune.study.settings import SearchSettings
 from autoprune.data.task import evaluate_top1
 
@@ -92,17 +108,24 @@ from harness import UNPRUNED_COPIES, split_reference, timed_beside  # noqa: E402
 from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data,  # noqa: E402
                            make_base, searched, tuned_top1 as jpeg_tuned_top1)
 
-SEARCHED = ("autoprune", "autoprune seed 1")
+NAME = "search_quality"  # the report's, and the state folder's by default
+# The searched rows: (search seed, evaluator). The default search's two seeds give the claim and the search noise.
+SEARCHES = {"autoprune": (0, SUPERNET), "autoprune seed 1": (1, SUPERNET), "autoprune, ladder": (0, LADDER)}
+CLAIMED = ("autoprune", "autoprune seed 1")
 # A pick exported progressively keeps its widths: the pick's model, timed as the pick.
-PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in SEARCHED}
+PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in CLAIMED}
 RIVALS = ("best starting point", "knapsack", "progressive HALP", "uniform L1", "global magnitude")
-METHODS = (*SEARCHED, *PROGRESSIVE_EXPORT, *RIVALS)
-TIMED = [m for m in METHODS if m not in PROGRESSIVE_EXPORT]  # in the order harness runs were stored before
+METHODS = (*CLAIMED, "autoprune, ladder", *PROGRESSIVE_EXPORT, *RIVALS)
+TIMED = [m for m in METHODS if m not in PROGRESSIVE_EXPORT]
+# The rows whose model is a slice of a supernet, by the seed of the search that trained it; every other row's model
+# starts from the base.
+SLICES = {**{name: seed for name, (seed, evaluator) in SEARCHES.items() if evaluator == SUPERNET},
+          "best starting point": 0}
 # The round each fine-tune runs in (before it, one is used only where a previous run stored it): every method first,
 # then the repeats that measure the main comparison's noise, then the progressive export's own noise.
 ROUND = {"autoprune seed 1, progressive": 2}
 REPEAT_ROUND = {"autoprune, progressive": 2}  # the others' repeats: round 1
-TARGET_STEPS = [1.0 - 0.03 * i for i in range(15)]  # the knapsack's target as shares of the search's target
+TARGET_STEPS = [1.0 - 0.03 * i for i in range(15)]  # each ladder's target as shares of its widest
 # Progressive HALP trains at the knapsack's rung the placing pass matched and the next narrower ones: its widths
 # are chosen while it trains, so its candidates are trained models (its final widths land off the knapsack's at the
 # same target, either side: 0.553 against 0.542 of the unpruned model at 0.5x with an earlier table, 0.291 against
@@ -115,7 +138,7 @@ LEAD = 1.0  # points of test top-1 the pick must win by (and by more than twice 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_jpeg_argument(p)
-    add_state_argument(p, "search_quality[-LADDER]")
+    add_state_argument(p, NAME)
     p.add_argument("--cache", default=None,
                    help="the unpacked images, checkpoints and the searches' outputs (default: --state/cache)")
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.35])
@@ -126,8 +149,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the fine-tunes (1: two runs side by side)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
-    p.add_argument("--proxy", default=DEFAULT_PROXY,
-                   help="the searches' proxy ladder (another ladder's run: its own state, by default)")
     return p.parse_args()
 
 
@@ -143,18 +164,43 @@ def global_magnitude(model, space, loaded, ratio: float):
     return pruned, {g.name: modules[g.name].out_channels for g in space.groups}
 
 
-def best_start(storage: str) -> dict:
-    """The starting point of the study in `storage` with the best final score, and its knobs."""
-    study = optuna.load_study(study_name="autoprune", storage=storage)
-    starts = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if "fixed_params" in t.system_attrs]
+def tag(name: str) -> str:
+    """A search's name in its files and pieces: new names for the widths search, so that an earlier release's studies
+    (over the knapsack's knobs, search-BUDGET-seedK.db) are never reopened."""
+    seed, evaluator = SEARCHES[name]
+    return f"seed{seed}" + ("" if evaluator == SUPERNET else f"-{evaluator}") + "-widths"
+
+
+def ladder(trial, context) -> tuple:
+    """A trial's candidates as Candidates takes them: (its study's context, its config at a target, the target it
+    was made at: fitted to this machine's clock, or the search's). A rule's trial is its rule solved at the target,
+    a sampled one its widths repaired down to it, as the search made them (study/objective.py)."""
+    rule = trial.user_attrs.get(RULE)
+    config = trial.user_attrs["config"]
+
+    def make(target: float) -> dict:
+        if rule is not None:
+            return RULES[rule](context.widths, context.predictor, context.saliency, target)
+        return context.widths.repair(config, context.predictor, context.saliency, target)
+
+    return context, make, trial.user_attrs.get("target_ms", context.target_ms)
+
+
+def best_start(study) -> dict:
+    """The rule whose starting trial scored best in `study`, that trial, and every rule's score."""
+    starts = [t for t in completed(study) if is_start(t)]
     best = max(starts, key=lambda t: (t.value, -t.number))
-    return {"trial": best.number, "knobs": best.params, "score": best.value,
-            "starts": {t.number: t.value for t in starts}}
+    return {"trial": best.number, "rule": best.user_attrs[RULE], "score": best.value,
+            "starts": {t.user_attrs[RULE]: {"trial": t.number, "score": t.value} for t in starts}}
 
 
-def fitted(trial: optuna.trial.FrozenTrial, ctx) -> dict:
-    """A trial's knobs and the knapsack target they were solved at (fitted to the clock, or the search's)."""
-    return {"knobs": trial.params, "target_ms": trial.user_attrs.get("target_ms", ctx.target_ms)}
+def supernet_cost(settings: SearchSettings) -> dict:
+    """The seconds a supernet search's context takes to build, and whether its supernet was trained then (else the
+    package's cache held it already, and the seconds are not its training)."""
+    before = set(supernet_dir().glob("supernet-*.pt"))
+    start = time.time()
+    build_context(settings)
+    return {"seconds": round(time.time() - start), "trained": set(supernet_dir().glob("supernet-*.pt")) != before}
 
 
 def machine_table(base_path: Path, state: Path) -> Path:
@@ -162,35 +208,26 @@ def machine_table(base_path: Path, state: Path) -> Path:
     and named by every search: a run carried to another machine goes on with the latencies it started with."""
     path = state / "table.json"
     if not path.exists():
-        shutil.copyfile(build_context(SearchSettings(weights=str(base_path))).predictor.table.path, path)
+        profiled = build_context(SearchSettings(weights=str(base_path), evaluator=LADDER))  # no supernet to train
+        shutil.copyfile(profiled.predictor.table.path, path)
     return path
-
-
-def report_name(proxy: str) -> str:
-    """The report's name, and its state folder's by default: another ladder's run is kept beside the default's."""
-    return "search_quality" + ("" if proxy == DEFAULT_PROXY else "-" + re.sub(r"[^a-z0-9-]+", "_", proxy))
 
 
 class Candidates:
     """Each method's candidates along its knob, most kept first: (knob, config, model)."""
 
-    def __init__(self, base, fine, contexts: dict, picks: dict, start: dict, share: float):
+    def __init__(self, base, fine, ctx, ladders: dict, share: float):
+        """`ladders`: per method that is made at a latency target, (its context, make(target) -> config, its widest
+        target); its models are its context's (`prune`: a supernet's slice or the base pruned one-shot). `ctx`: the
+        rivals', pruned from the base."""
         self.rows: dict[str, list[tuple]] = {}
-        ctx = contexts[0]
-        # The picks' and the starting point's knobs (knob weights: the search's parameters) at descending knapsack
-        # targets, each with its own study's allocation: the search is judged on the widths its knobs choose, not
-        # on where the table of this machine put the budget line.
-        # A trial fitted to this machine's clock starts its ladder at the target its fit found (study/timing.py).
-        knobs = {**{name: (contexts[seed], picks[seed]["knobs"], picks[seed]["target_ms"])
-                    for seed, name in enumerate(SEARCHED)},
-                 "best starting point": (ctx, start["knobs"], start["target_ms"]), "knapsack": (ctx, {}, ctx.target_ms)}
-        for name, (context, params, widest) in knobs.items():
+        for name, (context, make, widest) in ladders.items():
             self.rows[name] = []
             for step in TARGET_STEPS:
                 target = step * widest
                 if target < context.min_ms:  # a pick fitted far under its budget: its ladder ends where widths do
                     break
-                config = dataclasses.replace(context.allocation, budget_ms=target).config(params)
+                config = make(target)
                 self.rows[name].append((target, config, context.prune(config)[0]))
         predicted_target = share * ctx.unpruned_ms
 
@@ -211,8 +248,9 @@ class Candidates:
             self.rows["global magnitude"].append((r, config, model))
         self.predictor = ctx.predictor
 
-    def models(self) -> list:
-        return [model for rows in self.rows.values() for _, _, model in rows]
+    def timed(self) -> list[tuple]:
+        """Every candidate as (config, model), in the order the matching reads the shares."""
+        return [(config, model) for rows in self.rows.values() for _, config, model in rows]
 
     def matched(self, shares: list[float], share: float) -> dict[str, dict]:
         """Per method, the candidate that keeps the most while its measured share and its ladder's trend there (a
@@ -238,7 +276,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="kernel .* is not in the table")  # the baselines' odd widths
-    state = state_dir(args.state, report_name(args.proxy))  # absolute: the studies store the base's and table's paths
+    state = state_dir(args.state, NAME)  # absolute: the studies store the base's and table's paths
     cache = Path(args.cache) if args.cache else state / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(state / "pieces.json", args.max_seconds)
@@ -247,15 +285,13 @@ def main() -> None:
     base = make_base(shipped, jpeg, base_path, args.base_epochs, args.seed, cache / "base.ckpt")
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
     pieces.get("base_test_top1", lambda: evaluate_top1(base.model, jpeg.test))
-    if pieces.get("proxy", lambda: args.proxy) != args.proxy:  # one state, one ladder: its searches are stored
-        raise SystemExit(f"{state} holds a run whose searches used the ladder {pieces.done['proxy']}: give this one "
-                         "another --state")
+    table = machine_table(base_path, state)
 
     def tuned_top1(name: str, model, config: dict, seed: int, stored_only: bool = False) -> dict | None:
-        # Widths alone do not name a model: the seed-1 search's saliency keeps other channels for the same widths
-        # (seed 0's models keep the key they were stored under).
-        search_seed = SEARCHED.index(name) if name in SEARCHED else 0
-        key = digest(config, seed, args.ft_epochs, *([f"search seed {search_seed}"] if search_seed else []))
+        # Widths alone do not name a model: a slice starts from its supernet's weights, not the base's (a model
+        # pruned one-shot from the base keeps the key earlier runs stored it under).
+        origin = ["supernet slice", SLICES[name]] if name in SLICES else []
+        key = digest(config, seed, args.ft_epochs, *origin)
         if stored_only:
             return pieces.done.get(f"finetune/{key}")
 
@@ -276,41 +312,53 @@ def main() -> None:
 
         return pieces.get(f"progressive/{key}", run)
 
-    def timed_with_unpruned(models: list) -> dict:  # a run carried on elsewhere says where each pass ran
-        return {**timed_beside(base.model, models, base.example_input(), args.passes, UNPRUNED_COPIES),
-                "machine": this_machine()}
+    def timed_with_unpruned(key: str, models: list[tuple]) -> dict:
+        """The (config, model) pairs and the unpruned copies in one harness run, stored as `key`, with the widths
+        it timed; timed again where the stored run timed other widths (another run's candidates, or a matching
+        pass timed before HALP's fitted model). A run carried on elsewhere says where each pass ran."""
+        widths = digest([config for config, _ in models])
+
+        def run():
+            return {**timed_beside(base.model, [model for _, model in models], base.example_input(), args.passes,
+                                   UNPRUNED_COPIES), "machine": this_machine(), "widths": widths}
+
+        if pieces.get(key, run).get("widths") != widths:
+            pieces.drop(key)
+        return pieces.get(key, run)
 
     results, machine = {}, this_machine()
     for round_ in range(3):  # a run cut short has the main comparison
         for share in args.budgets:
             budget = f"{share:g}x"
-            outs = {seed: cache / f"search-{budget}-seed{seed}" for seed in (0, 1)}
-            stores = {seed: f"sqlite:///{state / f'search-{budget}-seed{seed}.db'}" for seed in (0, 1)}
-            searches = {seed: pieces.get(f"{budget}/search-seed{seed}", lambda seed=seed: searched(
-                outs[seed], budget=budget, storage=stores[seed], weights=str(base_path),
-                table=str(machine_table(base_path, state)), seed=seed, proxy=args.proxy)) for seed in (0, 1)}
-            start = pieces.get(f"{budget}/best_start", lambda: best_start(stores[0]))
-            studies = {seed: reopen(outs[seed], stores[seed]) for seed in (0, 1)}
-            ctx = studies[0][1]
+            outs = {name: cache / f"search-{budget}-{tag(name)}" for name in SEARCHES}
+            stores = {name: f"sqlite:///{state / f'search-{budget}-{tag(name)}.db'}" for name in SEARCHES}
+            searches = {}
+            for name, (seed, evaluator) in SEARCHES.items():
+                settings = dict(model=MODEL, weights=str(base_path), table=str(table), budget=budget, seed=seed,
+                                evaluator=evaluator)
+                if evaluator == SUPERNET:  # trained here before its first search, so that its cost is timed alone
+                    pieces.get(f"supernet-seed{seed}", lambda: supernet_cost(SearchSettings(**settings)))
+                searches[name] = pieces.get(f"{budget}/search-{tag(name)}",
+                                            lambda: searched(outs[name], storage=stores[name], **settings))
+            studies = {name: reopen(outs[name], stores[name]) for name in SEARCHES}
+            contexts = {name: c for name, (_, c) in studies.items()}
+            # The rivals are pruned from the base: the ladder search's context prunes it one-shot by the saliency.
+            ctx = contexts["autoprune, ladder"]
             validation = ctx.predictor.table.model(ctx.predictor.key)["validation"]
-            picks = {seed: fitted(studies[seed][0].trials[searches[seed]["front"][0]["trial"]], studies[seed][1])
-                     for seed in (0, 1)}
-            candidates = Candidates(base, fine, {seed: c for seed, (_, c) in studies.items()}, picks,
-                                    fitted(studies[0][0].trials[start["trial"]], ctx), share)
-
-            def candidates_timed(key: str, *depending: str) -> dict:
-                """Every candidate and the unpruned copies in one harness run, stored as `key`; timed again (the
-                pieces `depending` on it dropped too) where the stored run timed other candidates: another run's
-                ladders, or a matching pass timed before HALP's fitted model."""
-                timed = pieces.get(key, lambda: timed_with_unpruned(candidates.models()))
-                if len(split_reference(timed)[1]) != len(candidates.models()):
-                    pieces.drop(key, *depending)
-                    timed = pieces.get(key, lambda: timed_with_unpruned(candidates.models()))
-                return timed
+            start = best_start(studies["autoprune"][0])
+            # Each pick and the starting point made again at descending targets from the one its trial was fitted
+            # to on this machine's clock (study/timing.py); the knapsack from the searches' target.
+            ladders = {name: ladder(studies[name][0].trials[searches[name]["front"][0]["trial"]], contexts[name])
+                       for name in SEARCHES}
+            ladders["best starting point"] = ladder(studies["autoprune"][0].trials[start["trial"]],
+                                                    contexts["autoprune"])
+            ladders["knapsack"] = (ctx, lambda target: one_shot_knapsack(ctx.widths, ctx.predictor, ctx.saliency,
+                                                                         target), ctx.target_ms)
+            candidates = Candidates(base, fine, ctx, ladders, share)
 
             # The placing pass: where the knapsack's ladder meets the budget, so progressive HALP trains at that rung
             # and the next narrower ones.
-            placing = candidates_timed(f"{budget}/ladder")
+            placing = timed_with_unpruned(f"{budget}/ladder", candidates.timed())
             knapsack_rung = candidates.matched(split_reference(placing)[1], share)["knapsack"]["index"]
             goals, halp_runs = {}, {}
 
@@ -323,8 +371,9 @@ def main() -> None:
             # HALP fitted to this machine's clock, as each search trial is: where its widest trained model lands well
             # under the line, it is trained once more at a target moved toward the line.
             widest = max(halp_runs)
-            halp_placing = pieces.get(f"{budget}/halp_placing", lambda: timed_with_unpruned(
-                [prune(base.model, ctx.space, halp_runs[widest][1]["config"])]))
+            widest_config = halp_runs[widest][1]["config"]
+            halp_placing = timed_with_unpruned(f"{budget}/halp_placing",
+                                               [(widest_config, prune(base.model, ctx.space, widest_config))])
             widest_share = split_reference(halp_placing)[1][0]
             if widest_share < share * (1 - HALP_CLOSE):
                 train_halp(widest * share * (1 - HALP_CLOSE / 2) / widest_share)
@@ -333,7 +382,7 @@ def main() -> None:
             # The matching pass: every method's candidates (HALP's trained ones included) and the unpruned copies in
             # one harness run; each method's model is chosen there, so every model is measured within the budget in
             # one pass (a model's widths, not its fine-tuned weights, set its latency).
-            matching = candidates_timed(f"{budget}/matching", f"{budget}/recheck")
+            matching = timed_with_unpruned(f"{budget}/matching", candidates.timed())
             unpruned_ms, shares = split_reference(matching)
             chosen = candidates.matched(shares, share)
             scores = {name: [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]
@@ -346,8 +395,8 @@ def main() -> None:
                 done = progressive_top1(name, ctx, goals[name], args.seed, stored_only=round_ < ROUND.get(name, 0))
                 scores[name] = [done] if done is not None else []
             # A re-check after the fine-tunes: the same models timed again, to show how far one pass is from another.
-            recheck = pieces.get(f"{budget}/recheck",
-                                 lambda: timed_with_unpruned([chosen[name]["model"] for name in TIMED]))
+            recheck = timed_with_unpruned(f"{budget}/recheck",
+                                          [(chosen[name]["config"], chosen[name]["model"]) for name in TIMED])
             recheck_unpruned_ms, recheck_shares = split_reference(recheck)
             rechecked = dict(zip(TIMED, recheck_shares))
 
@@ -371,6 +420,8 @@ def main() -> None:
                     "measured_ms": c["matched_share"] * unpruned_ms, "measured_share": c["matched_share"],
                     "trend_share": c["trend_share"], "recheck_share": rechecked[PROGRESSIVE_EXPORT.get(name, name)],
                     "predicted_ms": ctx.predictor.predict(c["config"]), "knob": c["knob"], "config": c["config"],
+                    # Where its fine-tune started: readers that prune a row's config from the base skip the slices.
+                    "start": f"supernet slice, search seed {SLICES[name]}" if name in SLICES else "base",
                 }
             results[f"{budget}/timing"] = {"unpruned_measured_ms": unpruned_ms, "load": matching["load"],
                                            "machine": matching.get("machine", machine),
@@ -388,12 +439,12 @@ def main() -> None:
                                            # The searches' picks there: the widths they scored, as measured.
                                            "at_search_target": {name: {"measured": chosen[name]["widest_share"],
                                                                        "trend": chosen[name]["widest_trend_share"]}
-                                                                for name in (*SEARCHED, "best starting point",
-                                                                             "knapsack")},
+                                                                for name in ladders},
                                            "ladders": {name: len(rows) for name, rows in candidates.rows.items()}}
-            results[f"{budget}/search"] = {seed: {k: v for k, v in s.items() if k != "front"} | {
-                "pick": {"trial": s["front"][0]["trial"], "knobs": picks[seed]["knobs"], "score": s["front"][0]["score"],
-                         "target_ms": chosen[SEARCHED[seed]]["knob"]}} for seed, s in searches.items()}
+            results[f"{budget}/search"] = {name: {k: v for k, v in s.items() if k != "front"} | {
+                "pick": {"trial": s["front"][0]["trial"], "origin": s["front"][0]["origin"],
+                         "score": s["front"][0]["score"], "target_ms": chosen[name]["knob"]}}
+                for name, s in searches.items()}
             results[f"{budget}/search"]["best_start"] = start
             # Once every budget has its results: a report of some would overwrite the others' stored one.
             if all(f"{b:g}x/timing" in results for b in args.budgets):
@@ -403,7 +454,7 @@ def main() -> None:
 def lead(results: dict, budget: str, export: str = "") -> dict:
     """The pick's lead over the best rival when exported one-shot (`export` "") or progressively (", progressive")."""
     top1 = {m: results[f"{budget}/{m}"]["top1"] or [float("nan")] for m in METHODS}  # [] before its round
-    pick, pick_seed1 = (name + export for name in SEARCHED)
+    pick, pick_seed1 = (name + export for name in CLAIMED)
     best = max(RIVALS, key=lambda m: top1[m][0])
     finetune_noise = max([abs(v[0] - v[1]) for v in top1.values() if len(v) > 1], default=float("nan"))
     search_noise = abs(top1[pick][0] - top1[pick_seed1][0])
@@ -425,7 +476,17 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
              f"fine-tuned {args.ft_epochs:g} epochs (seed {args.seed}; `seed+1`: again with seed {args.seed + 1}), "
              "top-1 on all 10,000 JPEG test images; measured by the independent harness (ORT CPU, 1 thread, batch 1, "
              f"{args.passes} passes; a model's share of the unpruned model taken pass by pass), all of a budget's "
-             f"candidates and 5 copies of the unpruned model in one run. The searches' proxy ladder: {args.proxy}.", ""]
+             f"candidates and 5 copies of the unpruned model in one run. The searches: the package's defaults (the "
+             "supernet evaluator, the rules as the first trials) with seeds 0 and 1, and seed 0 scored by the proxy "
+             "ladder (autoprune, ladder). Starting weights: the supernet searches' picks and the best starting point "
+             "are fine-tuned from their supernet's slice, every other one-shot row from the base pruned one-shot, "
+             "the progressive rows from the base.", "",
+             "Supernets (one per search seed, trained once for every budget; timed as the building of the search's "
+             "context before its first search): " + "; ".join(
+                 f"seed {seed} {cost['seconds']} s" if cost["trained"]
+                 else f"seed {seed} cached already by an earlier run (not timed)"
+                 for seed, cost in {seed: done[f"supernet-seed{seed}"] for seed in sorted(set(SLICES.values()))}.items())
+             + ".", ""]
     summary = {}
     for share in budgets:
         budget = f"{share:g}x"
@@ -478,19 +539,19 @@ def report(args, budgets: list[float], done: dict, results: dict, machine: dict)
                       f"fine-tune seeds {points(gap['finetune_noise'], '.2f')}, search seeds {points(gap['search_noise'], '.2f')}; "
                       f"the claim needs max({LEAD:g}, 2 x their sum) = {points(gap['needed'], '.2f')} points: it {verdict}.",
                       ""]
-        searched = results[f"{budget}/search"]
-        lines += [f"Searches: {searched[0]['seconds']} s / {searched[1]['seconds']} s, "
-                  f"{searched[0]['trials']} / {searched[1]['trials']} trials completed ({searched[0]['stopped_early']} / "
-                  f"{searched[1]['stopped_early']} stopped early); picks: trial {searched[0]['pick']['trial']} "
-                  f"(proxy {searched[0]['pick']['score']:.3f}) / trial {searched[1]['pick']['trial']} (proxy "
-                  f"{searched[1]['pick']['score']:.3f}); seed 0's starting points scored "
-                  + ", ".join(f"{s:.3f} (trial {t})" for t, s in searched["best_start"]["starts"].items()) + ".",
-                  ""]
-    name = report_name(args.proxy)
-    lines.append(f"![search quality]({name}.png)")
-    write_results(name, {"settings": vars(args), "machine": machine, "base_test_top1": done["base_test_top1"],
+        runs = results[f"{budget}/search"]
+        start = runs["best_start"]
+        lines += ["Searches (the supernet searches' seconds leave their supernet's training out): " + "; ".join(
+                      f"{name} {s['trials']} trials completed ({s['stopped_early']} stopped early) in {s['seconds']} s, "
+                      f"its pick trial {s['pick']['trial']} ({s['pick']['origin']}; {s['score']} {s['pick']['score']:.3f})"
+                      for name, s in {name: runs[name] for name in SEARCHES}.items())
+                  + ". The seed-0 search's starting points scored " + ", ".join(
+                      f"{rule} {s['score']:.3f} (trial {s['trial']})" for rule, s in start["starts"].items())
+                  + f": the best starting point is {start['rule']}'s.", ""]
+    lines.append(f"![search quality]({NAME}.png)")
+    write_results(NAME, {"settings": vars(args), "machine": machine, "base_test_top1": done["base_test_top1"],
                          "summary": summary, "results": results}, lines)
-    plot(results, budgets, RESULTS / f"{name}.png")
+    plot(results, budgets, RESULTS / f"{NAME}.png")
 
 
 def plot(results: dict, budgets: list[float], path: Path) -> None:
@@ -501,7 +562,7 @@ def plot(results: dict, budgets: list[float], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.2), squeeze=False)
     # One look per method in every panel, so a method is found by its look across budgets.
-    markers, colors = dict(zip(METHODS, "o*Xh^sPDv")), dict(zip(METHODS, plt.get_cmap("tab10").colors))
+    markers, colors = dict(zip(METHODS, "o*dXh^sPDv")), dict(zip(METHODS, plt.get_cmap("tab10").colors))
     for ax, share in zip(axes[0], budgets):
         budget = f"{share:g}x"
         for method in METHODS:
