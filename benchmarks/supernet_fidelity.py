@@ -8,9 +8,11 @@ by --results; the progressive rows are left out, their truths come from training
 
 - the base: the shipped ResNet-56 fine-tuned on the JPEG train set by search_quality's protocol (jpeg_protocol.py),
   made into --state, or --base-weights;
-- the supernet: train_supernet from the base on the JPEG proxy-train split (the 1,000 proxy-val images are never
-  trained on), --epochs passes, --samples drawn configs a step besides the widest and the narrowest, channels
-  ordered by HALP's importance; cached in --state, so a second run trains nothing;
+- the supernet: the one a default search from the base on the JPEG train set trains (`--evaluator supernet`:
+  the JPEG proxy-train split, the 1,000 proxy-val images never trained on; --epochs passes, --samples drawn configs
+  a step besides the widest and the narrowest, channels ordered by HALP's importance), from the package's supernet
+  cache (~/.cache/autoprune/supernets), so a second run, or search_quality.py's seed-0 search on the same unpacked
+  folder (--jpeg), trains nothing;
 - its score of a config: the config's slice, batch norms re-estimated on 4 proxy-train batches, top-1 on proxy-val;
 - beside it, on the same data: adaptive-bn (the config pruned from the base by L1, batch norms re-estimated, top-1
   on proxy-val), the cheap ladder's first stage;
@@ -20,12 +22,12 @@ by --results; the progressive rows are left out, their truths come from training
     python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--state DIR] [--base-weights FILE]
 
 About 20 minutes on 2 cores once the JPEG set is unpacked (the supernet's training is nearly all of it).
-Writes benchmarks/results/supernet_fidelity.{md,json}.
+Writes benchmarks/results/supernet_fidelity.{md,json} (another --draws: supernet_fidelity-DRAWS.*).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import dataclasses
 import json
 import sys
 import time
@@ -35,16 +37,21 @@ from pathlib import Path
 import torch
 from scipy import stats
 
+from autoprune.assets import shipped_table_for
 from autoprune.latency.fingerprint import this_machine
 from autoprune.models.specs import load_model
 from autoprune.pruning.prune import prune
 from autoprune.pruning.space import Granularity, build_space
+from autoprune.study.context import build_context
+from autoprune.study.evaluators import supernet_dir, supernet_identity, supernet_settings
+from autoprune.study.settings import SearchSettings
 from autoprune.training.proxies import make_proxy
-from autoprune.training.supernet import Supernet, SupernetSettings, supernet_for
+from autoprune.training.supernet import DRAWS, Supernet, supernet_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Pieces, add_state_argument, described, state_dir, write_results  # noqa: E402
-from jpeg_protocol import BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, make_base, one_shot_rows  # noqa: E402
+from jpeg_protocol import (BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, jpeg_folder, make_base,  # noqa: E402
+                           one_shot_rows)
 
 TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
 LEAST_CONFIGS = 12
@@ -59,6 +66,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-weights", default=None, help="the base the rows were pruned from (default: made into --state)")
     p.add_argument("--epochs", type=float, default=1.0, help="the supernet's passes over proxy-train (1)")
     p.add_argument("--samples", type=int, default=2, help="drawn configs a step besides the widest and narrowest (2)")
+    p.add_argument("--draws", default="stages", choices=DRAWS,
+                   help="how the supernet's sampled configs are drawn (stages, the default, or uniform)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -72,14 +81,15 @@ def main() -> None:
     base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
     base = make_base(shipped, jpeg, base_path, settings.get("base_epochs", BASE_EPOCHS), settings["seed"]) \
         if not args.base_weights else load_model(MODEL, weights=str(base_path))
-    space = build_space(base)
     # Uniform L1 and global magnitude keep widths outside the search's steps: any width is a slice all the same.
     any_width = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
-    chosen = SupernetSettings(epochs=args.epochs, samples=args.samples, seed=settings["seed"])
-    identity = {"base": hashlib.sha256(base_path.read_bytes()).hexdigest()[:16], "data": "cifar10-jpeg",
-                "split_seed": settings["seed"]}
+    searched_as = SearchSettings(model=MODEL, weights=str(base_path), data=f"imagefolder:{jpeg_folder(args.jpeg, state)}",
+                                 table=str(shipped_table_for(MODEL)), seed=settings["seed"], evaluator="ladder",
+                                 supernet_epochs=args.epochs, supernet_samples=args.samples)
+    space = build_context(searched_as, base, jpeg).space  # the search's own: the supernet's cache key holds it
+    chosen = dataclasses.replace(supernet_settings(searched_as), draws=args.draws)
     start = time.time()
-    trained = supernet_for(base.model, space, jpeg, chosen, identity, state)
+    trained = supernet_for(base.model, space, jpeg, chosen, supernet_identity(searched_as, base, jpeg), supernet_dir())
     train_seconds = time.time() - start
     sliced = Supernet(trained.model, any_width, trained.order)
     pieces = Pieces(state / "pieces.json")
@@ -93,7 +103,7 @@ def main() -> None:
     lines = ["# Supernet fidelity: cifar:resnet56", "",
              f"Written by `benchmarks/supernet_fidelity.py` on {described(machine)}, {args.threads} thread(s) (its "
              f"docstring has the protocol). Supernet: {args.epochs:g} epoch(s) over the JPEG proxy-train split, "
-             f"{args.samples} drawn configs a step besides the widest and the narrowest, trained in "
+             f"{args.samples} drawn configs a step besides the widest and the narrowest (draws: {args.draws}), trained in "
              f"{train_seconds / 60:.1f} min this run (0 if it was cached). Truths: "
              f"{', '.join(Path(p).name for p in args.results)}, 3-epoch one-shot fine-tunes, all 10,000 JPEG test "
              "images. Scores: top-1 on the 1,000 JPEG proxy-val images after batch-norm re-estimation (the supernet "
@@ -102,8 +112,8 @@ def main() -> None:
         for row in budget_rows:
             for name, scorer in scorers.items():
                 began = time.time()
-                row[name] = pieces.get(json.dumps([name, row["config"], identity, args.epochs, args.samples],
-                                                  sort_keys=True), lambda: scorer(row["config"]))
+                row[name] = pieces.get(json.dumps([name, row["config"], asdict(chosen)], sort_keys=True),
+                                       lambda: scorer(row["config"]))
                 seconds.setdefault(name, []).append(time.time() - began)
                 print(f"{budget} {row['label']}: {name} {row[name]:.4f} (truth {row['top1']:.4f})", flush=True)
         truths = [r["top1"] for r in budget_rows]
@@ -122,7 +132,7 @@ def main() -> None:
                   + "." + verdict, ""]
     lines += ["Seconds per score (median): " + ", ".join(f"{n} {sorted(s)[len(s) // 2]:.1f}" for n, s in seconds.items())
               + " (a cached score counts as 0)."]
-    write_results("supernet_fidelity", {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
+    write_results("supernet_fidelity" + ("" if args.draws == "stages" else f"-{args.draws}"), {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
                                         "train_seconds": train_seconds, "tau": summary, "rows": rows}, lines)
 
 

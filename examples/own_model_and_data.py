@@ -96,13 +96,13 @@ def train(model: torch.nn.Module, loader: DataLoader, epochs: float) -> torch.nn
 
 
 def run(model: torch.nn.Module, train_loader: DataLoader, val_loader: DataLoader, out: Path, budget: str,
-        trials: int, export_epochs: float, calibration: int = 30) -> dict:
+        trials: int, proxy: str, export_epochs: float, calibration: int = 30) -> dict:
     metric = balanced_accuracy(val_loader)
     example = next(iter(val_loader))[0][:1]
     table = autoprune.profile(model, out / "table.json", example_inputs=example, calibration=calibration)
     objects = dict(example_inputs=example, train_data=train_loader, evaluate=metric)
-    # Scored by the default evaluator: a supernet fine-tuned once from `model` on train_loader (every width runs).
-    result = autoprune.search(model, budget, table=str(table.path), out=out / "search", trials=trials, **objects)
+    result = autoprune.search(model, budget, table=str(table.path), out=out / "search", trials=trials, proxy=proxy,
+                              **objects)
     try:
         best = result.select()
     except autoprune.BudgetError as exc:  # every member measured over the budget here: the message gives the margin
@@ -128,7 +128,8 @@ def main() -> None:
     args = p.parse_args()
     train_loader, val_loader = cifar_loaders()
     model = train(resnet18_for_cifar(), train_loader, args.pretrain_epochs)
-    found = run(model, train_loader, val_loader, args.out, args.budget, args.trials, args.export_epochs)
+    found = run(model, train_loader, val_loader, args.out, args.budget, args.trials, "adaptive-bn>finetune:20",
+                args.export_epochs)
     r = found["report"]
     print(f"unpruned balanced accuracy {found['unpruned']:.3f}; exported trial {r.trial}: {r.test_accuracy:.3f} "
           f"after {r.finetune_epochs} epoch(s), {r.measured_ms:.2f} ms measured vs {r.predicted_ms:.2f} ms predicted "
