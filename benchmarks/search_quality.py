@@ -8,7 +8,8 @@ package's cache beside its latency tables, so a run carried to another machine t
  1. base: the shipped cifar:resnet56 fine-tuned --base-epochs (1) on the CIFAR-10 JPEG train set, so model and
     data share one domain (or --base-weights FILE);
  2. for each budget (a share of the unpruned model's latency), the methods:
-    - autoprune, and autoprune seed 1: `autoprune.search` with the package's defaults and seed 0 / 1 (search
+    - autoprune, and autoprune seed 1: `autoprune.search` on the JPEG train set (`--data imagefolder:`, split into
+      proxy-train and the 1,000 proxy-val images by the seed) with the package's defaults and seed 0 / 1 (search
       noise): the supernet evaluator (the base fine-tuned once into a weight-shared supernet of every width, each
       seed its own, cached for every budget; a candidate is scored as its slice), the rules (allocation/rules.py:
       uniform, knapsack, knapsack with the streams wide) as the first trials, then sampled widths repaired down the
@@ -19,6 +20,8 @@ package's cache beside its latency tables, so a run carried to another machine t
       is pruned one-shot from the base;
     - autoprune, progressive (and seed 1's): the pick exported with `--schedule progressive`: the schedule below,
       from the base toward the pick's own widths (ConfigGoal), so the same widths, timed as the pick;
+    - autoprune, one-shot from base: the seed-0 pick's widths pruned one-shot from the base (the channels HALP's
+      importance values least): beside the slice and the progressive export, which start is best for one model;
     - best starting point: the rule whose starting trial of the seed-0 search scored best (what the search would
       return if its sampler added nothing), a slice of that search's supernet as its pick is;
     - knapsack: the one-shot latency-saliency knapsack (HALP's importance), the channels kept chosen by the same
@@ -105,7 +108,7 @@ from autoprune.data.task import evaluate_top1
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, Pieces, add_state_argument, bisect, described, state_dir, write_results  # noqa: E402
 from harness import UNPRUNED_COPIES, split_reference, timed_beside  # noqa: E402
-from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data,  # noqa: E402
+from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data, jpeg_folder,  # noqa: E402
                            make_base, searched, tuned_top1 as jpeg_tuned_top1)
 
 NAME = "search_quality"  # the report's, and the state folder's by default
@@ -114,9 +117,13 @@ SEARCHES = {"autoprune": (0, SUPERNET), "autoprune seed 1": (1, SUPERNET), "auto
 CLAIMED = ("autoprune", "autoprune seed 1")
 # A pick exported progressively keeps its widths: the pick's model, timed as the pick.
 PROGRESSIVE_EXPORT = {f"{name}, progressive": name for name in CLAIMED}
+# The seed-0 pick's widths pruned one-shot from the base: with the slice and the progressive export, the three
+# starts an export could take for the same widths and the same epochs.
+ONE_SHOT_EXPORT = {"autoprune, one-shot from base": "autoprune"}
+SAME_WIDTHS = {**PROGRESSIVE_EXPORT, **ONE_SHOT_EXPORT}  # rows timed as the pick whose widths they share
 RIVALS = ("best starting point", "knapsack", "progressive HALP", "uniform L1", "global magnitude")
-METHODS = (*CLAIMED, "autoprune, ladder", *PROGRESSIVE_EXPORT, *RIVALS)
-TIMED = [m for m in METHODS if m not in PROGRESSIVE_EXPORT]
+METHODS = (*CLAIMED, "autoprune, ladder", *SAME_WIDTHS, *RIVALS)
+TIMED = [m for m in METHODS if m not in SAME_WIDTHS]
 # The rows whose model is a slice of a supernet, by the seed of the search that trained it; every other row's model
 # starts from the base.
 SLICES = {**{name: seed for name, (seed, evaluator) in SEARCHES.items() if evaluator == SUPERNET},
@@ -281,6 +288,10 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     pieces = Pieces(state / "pieces.json", args.max_seconds)
     shipped, jpeg = jpeg_data(args.jpeg, cache, args.seed)
+    # The searches train and score on the JPEG train set as a user with CIFAR-10 would pass it: the folder's path
+    # names the data in the supernet's cache key, so give --jpeg the folder supernet_fidelity.py unpacked to share its
+    # supernet.
+    data = f"imagefolder:{jpeg_folder(args.jpeg, cache)}"
     base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
     base = make_base(shipped, jpeg, base_path, args.base_epochs, args.seed, cache / "base.ckpt")
     fine = build_space(base, Granularity(multiple_of=1, min_keep=0.01))
@@ -334,8 +345,8 @@ def main() -> None:
             stores = {name: f"sqlite:///{state / f'search-{budget}-{tag(name)}.db'}" for name in SEARCHES}
             searches = {}
             for name, (seed, evaluator) in SEARCHES.items():
-                settings = dict(model=MODEL, weights=str(base_path), table=str(table), budget=budget, seed=seed,
-                                evaluator=evaluator)
+                settings = dict(model=MODEL, weights=str(base_path), data=data, table=str(table), budget=budget,
+                                seed=seed, evaluator=evaluator)
                 if evaluator == SUPERNET:  # trained here before its first search, so that its cost is timed alone
                     pieces.get(f"supernet-seed{seed}", lambda: supernet_cost(SearchSettings(**settings)))
                 searches[name] = pieces.get(f"{budget}/search-{tag(name)}",
@@ -389,6 +400,9 @@ def main() -> None:
                       for name in candidates.rows if name != "progressive HALP"}
             goals["progressive HALP"], halp = halp_runs[chosen["progressive HALP"]["knob"]]
             scores["progressive HALP"] = [halp]
+            for name, pick in ONE_SHOT_EXPORT.items():
+                chosen[name] = {**chosen[pick], "model": ctx.prune(chosen[pick]["config"])[0]}
+                scores[name] = [tuned_top1(name, chosen[name]["model"], chosen[name]["config"], args.seed)]
             for name, pick in PROGRESSIVE_EXPORT.items():
                 goals[name] = ConfigGoal(chosen[pick]["config"])
                 chosen[name] = chosen[pick]
@@ -418,7 +432,7 @@ def main() -> None:
                 results[f"{budget}/{name}"] = {
                     "budget": budget, "share": share, "method": name, "top1": [s["top1"] for s in scores[name]],
                     "measured_ms": c["matched_share"] * unpruned_ms, "measured_share": c["matched_share"],
-                    "trend_share": c["trend_share"], "recheck_share": rechecked[PROGRESSIVE_EXPORT.get(name, name)],
+                    "trend_share": c["trend_share"], "recheck_share": rechecked[SAME_WIDTHS.get(name, name)],
                     "predicted_ms": ctx.predictor.predict(c["config"]), "knob": c["knob"], "config": c["config"],
                     # Where its fine-tune started: readers that prune a row's config from the base skip the slices.
                     "start": f"supernet slice, search seed {SLICES[name]}" if name in SLICES else "base",

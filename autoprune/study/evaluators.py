@@ -34,9 +34,8 @@ EVALUATORS = (SUPERNET, LADDER)
 def check_evaluator(settings) -> None:
     if settings.evaluator not in EVALUATORS:
         raise AutopruneError(f"unknown evaluator '{settings.evaluator}' (choose {' or '.join(EVALUATORS)})")
-    if settings.evaluator == LADDER:
-        make_ladder(settings.proxy)
-    elif not settings.supernet_epochs > 0 or settings.supernet_samples < 0:
+    make_ladder(settings.proxy)  # a bad --proxy is a mistake whichever evaluator reads it
+    if settings.evaluator == SUPERNET and (not settings.supernet_epochs > 0 or settings.supernet_samples < 0):
         raise AutopruneError(f"a supernet needs epochs > 0 and samples >= 0, got {settings.supernet_epochs} and "
                              f"{settings.supernet_samples}")
 
@@ -67,6 +66,12 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def supernet_identity(settings, loaded: LoadedModel, data: TaskData) -> dict:
+    """What the supernet is made from, besides the space and its own settings: its part of the cache key."""
+    return {"model": settings.model, "weights": weights_digest(loaded.model), "data": settings.data,
+            "split_seed": settings.seed, "proxy_train": len(data.proxy_train)}
+
+
 @torch.no_grad()
 def evaluator_supernet(settings, loaded: LoadedModel, space: SearchSpace, data: TaskData) -> Supernet:
     """The supernet of this model, data and space: from the cache, or fine-tuned now (resumable) and cached."""
@@ -74,7 +79,6 @@ def evaluator_supernet(settings, loaded: LoadedModel, space: SearchSpace, data: 
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise AutopruneError("the supernet evaluator distils class scores (an output of batch x classes); this model "
                              "returns something else: search with --evaluator ladder")
-    identity = {"model": settings.model, "weights": weights_digest(loaded.model), "data": settings.data,
-                "split_seed": settings.seed, "proxy_train": len(data.proxy_train)}
     with torch.enable_grad():
-        return supernet_for(loaded.model, space, data, supernet_settings(settings), identity, supernet_dir())
+        return supernet_for(loaded.model, space, data, supernet_settings(settings),
+                            supernet_identity(settings, loaded, data), supernet_dir())

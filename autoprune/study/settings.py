@@ -23,7 +23,9 @@ class SearchSettings:
     threads: int | None = None  # of this machine's own table (None: 1)
     dtype: str | None = None  # the precision (precision.py) latencies are predicted in (None: float32, or the table's)
     force_table: bool = False
-    evaluator: str = "supernet"  # what scores a candidate (evaluators.py): the supernet's slice, or the proxy ladder
+    # What scores a candidate (evaluators.py): the proxy ladder, or the supernet's slice (its ranking is not yet better:
+    # benchmarks/results/supernet_fidelity*.md).
+    evaluator: str = "ladder"
     supernet_epochs: float = 1.0  # the supernet's fine-tune, in passes over proxy-train
     supernet_samples: int = 2  # configs drawn a step besides the widest and the narrowest
     proxy: str = DEFAULT_PROXY  # the ladder's stages, for evaluator 'ladder'

@@ -15,6 +15,7 @@ level (up to 20% apart), and the table holds the unpruned model's latency at the
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from typing import Callable
 
@@ -76,17 +77,17 @@ class Fit:
         self.ctx, self.clock = ctx, clock
         self.goal = ctx.target_ms / ctx.unpruned_ms  # the measured share a config may reach
         self.aim = self.goal * (1 - CLOSE / 2)  # the middle of the shares taken at once: a step there lands in them
-        self.ratios: list[float] = []  # each trial's measured ms over its predicted ms
+        self.scales: list[float] = []  # each fitted trial's target over the search's
 
     def __call__(self, make: Callable[[float], Config]) -> Fitted:
         ctx = self.ctx
-        target = ctx.target_ms / (statistics.median(self.ratios) if self.ratios else 1.0)
-        fits, over, config = None, None, None  # the widest fitting, the narrowest over
+        target = ctx.target_ms * (statistics.median(self.scales) if self.scales else 1.0)
+        fits, over = None, None  # the widest fitting, the narrowest over
+        timed: list[tuple[float, float]] = []  # (predicted ms, measured share) of each config tried
         for _ in range(FIT_TRIES):
-            made = make(target)
-            if made == config:  # a config under every target tried: no other to time
+            config = make(target)
+            if fits is not None and config == fits.config:  # under every target tried (a repair only narrows)
                 break
-            config = made
             tried = Fitted(config, target, self.clock.share(config))
             if tried.share <= self.goal:
                 fits = tried if fits is None or tried.target_ms > fits.target_ms else fits
@@ -94,10 +95,17 @@ class Fit:
                     break
             else:
                 over = tried if over is None or tried.target_ms < over.target_ms else over
-            # Latency is near proportional to the target; inside a bracket, halve it instead.
-            target = min(max(target * self.aim / tried.share, ctx.min_ms), ctx.unpruned_ms)
-            if fits and over and not fits.target_ms < target < over.target_ms:
+            timed.append((ctx.predictor.predict(config), tried.share))
+            # The measured share goes as a power of the predicted ms (1 where the clock agrees with the table): its
+            # exponent from the last two configs tried, the next target where that puts the share at the aim.
+            exponent = 1.0
+            if len(timed) > 1 and timed[-1][0] != timed[-2][0] and timed[-1][1] != timed[-2][1]:
+                (p1, s1), (p2, s2) = timed[-2:]
+                exponent = max(0.25, min(4.0, math.log(s1 / s2) / math.log(p1 / p2)))
+            predicted, share = timed[-1]
+            target = min(max(predicted * (self.aim / share) ** (1 / exponent), ctx.min_ms), ctx.unpruned_ms)
+            if fits and over and not fits.target_ms < target < over.target_ms:  # inside a bracket, halve it
                 target = (fits.target_ms + over.target_ms) / 2
         chosen = fits or over
-        self.ratios.append(chosen.share * ctx.unpruned_ms / ctx.predictor.predict(chosen.config))
+        self.scales.append(chosen.target_ms / ctx.target_ms)
         return chosen

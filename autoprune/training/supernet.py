@@ -4,8 +4,8 @@ Each searchable group's channels are ranked by HALP's importance (halp-taylor, a
 proxy-train) so that width k keeps the k most important; a slice is the model with the rest pruned. Every training
 step follows the sandwich rule of slimmable networks (Yu & Huang 2019): the widest model learns from the labels,
 then the narrowest and `samples` drawn configs, each masked in place (pruning/masks.py), learn from the widest's
-outputs (in-place distillation); their gradients add up before one optimiser step. Configs are drawn around
-uniform widths (a share per draw, each group a step either way), so training visits where searches look.
+outputs (in-place distillation); their gradients add up before one optimiser step. Configs are drawn as the search
+proposes them (a share per stage, each group near it: DRAWS), so training visits where searches look.
 
 It trains on proxy-train only: proxy-val scores a slice on images the supernet never trained on. A slice is
 scored after batch-norm re-estimation at its own width (as Once-for-All does), because the statistics the supernet
@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..allocation.saliency import SALIENCY_BATCHES, channel_saliency
+from ..allocation.widths import OFFSET, SHARE, WidthSpace
 from ..data.task import TaskData
 from ..errors import AutopruneError
 from ..pruning.masks import ChannelMasks
-from ..pruning.prune import prune_channels
+from ..pruning.prune import example_input, prune_channels
 from ..pruning.space import Config, SearchSpace
 from .finetune import batch_stream, read_checkpoint, sgd, write_checkpoint
 from .proxies import BN_BATCHES, reestimate_bn
@@ -46,6 +47,7 @@ class SupernetSettings:
     batch_size: int = 128
     seed: int = 0
     importance_batches: int = SALIENCY_BATCHES  # proxy-train batches the channel order is accumulated over
+    draws: str = "stages"  # how the sampled configs are drawn (DRAWS)
 
 
 @dataclass
@@ -77,18 +79,29 @@ def channel_order(model: nn.Module, space: SearchSpace, data: TaskData, batches:
             for name, v in saliency.values.items()}
 
 
-def draw_config(space: SearchSpace, rng: random.Random) -> Config:
-    """A config near uniform widths: one share for every group, each group then a step narrower or wider."""
+def near_uniform(widths: WidthSpace, rng: random.Random) -> Config:
+    """One share for every group, each group then a step narrower or wider."""
     share = rng.random()
-    config = {}
-    for g in space.searchable:
-        last = len(g.choices) - 1
-        config[g.name] = g.choices[min(last, max(0, round(share * last) + rng.choice((-1, 0, 1))))]
-    return config
+    return widths.config({**{SHARE + s: share for s in widths.stages()},
+                          **{OFFSET + g.name: rng.choice((-1, 0, 1)) for g in widths.space.searchable}})
 
 
-def sandwich_step(supernet: Supernet, masks: ChannelMasks, data: TaskData, optimiser, scheduler, step: int,
-                  settings: SupernetSettings, x: torch.Tensor, y: torch.Tensor) -> float:
+def by_stages(widths: WidthSpace, rng: random.Random) -> Config:
+    """As the search proposes them: a share per stage, each group up to two steps either side of it (a rule like the
+    knapsack keeps one stage narrow and another wide, which near-uniform draws never train)."""
+    return widths.config({**{SHARE + s: rng.random() for s in widths.stages()},
+                          **{OFFSET + g.name: rng.randint(-2, 2) for g in widths.space.searchable}})
+
+
+DRAWS = {"uniform": near_uniform, "stages": by_stages}
+
+
+def draw_config(widths: WidthSpace, rng: random.Random, draws: str = "stages") -> Config:
+    return DRAWS[draws](widths, rng)
+
+
+def sandwich_step(supernet: Supernet, widths: WidthSpace, masks: ChannelMasks, data: TaskData, optimiser, scheduler,
+                  step: int, settings: SupernetSettings, x: torch.Tensor, y: torch.Tensor) -> float:
     """One optimiser step over the widest model, the narrowest and the drawn configs; returns the widest's loss."""
     model = supernet.model
     torch.manual_seed(settings.seed * 10_007 + step)  # the same draws and dropout on resume
@@ -100,7 +113,8 @@ def sandwich_step(supernet: Supernet, masks: ChannelMasks, data: TaskData, optim
     loss = data.loss(logits, y)
     loss.backward()
     teacher = F.log_softmax(logits.detach(), dim=1)
-    narrower = [supernet.space.narrowest_config()] + [draw_config(supernet.space, rng) for _ in range(settings.samples)]
+    narrower = [supernet.space.narrowest_config()] + [draw_config(widths, rng, settings.draws)
+                                                      for _ in range(settings.samples)]
     for config in narrower:
         masks.set(supernet.removed(config))
         student = F.log_softmax(model(x), dim=1)
@@ -119,8 +133,11 @@ def train_supernet(model: nn.Module, space: SearchSpace, data: TaskData, setting
     if total < 1:
         raise AutopruneError(f"a supernet of {settings.epochs} epochs over {len(data.proxy_train)} samples at batch "
                              f"{settings.batch_size} is no step")
+    if settings.draws not in DRAWS:
+        raise AutopruneError(f"unknown supernet draws '{settings.draws}' (choose {' or '.join(DRAWS)})")
     order = channel_order(model, space, data, settings.importance_batches, settings.seed)
     supernet = Supernet(copy.deepcopy(model), space, order)
+    widths = WidthSpace.for_model(model, space, example_input(space))
     masks = ChannelMasks(supernet.model, space)
     optimiser, scheduler = sgd(supernet.model, settings.lr, total)
     run = {"total_steps": total, "supernet": json.dumps(asdict(settings), sort_keys=True), "order": _digest(order)}
@@ -141,7 +158,7 @@ def train_supernet(model: nn.Module, space: SearchSpace, data: TaskData, setting
     with tqdm(total=total, initial=start, desc="supernet", unit="step", disable=not progress, dynamic_ncols=True) as bar:
         if start < total:
             for step, x, y in batch_stream(data.proxy_train, settings.batch_size, settings.seed, start):
-                loss = sandwich_step(supernet, masks, data, optimiser, scheduler, step, settings, x, y)
+                loss = sandwich_step(supernet, widths, masks, data, optimiser, scheduler, step, settings, x, y)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if step + 1 == total:

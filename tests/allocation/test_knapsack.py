@@ -1,5 +1,4 @@
 """The latency-saliency knapsack and the allocation the search samples, on small spaces with known answers."""
-import dataclasses
 import random
 import statistics
 import sys
@@ -8,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autoprune.allocation.knobs import Allocation
+from autoprune.allocation.rules import RULES, starting_configs
+from autoprune.allocation.widths import WidthSpace
 from autoprune.errors import AutopruneError
 from autoprune.allocation.knapsack import knapsack
 from autoprune.allocation.saliency import channel_saliency
@@ -73,24 +73,21 @@ def test_halp_taylor_saliency_of_a_real_model_ranks_channels_and_spans_every_gro
         channel_saliency(resnet56.model, resnet56_space, None, "halp-taylor")
 
 
-def test_allocation_knobs_and_starting_points_on_resnet56(resnet56, resnet56_space):
+def test_the_rules_at_a_budget_on_resnet56_and_its_shipped_table(resnet56, resnet56_space):
     from autoprune.latency import LatencyPredictor, LatencyTable
     from autoprune.latency.choose import shipped_table
 
     predictor = LatencyPredictor(LatencyTable.load(shipped_table("cifar:resnet56")), resnet56_space)
     budget = 0.5 * predictor.predict(resnet56_space.full_config())
     saliency = channel_saliency(resnet56.model, resnet56_space, None, "l1")
-    allocation = Allocation.for_model(resnet56.model, resnet56_space, predictor, saliency, budget,
-                                      resnet56.example_input())
-    # Three stages of the CIFAR ResNet (32, 16 and 8 pixels), and its residual streams.
-    assert allocation.knobs() == ["res32", "res16", "res8", "shared"]
-    assert allocation.shared == {"conv1", "layer2.0.conv2", "layer3.0.conv2"}
-    neutral, protected = allocation.starting_points()
-    assert allocation.config(neutral) == knapsack(resnet56_space, predictor, saliency, budget)
-    wide = allocation.config(protected)
-    assert sum(wide[g] for g in allocation.shared) >= sum(allocation.config(neutral)[g] for g in allocation.shared)
-    for knobs in (neutral, protected, {"res32": 4.0, "res16": 0.25, "res8": 1.0, "shared": 0.5}):
-        assert predictor.predict(allocation.config(knobs)) <= budget
+    widths = WidthSpace.for_model(resnet56.model, resnet56_space, resnet56.example_input())
+    # The residual streams of the CIFAR ResNet's three stages (32, 16 and 8 pixels).
+    assert widths.streams() == {"conv1", "layer2.0.conv2", "layer3.0.conv2"}
+    rules = {name: rule(widths, predictor, saliency, budget) for name, rule in RULES.items()}
+    assert rules["knapsack"] == knapsack(resnet56_space, predictor, saliency, budget)
+    assert sum(rules["knapsack, streams wide"][g] for g in widths.streams()) >= \
+        sum(rules["knapsack"][g] for g in widths.streams())
+    assert all(predictor.predict(config) <= budget for config in rules.values())
 
 
 def test_the_api_functions_are_not_shadowed_by_modules():
@@ -107,27 +104,22 @@ def test_the_api_functions_are_not_shadowed_by_modules():
         assert callable(getattr(autoprune, name)) and getattr(autoprune, name).__module__ == "autoprune.api"
 
 
-def test_allocation_on_a_fake_predictor_starts_at_the_knapsack_and_every_knob_setting_fits():
+def test_the_rules_on_a_fake_predictor_start_at_the_knapsack_and_leave_out_a_rule_that_changes_nothing():
     rng = random.Random(7)
     space = tiny_space(rng, groups=4)
     predictor = ChainPredictor(space, rng)
     saliency = random_saliency(space, rng)
     budget = 0.5 * predictor.predict(space.full_config())
-    allocation = Allocation(space, predictor, saliency, budget, {"g0": 8, "g1": 8, "g2": 4, "g3": 4}, {"g1", "g3"})
-    assert allocation.knobs() == ["res8", "res4", "shared"]
-    start, protect = allocation.starting_points()
-    assert start == {"res8": 1.0, "res4": 1.0, "shared": 1.0} and protect["shared"] > 1
-    assert allocation.config(start) == knapsack(space, predictor, saliency, budget)
-    # Favouring the shared groups moves channels to them; any knob setting fits the budget.
-    assert sum(allocation.config(protect)[g] for g in ("g1", "g3")) >= sum(allocation.config(start)[g] for g in ("g1", "g3"))
-    for _ in range(20):
-        knobs = {k: rng.uniform(0.25, 4.0) for k in allocation.knobs()}
-        assert predictor.predict(allocation.config(knobs)) <= budget
-    # One resolution and every group shared: no knob would change anything, so none is offered.
-    flat = Allocation(space, predictor, saliency, budget, {g.name: 8 for g in space.groups}, {g.name for g in space.groups})
-    assert flat.knobs() == ["res8"] and flat.starting_points() == [{"res8": 1.0}]
-
-
+    widths = WidthSpace(space, {"g0": "res8", "g1": "res8-stream", "g2": "res4", "g3": "res4-stream"})
+    starts = starting_configs(widths, predictor, saliency, budget)
+    assert starts["knapsack"] == knapsack(space, predictor, saliency, budget)
+    assert all(predictor.predict(config) <= budget for config in starts.values())
+    if "knapsack, streams wide" in starts:  # weighing the streams moves channels to them
+        assert sum(starts["knapsack, streams wide"][g] for g in ("g1", "g3")) >= \
+            sum(starts["knapsack"][g] for g in ("g1", "g3"))
+    # Every group a stream: weighing them all alike is the knapsack itself, so it is not queued twice.
+    flat = WidthSpace(space, {g.name: "res8-stream" for g in space.groups})
+    assert "knapsack, streams wide" not in starting_configs(flat, predictor, saliency, budget)
 
 
 class CurvedClock:
@@ -147,31 +139,36 @@ class CurvedClock:
 
 
 def fit_case(seed: int, target_share: float, power: float):
-    """A chain of 8 groups at two resolutions, a knapsack allocation at `target_share` of it, and a curved clock."""
+    """A chain of 8 groups, a knapsack at a target with random weights per group (as a trial's config), and a curved
+    clock."""
     rng = random.Random(seed)
     granularity = Granularity(steps=8, min_keep=0.125)
     groups = [Group(f"g{i}", c, granularity.choices(c), 0.125, [f"g{i}"], [])
               for i, c in enumerate(rng.choice([16, 24, 32]) for _ in range(8))]
     space = SearchSpace("chain", [3, 8, 8], granularity, 1, 1, groups)
     predictor = ChainPredictor(space, rng)
+    saliency = random_saliency(space, rng)
     unpruned = predictor.predict(space.full_config())
-    target = target_share * unpruned
-    allocation = Allocation(space, predictor, random_saliency(space, rng), target,
-                            {g.name: 8 if i < 4 else 4 for i, g in enumerate(groups)}, set())
     min_ms = predictor.predict(space.narrowest_config())
-    ctx = types.SimpleNamespace(allocation=allocation, target_ms=target, unpruned_ms=unpruned, min_ms=min_ms)
-    return ctx, CurvedClock(predictor, power), rng
+    ctx = types.SimpleNamespace(predictor=predictor, target_ms=target_share * unpruned, unpruned_ms=unpruned,
+                                min_ms=min_ms, space=space)
+
+    def trial():
+        weights = {g.name: rng.uniform(0.25, 4.0) for g in groups}
+        return lambda target: knapsack(space, predictor, saliency, target, weights)
+
+    return ctx, CurvedClock(predictor, power), trial
 
 
 @pytest.mark.parametrize("power", [0.8, 1.0, 1.2])
-def test_a_fit_moves_the_knapsacks_target_until_the_clock_says_the_config_fits(power):
-    ctx, clock, rng = fit_case(3, 0.5, power)
+def test_a_fit_moves_the_target_until_the_clock_says_the_config_fits(power):
+    ctx, clock, trial = fit_case(3, 0.5, power)
     fit = Fit(ctx, clock)
-    sampled = [{k: rng.uniform(0.25, 4.0) for k in ctx.allocation.knobs()} for _ in range(12)]
-    trials = [fit(knobs) for knobs in sampled]
-    for knobs, fitted in zip(sampled, trials):
-        # Every fitted config is the knapsack's at its target and measures within the search's share.
-        assert fitted.config == dataclasses.replace(ctx.allocation, budget_ms=fitted.target_ms).config(knobs)
+    sampled = [trial() for _ in range(12)]
+    trials = [fit(make) for make in sampled]
+    for make, fitted in zip(sampled, trials):
+        # Every fitted config is the trial's at its target and measures within the search's share.
+        assert fitted.config == make(fitted.target_ms)
         assert fitted.share == pytest.approx(clock.measure(fitted.config) / clock.unpruned) and fitted.share <= 0.5
     # A clock that makes pruned models dearer than the table says pulls the target down; one that makes them
     # cheaper lets it rise; one that agrees leaves it.
@@ -185,7 +182,15 @@ def test_a_fit_moves_the_knapsacks_target_until_the_clock_says_the_config_fits(p
 def test_a_fit_that_finds_nothing_within_the_clock_returns_its_narrowest_try_over_the_target():
     # The narrowest configs are far dearer, as a share, than the table says: a target just above the narrowest
     # prediction fits nothing.
-    ctx, clock, _ = fit_case(4, 0.3, 0.5)
+    ctx, clock, trial = fit_case(4, 0.3, 0.5)
     ctx.target_ms = ctx.min_ms * 1.02
-    fitted = Fit(ctx, clock)({k: 1.0 for k in ctx.allocation.knobs()})
+    fitted = Fit(ctx, clock)(trial())
     assert fitted.share > ctx.target_ms / ctx.unpruned_ms and fitted.target_ms == pytest.approx(ctx.min_ms)
+
+
+def test_a_fit_times_a_config_under_every_target_once():
+    # A sample well under the target is not moved by it (a repair only narrows): one timing, not FIT_TRIES.
+    ctx, clock, _ = fit_case(5, 0.5, 1.0)
+    narrow = ctx.space.narrowest_config()
+    fitted = Fit(ctx, clock)(lambda target: narrow)
+    assert fitted.config == narrow and len(clock.timed) == 1
