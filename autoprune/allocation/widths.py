@@ -4,7 +4,9 @@ A stage is the groups whose first producer writes at one resolution, the residua
 (narrowing a stream narrows every block that writes it). A group's width is the choice at its stage's share of its
 choices, moved by its own offset. A sampler then learns a few shares that matter most (how wide each stage is)
 before the offsets, and every width of the space stays reachable: the offsets span all of a group's choices, so any
-config, a rule's included, is a point of this space (`params`).
+config, a rule's included, is a point of this space (`params`). An offset is sampled as u in [-1, 1] and moves its
+group by last * u**3 steps: a uniform draw (a sampler's first trials) mostly moves a group a step or none from its
+stage, and only a sampler that learnt to goes far.
 
 A sampled config over the target is repaired down the table's staircase: the step that saves the most predicted
 time per unit of saliency it loses, until the prediction fits. No candidate is scored over the budget and none is
@@ -12,6 +14,7 @@ thrown away.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import optuna
@@ -49,6 +52,11 @@ def group_resolutions(model: nn.Module, space: SearchSpace, example: torch.Tenso
     return heights
 
 
+def offset(steps: int, last: int) -> float:
+    """The offset parameter that moves a group of `last` + 1 choices by `steps`."""
+    return math.copysign(abs(steps / max(1, last)) ** (1 / 3), steps)
+
+
 @dataclass
 class WidthSpace:
     space: SearchSpace
@@ -78,7 +86,7 @@ class WidthSpace:
         config = {}
         for g in self.space.searchable:
             last = len(g.choices) - 1
-            index = round(params[SHARE + self.stage[g.name]] * last) + params.get(OFFSET + g.name, 0)
+            index = round(params[SHARE + self.stage[g.name]] * last) + round(last * params.get(OFFSET + g.name, 0) ** 3)
             config[g.name] = g.choices[min(last, max(0, index))]
         return config
 
@@ -86,8 +94,7 @@ class WidthSpace:
         params = {SHARE + s: trial.suggest_float(SHARE + s, 0.0, 1.0) for s in self.stages()}
         for g in self.space.searchable:
             if self._offset(g.name):
-                last = len(g.choices) - 1
-                params[OFFSET + g.name] = trial.suggest_int(OFFSET + g.name, -last, last)
+                params[OFFSET + g.name] = trial.suggest_float(OFFSET + g.name, -1.0, 1.0)
         return self.config(params)
 
     def params(self, config: Config) -> dict:
@@ -101,7 +108,8 @@ class WidthSpace:
             share = params[SHARE + s] = index[middle.name] / max(1, len(middle.choices) - 1)
             for g in members:
                 if self._offset(g.name):
-                    params[OFFSET + g.name] = index[g.name] - round(share * (len(g.choices) - 1))
+                    last = len(g.choices) - 1
+                    params[OFFSET + g.name] = offset(index[g.name] - round(share * last), last)
         return params
 
     def repair(self, config: Config, predictor: Predictor, saliency: Saliency, target_ms: float) -> Config:

@@ -64,7 +64,7 @@ class Objective:
                                             "latency_ms": fitted.share * ctx.unpruned_ms}
         else:
             config, timed = at(ctx.target_ms), {}
-        trial.set_user_attr("repaired", config != sampled)
+        trial.set_user_attr("repaired", rule is None and config != sampled)
         key = tuple(sorted(config.items()))
         if key not in self.seen:  # samples repaired to one config: prune and score it once
             pruned = self.model(key, config)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..allocation.saliency import SALIENCY_BATCHES, channel_saliency
-from ..allocation.widths import OFFSET, SHARE, WidthSpace
+from ..allocation.widths import OFFSET, SHARE, WidthSpace, offset
 from ..data.task import TaskData
 from ..errors import AutopruneError
 from ..pruning.masks import ChannelMasks
@@ -83,14 +83,16 @@ def near_uniform(widths: WidthSpace, rng: random.Random) -> Config:
     """One share for every group, each group then a step narrower or wider."""
     share = rng.random()
     return widths.config({**{SHARE + s: share for s in widths.stages()},
-                          **{OFFSET + g.name: rng.choice((-1, 0, 1)) for g in widths.space.searchable}})
+                          **{OFFSET + g.name: offset(rng.choice((-1, 0, 1)), len(g.choices) - 1)
+                             for g in widths.space.searchable}})
 
 
 def by_stages(widths: WidthSpace, rng: random.Random) -> Config:
     """As the search proposes them: a share per stage, each group up to two steps either side of it (a rule like the
     knapsack keeps one stage narrow and another wide, which near-uniform draws never train)."""
     return widths.config({**{SHARE + s: rng.random() for s in widths.stages()},
-                          **{OFFSET + g.name: rng.randint(-2, 2) for g in widths.space.searchable}})
+                          **{OFFSET + g.name: offset(rng.randint(-2, 2), len(g.choices) - 1)
+                             for g in widths.space.searchable}})
 
 
 DRAWS = {"uniform": near_uniform, "stages": by_stages}
