@@ -22,7 +22,8 @@ by --results; the progressive rows are left out, their truths come from training
     python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--state DIR] [--base-weights FILE]
 
 About 20 minutes on 2 cores once the JPEG set is unpacked (the supernet's training is nearly all of it).
-Writes benchmarks/results/supernet_fidelity.{md,json} (another --draws: supernet_fidelity-DRAWS.*).
+Writes benchmarks/results/supernet_fidelity.{md,json} (another supernet: supernet_fidelity-DRAWS-Eep-Ns.*, each
+part only where it is not the default).
 """
 from __future__ import annotations
 
@@ -132,7 +133,10 @@ def main() -> None:
                   + "." + verdict, ""]
     lines += ["Seconds per score (median): " + ", ".join(f"{n} {sorted(s)[len(s) // 2]:.1f}" for n, s in seconds.items())
               + " (a cached score counts as 0)."]
-    write_results("supernet_fidelity" + ("" if args.draws == "stages" else f"-{args.draws}"), {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
+    # Another supernet's report beside the default's: supernet_fidelity[-DRAWS][-Eep][-Ns].
+    name = "supernet_fidelity" + (f"-{args.draws}" if args.draws != "stages" else "") + \
+        (f"-{args.epochs:g}ep" if args.epochs != 1 else "") + (f"-{args.samples}s" if args.samples != 2 else "")
+    write_results(name, {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
                                         "train_seconds": train_seconds, "tau": summary, "rows": rows}, lines)
 
 
