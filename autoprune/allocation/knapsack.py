@@ -9,8 +9,8 @@ gives up the least (weighted) saliency per millisecond saved is taken until the 
 steps are given back, most saliency per millisecond first, while they still fit, and single steps are
 exchanged between two groups while that gains saliency within the budget.
 
-`weights` scale each group's saliency: the search's knobs (knobs.py) move the knapsack's solution
-through them; without weights this is the one-shot method.
+`weights` scale each group's saliency: the rule that keeps the residual streams wide (rules.py) weighs them
+more; without weights this is the one-shot method.
 """
 from __future__ import annotations
 
