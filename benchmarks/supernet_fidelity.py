@@ -4,7 +4,9 @@ The first step of the weight-shared evaluator (autoprune/training/supernet.py): 
 its score must rank models like their truths. The truths are the most expensive this project has:
 search_quality.py's one-shot models, each pruned from the same base, fine-tuned 3 epochs on the JPEG train set
 and tested on all 10,000 JPEG test images (one per distinct config and budget, from the committed reports given
-by --results; the progressive rows are left out, their truths come from training while pruning).
+by --results; the progressive rows and the slices are left out, their truths start from other weights), and
+--extra random points of the width search per budget (its target at the budget's share of the unpruned model on the
+shipped table), pruned one-shot from the base by the knapsack's criterion and fine-tuned here alike.
 
 - the base: the shipped ResNet-56 fine-tuned on the JPEG train set by search_quality's protocol (jpeg_protocol.py),
   made into --state, or --base-weights;
@@ -19,9 +21,11 @@ by --results; the progressive rows are left out, their truths come from training
 - per budget, Kendall's tau of each score against the truths; the targets (issue 37): tau >= 0.85 at 0.5x and
   >= 0.8 at 0.35x, over at least 12 configs.
 
-    python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--state DIR] [--base-weights FILE]
+    python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--draws stages] [--extra 3] [--state DIR]
+                                           [--base-weights FILE]
 
-About 20 minutes on 2 cores once the JPEG set is unpacked (the supernet's training is nearly all of it).
+On 2 cores: the supernet about 22 minutes an epoch, each extra truth about 16 minutes (both once: the supernet is
+cached, every finished truth and score kept in --state/pieces.json), the scores about 1.5 s each.
 Writes benchmarks/results/supernet_fidelity.{md,json} (another supernet: supernet_fidelity-DRAWS-Eep-Ns.*, each
 part only where it is not the default).
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import sys
 import time
 from dataclasses import asdict
@@ -50,9 +55,9 @@ from autoprune.training.proxies import make_proxy
 from autoprune.training.supernet import DRAWS, Supernet, supernet_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, Pieces, add_state_argument, described, state_dir, write_results  # noqa: E402
-from jpeg_protocol import (BASE_EPOCHS, MODEL, add_jpeg_argument, jpeg_data, jpeg_folder, make_base,  # noqa: E402
-                           one_shot_rows)
+from common import RESULTS, Pieces, add_state_argument, described, search_like, state_dir, write_results  # noqa: E402
+from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, digest, jpeg_data,  # noqa: E402
+                           jpeg_folder, make_base, one_shot_rows, tuned_top1)
 
 TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
 LEAST_CONFIGS = 12
@@ -69,6 +74,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=2, help="drawn configs a step besides the widest and narrowest (2)")
     p.add_argument("--draws", default="stages", choices=DRAWS,
                    help="how the supernet's sampled configs are drawn (stages, the default, or uniform)")
+    p.add_argument("--extra", type=int, default=3,
+                   help="random configs per budget added to the reports' rows, each fine-tuned here (3; ~16 min each)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -87,7 +94,8 @@ def main() -> None:
     searched_as = SearchSettings(model=MODEL, weights=str(base_path), data=f"imagefolder:{jpeg_folder(args.jpeg, state)}",
                                  table=str(shipped_table_for(MODEL)), seed=settings["seed"], evaluator="ladder",
                                  supernet_epochs=args.epochs, supernet_samples=args.samples)
-    space = build_context(searched_as, base, jpeg).space  # the search's own: the supernet's cache key holds it
+    ctx = build_context(searched_as, base, jpeg)
+    space = ctx.space  # the search's own: the supernet's cache key holds it
     chosen = dataclasses.replace(supernet_settings(searched_as), draws=args.draws)
     start = time.time()
     trained = supernet_for(base.model, space, jpeg, chosen, supernet_identity(searched_as, base, jpeg), supernet_dir())
@@ -95,6 +103,19 @@ def main() -> None:
     sliced = Supernet(trained.model, any_width, trained.order)
     pieces = Pieces(state / "pieces.json")
     rows = one_shot_rows(args.results)
+    ft_epochs = settings.get("ft_epochs", FT_EPOCHS)
+    for budget, budget_rows in rows.items():
+        # More truths than the reports hold: random points of the width search at the budget (predicted on the
+        # shipped table), pruned one-shot from the base as the reports' rows were, fine-tuned alike.
+        share, rng = float(budget.rstrip("x")), random.Random(f"{budget}/{settings['seed']}")
+        for i in range(args.extra):
+            config = search_like(ctx.widths, ctx.predictor, ctx.saliency, rng, share, share)
+            key = digest(config, settings["seed"], ft_epochs)
+            truth = pieces.get(f"truth/{key}", lambda: tuned_top1(
+                ctx.prune(config)[0], jpeg, ft_epochs, settings["seed"], state / f"ft-{key}.ckpt",
+                f"random config {i} at {budget}")[1])
+            budget_rows.append({"label": f"random width-space config {i} (predicted share)", "config": config,
+                                "top1": truth["top1"], "share": ctx.predictor.predict(config) / ctx.unpruned_ms})
     scorers = {
         "supernet": lambda config: sliced.score(config, jpeg),
         "adaptive-bn": lambda config: make_proxy("adaptive-bn").evaluate(prune(base.model, any_width, config), jpeg).accuracy,
