@@ -49,11 +49,14 @@ class LocalTarget:
     precision: Precision = precision()
 
 
-def cache_dir() -> Path:
+def cache_dir(kind: str = "tables") -> Path:
+    """Where autoprune keeps what it measured or trained on this machine: $AUTOPRUNE_CACHE holds the tables and a
+    folder per other kind (supernets), else $XDG_CACHE_HOME (or ~/.cache)/autoprune/<kind>."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+        root = Path(os.environ[CACHE_ENV])
+        return root if kind == "tables" else root / kind
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "autoprune" / "tables"
+    return Path(base) / "autoprune" / kind
 
 
 def cache_path(space: SearchSpace, target: LocalTarget) -> Path:

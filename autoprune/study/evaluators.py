@@ -11,17 +11,14 @@ runs either the same way.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from ..data.task import TaskData
 from ..errors import AutopruneError
-from ..latency.cache import CACHE_ENV
-from ..models.specs import LoadedModel
+from ..latency.cache import cache_dir
+from ..models.specs import LoadedModel, weights_digest
 from ..precision import Precision
 from ..pruning.space import SearchSpace
 from ..training.proxies import Proxy, make_ladder
@@ -52,18 +49,8 @@ def supernet_settings(settings) -> SupernetSettings:
 
 
 def supernet_dir() -> Path:
-    """Beside the latency tables: $AUTOPRUNE_CACHE/supernets, else $XDG_CACHE_HOME (or ~/.cache)/autoprune/supernets."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]) / "supernets"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autoprune" / "supernets"
-
-
-def weights_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """Beside the latency tables (latency/cache.py): $AUTOPRUNE_CACHE/supernets, else ~/.cache/autoprune/supernets."""
+    return cache_dir("supernets")
 
 
 def supernet_identity(settings, loaded: LoadedModel, data: TaskData) -> dict:
