@@ -209,7 +209,7 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
     """Runs (or resumes) a search and returns its front (in `out`, default runs/<model>). `settings` are
     SearchSettings fields (table, backend, threads, margin, evaluator, supernet_epochs, supernet_samples, proxy,
     trials, seed, criterion, saliency, sampler, distill, steps, multiple_of, min_keep, freeze, space_file, measure,
-    ...). The default evaluator fine-tunes a supernet from `model` once (cached for later searches). Without `table`,
+    ...). evaluator="supernet" fine-tunes a supernet from `model` once (cached for later searches). Without `table`,
     latency comes from this machine's own table, profiled on first use; each trial's widths are then fitted to this
     machine's clock and the front is timed here when the trials are done (measure=False: neither)."""
     if settings.get("trials", 1) < 1 or workers < 1:

@@ -91,7 +91,7 @@ import numpy as np
 import torch
 import torch_pruning as tp
 
-from autoprune.allocation.rules import RULES, one_shot_knapsack
+from autoprune.allocation.rules import at_target, one_shot_knapsack
 from autoprune.pruning.graph import CUSTOM_PRUNERS
 from autoprune.latency.fingerprint import this_machine
 from autoprune.latency.table import disturbed
@@ -182,13 +182,10 @@ def ladder(trial, context) -> tuple:
     """A trial's candidates as Candidates takes them: (its study's context, its config at a target, the target it
     was made at: fitted to this machine's clock, or the search's). A rule's trial is its rule solved at the target,
     a sampled one its widths repaired down to it, as the search made them (study/objective.py)."""
-    rule = trial.user_attrs.get(RULE)
-    config = trial.user_attrs["config"]
+    rule, config = trial.user_attrs.get(RULE), trial.user_attrs["config"]
 
     def make(target: float) -> dict:
-        if rule is not None:
-            return RULES[rule](context.widths, context.predictor, context.saliency, target)
-        return context.widths.repair(config, context.predictor, context.saliency, target)
+        return at_target(rule, config, context.widths, context.predictor, context.saliency, target)
 
     return context, make, trial.user_attrs.get("target_ms", context.target_ms)
 

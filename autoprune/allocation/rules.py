@@ -13,7 +13,7 @@ from typing import Callable
 
 from .knapsack import Predictor, knapsack
 from .saliency import Saliency
-from .widths import WidthSpace
+from .widths import SHARE, WidthSpace
 from ..pruning.space import Config
 
 STREAMS_WEIGHT = 4.0
@@ -23,7 +23,7 @@ def uniform(widths: WidthSpace, predictor: Predictor, saliency: Saliency, target
     """The widest config whose groups all keep one share of their widths, predicted within `target_ms`."""
     steps = max(len(g.choices) for g in widths.space.searchable) - 1
     for k in range(steps, -1, -1):
-        config = widths.config({f"share:{s}": k / steps for s in widths.stages()})
+        config = widths.config({SHARE + s: k / steps for s in widths.stages()})
         if predictor.predict(config) <= target_ms:
             return config
     return widths.space.narrowest_config()
@@ -40,6 +40,14 @@ def knapsack_streams_wide(widths: WidthSpace, predictor: Predictor, saliency: Sa
 Rule = Callable[[WidthSpace, Predictor, Saliency, float], Config]
 RULES: dict[str, Rule] = {"uniform": uniform, "knapsack": one_shot_knapsack,
                           "knapsack, streams wide": knapsack_streams_wide}
+
+
+def at_target(rule: str | None, config: Config, widths: WidthSpace, predictor: Predictor, saliency: Saliency,
+              target_ms: float) -> Config:
+    """A trial's config at `target_ms`: its rule's there, or (a sampled trial) its widths repaired down to it."""
+    if rule is not None:
+        return RULES[rule](widths, predictor, saliency, target_ms)
+    return widths.repair(config, predictor, saliency, target_ms)
 
 
 def starting_configs(widths: WidthSpace, predictor: Predictor, saliency: Saliency, target_ms: float) -> dict[str, Config]:

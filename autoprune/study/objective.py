@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import optuna
 
-from ..allocation.rules import RULES
+from ..allocation.rules import at_target
 from ..models.complexity import count_macs, count_params
 from .context import SearchContext
 from .recovery import worker_id
@@ -51,12 +51,10 @@ class Objective:
     def _score(self, trial: optuna.Trial) -> float:
         ctx = self.ctx
         sampled = ctx.widths.suggest(trial)
-        rule = RULES.get(trial.user_attrs.get(RULE))
+        rule = trial.user_attrs.get(RULE)
 
-        def at(target_ms: float):  # a rule's trial is the rule at the target; a sampled one is repaired down to it
-            if rule is not None:
-                return rule(ctx.widths, ctx.predictor, ctx.saliency, target_ms)
-            return ctx.widths.repair(sampled, ctx.predictor, ctx.saliency, target_ms)
+        def at(target_ms: float):
+            return at_target(rule, sampled, ctx.widths, ctx.predictor, ctx.saliency, target_ms)
 
         if self.fit:
             fitted = self.fit(at)
