@@ -24,15 +24,17 @@ def searched_ms(run: Path, trial: int) -> float:
     return trial_ms(study.trials[trial])
 
 
-# The tiny CNN's latency is mostly per-call overhead: its narrowest config runs at about 65% of the whole, and
-# the table measured here varies by a few percent, so the budgets below leave room above that.
+# Wide enough that compute, not per-call overhead, sets its latency: with 16-32 channels the narrowest config ran
+# at about 65% of the whole and a noisy profile once predicted it slower than the unpruned model (a CI run refused
+# the 0.8x budget); here the narrowest is a small fraction, so the budgets below stay far from that floor on any
+# machine.
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+        nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 96, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(96), nn.ReLU(),
+        nn.Conv2d(96, 96, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(96), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 10),
     )
 
 
@@ -43,7 +45,7 @@ def loaders():
 
 @pytest.fixture(scope="module")
 def trained(loaders):
-    return example.train(tiny_cnn(), loaders[0], epochs=2)
+    return example.train(tiny_cnn(), loaders[0], epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_the_example_runs_on_a_module_a_dataloader_and_a_custom_metric(trained, 
     found = example.run(trained, *loaders, tmp_path, "0.85x", trials=3, proxy="adaptive-bn:2", export_epochs=0.5,
                         calibration=8)
     report, best = found["report"], found["best"]
-    assert found["unpruned"] > 0.2  # trained a little: well above chance (0.1) on balanced accuracy
+    assert found["unpruned"] > 0.15  # trained a little (about 0.21 here): above chance (0.1) on balanced accuracy
     assert report.trial == best.trial and searched_ms(tmp_path / "search", best.trial) <= report.budget_ms
     assert 0 <= report.test_accuracy <= 1 and report.unpruned_test_accuracy == pytest.approx(found["unpruned"])
     # The metric in the front is the user's, and the rebuilt export scores what the export reported.
