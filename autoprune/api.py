@@ -19,7 +19,7 @@ from .errors import AutopruneError, DataError
 from .latency import LatencyPredictor, LatencyTable
 from .models.specs import LoadedModel, from_module, load_model, model_and_weights, parse_input_shape
 from .precision import Precision, precision
-from .study import SearchContext, SearchResult, SearchSettings, build_context, read_result, run_search
+from .study import SearchResult, SearchSettings, build_context, build_contexts, read_result, run_search
 from .pruning.space import Config, Granularity, SearchSpace, space_for
 from .data.task import TaskData
 
@@ -186,9 +186,9 @@ def _shape(input_shape) -> list[int] | None:
     return list(parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape)
 
 
-def _context(model: Model, budget: str, weights, example_inputs, input_shape, train_data, val_data, evaluate, loss,
-             settings: dict, need_metric: bool = True) -> tuple[SearchSettings, SearchContext | None]:
-    """The settings of a search and, when the caller passed objects, the context built from them."""
+def _searched(model: Model, budget: str, weights, example_inputs, input_shape, train_data, val_data, evaluate, loss,
+              settings: dict, need_metric: bool = True) -> tuple[SearchSettings, tuple | None]:
+    """The settings of a search and, when the caller passed objects, the loaded model and data made from them."""
     if isinstance(model, str) and train_data is None and evaluate is None and val_data is None:
         model, weights = model_and_weights(model, weights, trained=True)
         return SearchSettings(budget=budget, model=model, weights=weights, input_shape=_shape(input_shape),
@@ -199,7 +199,7 @@ def _context(model: Model, budget: str, weights, example_inputs, input_shape, tr
                               input_shape=list(loaded.input_shape), **settings)
     if data is not None:
         searched.data = data.source
-    return searched, build_context(searched, loaded, data)
+    return searched, (loaded, data)
 
 
 def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str | None = None, example_inputs=None,
@@ -214,9 +214,10 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
     machine's clock and the front is timed here when the trials are done (measure=False: neither)."""
     if settings.get("trials", 1) < 1 or workers < 1:
         raise AutopruneError("--trials and --workers must be at least 1")
-    searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, val_data,
-                                 evaluate, loss, settings)
-    return run_search(searched, out or defaults.default_out(searched.model), storage, study, workers, context)
+    searched, objects = _searched(model, budget, weights, example_inputs, input_shape, train_data, val_data,
+                                  evaluate, loss, settings)
+    lanes = None if objects is None else build_contexts(searched, *objects)
+    return run_search(searched, out or defaults.default_out(searched.model), storage, study, workers, lanes)
 
 
 @dataclass
@@ -234,9 +235,9 @@ def knapsack(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str
     """The one-shot latency-saliency knapsack's config at `budget` (seconds, no accuracy evaluations)."""
     from .allocation.rules import one_shot_knapsack
 
-    searched, context = _context(model, budget, weights, example_inputs, input_shape, train_data, None, None, loss,
-                                 {**settings, "evaluator": "ladder"}, need_metric=False)  # no scores: nothing to train
-    ctx = context or build_context(searched)
+    searched, objects = _searched(model, budget, weights, example_inputs, input_shape, train_data, None, None, loss,
+                                  {**settings, "evaluator": "ladder"}, need_metric=False)  # no scores: nothing to train
+    ctx = build_context(searched, *(objects or ()))
     config = one_shot_knapsack(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms)
     return KnapsackResult(config, ctx.predictor.predict(config), ctx.target_ms, ctx.budget_ms, ctx.unpruned_ms,
                           ctx.settings.saliency)

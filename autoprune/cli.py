@@ -50,7 +50,8 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None,
                    help=f"the precision latencies are predicted in: {defaults.DTYPE} (default, or a named --table's "
                         "own) or int8 (ort-cpu: statically quantised, QDQ); this machine's own table is measured in "
-                        "it, a named --table must hold it")
+                        "it, a named --table must hold it. search without --dtype or --table searches every "
+                        "precision the backend times (ort-cpu: float32 and int8) on one front")
 
 
 def _add_table_args(p: argparse.ArgumentParser, required: bool = False) -> None:

@@ -22,7 +22,7 @@ from .precision import PRECISIONS, calibration_samples
 from .training.schedule import ConfigGoal, parse_schedule, progressive_finetune
 from .pruning.space import Config
 from .study import read_result, reopen
-from .study.result import completed
+from .study.result import completed, lane_of
 from .data.task import TaskData
 
 
@@ -118,9 +118,10 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
 
     if req.finetune_epochs < 0:
         raise AutopruneError(f"--finetune-epochs must be 0 or more, not {req.finetune_epochs:g}")
-    study, ctx = reopen(req.out, req.storage, req.study, loaded, data)
+    study, lanes = reopen(req.out, req.storage, req.study, loaded, data)
     number, config = choose_trial(req, study)
     trial = study.trials[number]
+    ctx = lanes[lane_of(trial, lanes)]  # the precision the member was searched, and is deployed, in
     out = Path(req.out) / "export"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -151,7 +152,8 @@ def export(req: ExportRequest, loaded: LoadedModel | None = None, data: TaskData
         samples = calibration_samples(ctx.data.proxy_train, req.seed)
         files[int8.name].write_bytes(int8.onnx_bytes(model, example, dynamic_batch=True, samples=samples))
     scores = {name: ctx.data.test_score(model if name == "float32" else OnnxModule(path)) for name, path in files.items()}
-    budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(ctx.unpruned_ms)
+    reference_ms = next(iter(lanes.values())).unpruned_ms  # a relative budget's: float32, as the user has it
+    budget_ms = ctx.budget_ms if req.budget is None else parse_budget(req.budget).to_ms(reference_ms)
     report = ExportReport(
         number, config, budget_ms, ctx.predictor.predict(config), None, None, None,
         scores.get(deployed.name, scores["float32"]), trial.user_attrs.get("proxy_accuracy"),

@@ -49,35 +49,45 @@ def format_space(space: SearchSpace) -> str:
 
 def format_front(result: "SearchResult") -> str:
     shown = (lambda v: f"{100 * v:.2f}%") if result.extra.get("percent", True) else (lambda v: f"{v:.4g}")
-    band = result.extra.get("band")
-    # The likely measured range: the table's held-out errors (5th to 95th percentile) around the prediction.
-    likely = (lambda ms: f"{ms * band[0]:.3f}-{ms * band[1]:.3f}") if band else (lambda ms: "not validated")
+    # A front over precisions says each one's table, band and timing; an older or one-precision front has its own.
+    lanes = result.extra.get("lanes") or {"": {k: result.extra.get(k) for k in ("band", "table", "measured")}}
+    mixed = len(lanes) > 1
 
-    def here(m) -> str:  # its share of the unpruned model timed beside it, at the table's level
+    def likely(m) -> str:  # the likely measured range: its table's held-out errors (5th to 95th percentile)
+        band = lanes.get(m.dtype, lanes.get("", {})).get("band")
+        return f"{m.predicted_ms * band[0]:.3f}-{m.predicted_ms * band[1]:.3f}" if band else "not validated"
+
+    def here(m) -> str:  # its share of its precision's unpruned model timed beside it, at the table's level
         if m.measured_share is None:
             return "-"
         over = "  OVER" if result.timed_over_budget(m) else ""
         return f"{result.latency(m):.3f} ({m.measured_share:.2f}x){over}"
 
-    rows = [[str(m.trial), m.origin, f"{m.predicted_ms:.3f}", likely(m.predicted_ms), here(m),
+    rows = [[str(m.trial), m.origin + (f", {m.dtype}" if mixed else ""), f"{m.predicted_ms:.3f}", likely(m), here(m),
              shown(m.proxy_accuracy), f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]
     stopped = result.extra.get("stopped_early", 0)
     target = result.extra.get("target_ms", result.budget_ms)
     margin = f" (searched at {target:.3f} ms: margin {result.extra['margin']})" if target < result.budget_ms else ""
+    unpruned = ", ".join(f"{name} {lane['unpruned_ms']:.3f} ms" for name, lane in lanes.items()) if mixed else (
+        f"{result.unpruned_ms:.3f} ms")
     head = (f"{result.extra.get('model', '')}  budget {result.budget_ms:.3f} ms{margin}  unpruned "
-            f"{result.unpruned_ms:.3f} ms  {result.trials} trials scored in full ({result.feasible} within budget), "
+            f"{unpruned}  {result.trials} trials scored in full ({result.feasible} within budget), "
             f"{stopped} stopped early\nscore: {result.extra.get('score', 'proxy accuracy')}")
     if result.extra.get("table"):
-        head += f"\nlatency: {result.extra['table_device']} ({result.extra['table']})"
-    measured = result.extra.get("measured") or {}
-    if "measured_over_predicted" in measured:
-        over = measured["over_budget"]
-        head += (f"\ntimed here: the front at {measured['measured_over_predicted']:.2f}x its predictions (median); "
-                 + (f"{len(over)} of {len(result.front)} over the budget by more than {MEASURED_TOLERANCE:.0%} "
-                    "(select, and export without --trial, skip them)" if over
-                    else "every member within the budget"))
-    elif measured.get("skipped"):
-        head += f"\nnot timed here: {measured['skipped']}"
+        head += f"\nlatency: {result.extra['table_device']} ({result.extra['table']}"
+        head += "".join(f"; {n}: {lane['table']}" for n, lane in list(lanes.items())[1:]) + ")"
+    for name, lane in lanes.items():
+        measured = lane.get("measured") or {}
+        members = [m for m in result.front if not mixed or m.dtype == name]
+        which = f" ({name})" if mixed else ""
+        if "measured_over_predicted" in measured:
+            over = measured["over_budget"]
+            head += (f"\ntimed here{which}: the front at {measured['measured_over_predicted']:.2f}x its predictions "
+                     "(median); " + (f"{len(over)} of {len(members)} over the budget by more than "
+                                     f"{MEASURED_TOLERANCE:.0%} (select, and export without --trial, skip them)"
+                                     if over else "every member within the budget"))
+        elif measured.get("skipped") and (members or not mixed):
+            head += f"\nnot timed here{which}: {measured['skipped']}"
     return head + "\n" + table(["trial", "from", "predicted ms", "likely measured ms", "timed here ms (share)",
                                  "score", "MACs", "params"], rows)
 

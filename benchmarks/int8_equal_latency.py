@@ -130,7 +130,7 @@ def main() -> None:
             key, out = f"{budget}/{dtype}{suffix.replace('-', '/')}", cache / f"search-{budget}-{dtype}{suffix}"
             search = pieces.get(f"{key}/search", lambda: searched(out, budget=in_dtype, weights=str(base_path),
                                                                   seed=settings["seed"], dtype=dtype, margin=margin))
-            _, ctx = reopen(out)
+            (ctx,) = reopen(out)[1].values()  # a search in `dtype` alone
             front = [(m["config"], ctx.prune(m["config"])[0]) for m in search["front"]]
             ladder = pieces.get(f"{key}/ladder", lambda: timed([m for _, m in front], [dtype] * len(front)))
             unpruned_ms, ladder_shares = split_reference(ladder)

@@ -67,7 +67,8 @@ def candidates(study: optuna.Study, last_stage: str, starts: int, top: int) -> l
 
 
 def score_run(run: str, args, pieces: Pieces) -> dict:
-    study, ctx = reopen(run)
+    study, lanes = reopen(run)
+    (ctx,) = lanes.values()  # the protocol's searches are float32's alone
     settings = ctx.settings
     starts = sum(is_start(t) for t in study.trials)
     stage = make_ladder(settings.proxy)[-1].name
@@ -105,7 +106,7 @@ def protocol_searches(budget: str, state: Path, pieces: Pieces, jpeg_source: str
     outs = [state / f"search-{budget}-seed{seed}" for seed in (0, 1)]
     for seed, out in enumerate(outs):
         pieces.get(f"search/{out.name}", lambda: {k: v for k, v in searched(
-            out, budget=budget, weights=str(base_path), seed=seed).items() if k != "front"})
+            out, budget=budget, weights=str(base_path), seed=seed, dtype="float32").items() if k != "front"})
     return [str(out) for out in outs]
 
 

@@ -349,7 +349,7 @@ def main() -> None:
                 searches[name] = pieces.get(f"{budget}/search-{tag(name)}",
                                             lambda: searched(outs[name], storage=stores[name], **settings))
             studies = {name: reopen(outs[name], stores[name]) for name in SEARCHES}
-            contexts = {name: c for name, (_, c) in studies.items()}
+            contexts = {name: next(iter(lanes.values())) for name, (_, lanes) in studies.items()}  # float32 alone
             # The rivals are pruned from the base: the ladder search's context prunes it one-shot by the saliency.
             ctx = contexts["autoprune, ladder"]
             validation = ctx.predictor.table.model(ctx.predictor.key)["validation"]

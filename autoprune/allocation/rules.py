@@ -3,7 +3,8 @@
   - uniform: every group keeps the same share of its channels (Torch-Pruning's default, ratio by ratio);
   - knapsack: HALP's latency-saliency knapsack, one-shot (knapsack.py);
   - knapsack, streams wide: the knapsack with the residual streams' saliency weighed four times, because narrowing
-    a stream removes its channels from every block that writes it.
+    a stream removes its channels from every block that writes it;
+  - unpruned: the model as it is, where it already meets the budget (an int8 model often does).
 The search (study/objective.py) queues them as its first trials, so its front holds the best of them whatever it
 samples after; a rule's trial is fitted to this machine's clock by the rule itself at another target.
 """
@@ -40,19 +41,24 @@ def knapsack_streams_wide(widths: WidthSpace, predictor: Predictor, saliency: Sa
 Rule = Callable[[WidthSpace, Predictor, Saliency, float], Config]
 RULES: dict[str, Rule] = {"uniform": uniform, "knapsack": one_shot_knapsack,
                           "knapsack, streams wide": knapsack_streams_wide}
+UNPRUNED = "unpruned"  # a starting trial that is the model as it is: no rule, and only where it meets the target
 
 
 def at_target(rule: str | None, config: Config, widths: WidthSpace, predictor: Predictor, saliency: Saliency,
               target_ms: float) -> Config:
     """A trial's config at `target_ms`: its rule's there, or (a sampled trial) its widths repaired down to it."""
+    if rule == UNPRUNED:
+        return widths.space.full_config()
     if rule is not None:
         return RULES[rule](widths, predictor, saliency, target_ms)
     return widths.repair(config, predictor, saliency, target_ms)
 
 
 def starting_configs(widths: WidthSpace, predictor: Predictor, saliency: Saliency, target_ms: float) -> dict[str, Config]:
-    """Each rule's config at `target_ms`, by the rule's name; a rule that gives another's config is left out."""
-    distinct: dict[str, Config] = {}
+    """The unpruned model where it meets `target_ms`, then each rule's config at it, by the rule's name; a rule that
+    gives a config already there is left out."""
+    full = widths.space.full_config()
+    distinct: dict[str, Config] = {UNPRUNED: full} if predictor.predict(full) <= target_ms else {}
     for name, rule in RULES.items():
         config = rule(widths, predictor, saliency, target_ms)
         if config not in distinct.values():

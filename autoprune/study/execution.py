@@ -20,11 +20,11 @@ from ..defaults import STUDY_NAME
 from ..errors import AutopruneError, StudyError
 from ..models.specs import LoadedModel
 from ..data.task import TaskData
-from .context import SearchContext, build_context
+from .context import SearchContext, build_contexts, lanes_digest
 from ..allocation.rules import starting_configs
 from .objective import REDUCTION_FACTOR, RULE, Objective
 from .recovery import recover_dead_trials, register, unregister
-from .result import FINISHED, SearchResult, completed, is_start, trial_ms
+from .result import DTYPE, FINISHED, SearchResult, completed, is_start, lane_of, trial_ms
 from .samplers import make_sampler, sampler_seed
 from .settings import SEARCH_SPACE, SearchSettings, as_stored
 from .timing import FIT_ROUNDS, local_clock
@@ -105,9 +105,10 @@ def stored_settings(study: optuna.Study) -> SearchSettings:
 
 
 def reopen(out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
-           loaded: LoadedModel | None = None, data: TaskData | None = None) -> tuple[optuna.Study, SearchContext]:
-    """A stored study and the context rebuilt from its settings (for an export); refused when the study searched
-    an object that is not passed again, or when the space is not the one it searched."""
+           loaded: LoadedModel | None = None, data: TaskData | None = None
+           ) -> tuple[optuna.Study, dict[str, SearchContext]]:
+    """A stored study and its lanes (contexts by precision) rebuilt from its settings (for an export); refused when
+    the study searched an object that is not passed again, or when the spaces are not the ones it searched."""
     url = storage or f"sqlite:///{Path(out) / 'study.db'}"
     if storage is None and not (Path(out) / "study.db").is_file():
         raise StudyError(f"no study in {out} (study.db missing): run `autoprune search --out {out}` first")
@@ -121,9 +122,9 @@ def reopen(out: str | Path, storage: str | None = None, study_name: str = STUDY_
                          "autoprune.export(out, model=..., train_data=..., evaluate=...)")
     if loaded is not None and loaded.weights != settings.weights:
         raise StudyError(f"the model passed has other weights than the one this study searched ({settings.weights})")
-    ctx = build_context(settings, loaded, data)
-    check_settings(study, storage or str(out), {**settings.defining(), "space_digest": ctx.space_digest})
-    return study, ctx
+    lanes = build_contexts(settings, loaded, data)
+    check_settings(study, storage or str(out), {**settings.defining(), "space_digest": lanes_digest(lanes)})
+    return study, lanes
 
 
 # A trial fails (rather than stops the search) on the errors a candidate may raise; this many in a row say that
@@ -145,16 +146,28 @@ class FailureStreak:
                              "that and run the search again to resume")
 
 
-def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int, progress: bool,
+def targets(lanes: dict[str, SearchContext]) -> dict[str, float]:
+    """Each lane's target (the budget less its table's margin), by precision."""
+    return {name: ctx.target_ms for name, ctx in lanes.items()}
+
+
+def queue_starting_trials(study: optuna.Study, lanes: dict[str, SearchContext]) -> None:
+    """Each lane's rules at its target, as trials the sampler has not proposed (allocation/rules.py)."""
+    for name, ctx in lanes.items():
+        lane = {DTYPE: name} if len(lanes) > 1 else {}
+        for rule, config in starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms).items():
+            study.enqueue_trial({**ctx.widths.params(config), **lane}, user_attrs={RULE: rule}, skip_if_exists=True)
+
+
+def run_trials(lanes: dict[str, SearchContext], storage_url: str, study_name: str, index: int, progress: bool,
                shared: bool) -> optuna.Study:
-    settings = ctx.settings
-    study = open_study(settings, storage_url, study_name, ctx.space_digest, sampler_seed(settings.seed, index, shared))
+    settings = next(iter(lanes.values())).settings
+    study = open_study(settings, storage_url, study_name, lanes_digest(lanes), sampler_seed(settings.seed, index, shared))
     register(study)
     try:
         # Only a study killed while it queued its starting points lacks some of them: queue those it lacks.
         if index == 0 and all(is_start(t) for t in study.trials):
-            for rule, config in starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms).items():
-                study.enqueue_trial(ctx.widths.params(config), user_attrs={RULE: rule}, skip_if_exists=True)
+            queue_starting_trials(study, lanes)
         # A stopped (pruned) trial counts: `trials` is how many candidates are looked at.
         callbacks = [optuna.study.MaxTrialsCallback(settings.trials, states=FINISHED), FailureStreak(),
                      lambda s, t: recover_dead_trials(s)]  # a process sharing the study may have died meanwhile
@@ -162,11 +175,12 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
         if progress:
             bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials),
                        desc="search", unit="trial")
-            callbacks.append(lambda s, t: _update_bar(bar, s, ctx.target_ms, ctx.data.percent))
+            percent = next(iter(lanes.values())).data.percent
+            callbacks.append(lambda s, t: _update_bar(bar, s, targets(lanes), percent))
         try:
             if len(completed(study, FINISHED)) < settings.trials:
-                study.optimize(Objective(ctx, local_clock(ctx, FIT_ROUNDS)), callbacks=callbacks,
-                               catch=(RuntimeError, ValueError))
+                clocks = {name: local_clock(ctx, FIT_ROUNDS) for name, ctx in lanes.items()}
+                study.optimize(Objective(lanes, clocks), callbacks=callbacks, catch=(RuntimeError, ValueError))
         finally:
             if bar is not None:
                 bar.close()
@@ -175,8 +189,8 @@ def run_trials(ctx: SearchContext, storage_url: str, study_name: str, index: int
     return study
 
 
-def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float, percent: bool = True) -> None:
-    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if trial_ms(t) <= budget_ms]
+def _update_bar(bar: tqdm, study: optuna.Study, within: dict[str, float], percent: bool = True) -> None:
+    feasible = [t.user_attrs["proxy_accuracy"] for t in completed(study) if trial_ms(t) <= within[lane_of(t, within)]]
     bar.n = min(len(completed(study, FINISHED)), bar.total)
     best = (f"{100 * max(feasible):.1f}%" if percent else f"{max(feasible):.4g}") if feasible else None
     bar.set_postfix_str(f"best under budget {best}" if best else "no feasible trial yet")
@@ -184,50 +198,51 @@ def _update_bar(bar: tqdm, study: optuna.Study, budget_ms: float, percent: bool 
 
 
 def run_search(settings: SearchSettings, out: str | Path, storage: str | None = None, study_name: str = STUDY_NAME,
-               workers: int = 1, context: SearchContext | None = None) -> SearchResult:
+               workers: int = 1, lanes: dict[str, SearchContext] | None = None) -> SearchResult:
     """Runs (or resumes) the study until `settings.trials` trials are finished (scored or stopped early),
-    then writes the front. `context` is a context already built (from objects the caller passed)."""
+    then writes the front. `lanes` are contexts already built (from objects the caller passed)."""
     from .outputs import write_outputs
 
-    if workers > 1 and context is not None:
+    if workers > 1 and lanes is not None:
         raise AutopruneError("workers > 1 rebuild the model from its spec: pass a model spec, not an object")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{out / 'study.db'}"
-    ctx = context or build_context(settings)
-    study = open_study(settings, storage_url, study_name, ctx.space_digest)
+    lanes = lanes or build_contexts(settings)
+    study = open_study(settings, storage_url, study_name, lanes_digest(lanes))
     retried = recover_dead_trials(study)
     if retried:
         print(f"retrying trials {retried} of a run that was killed", flush=True)
-    if ctx.budget_ms >= ctx.unpruned_ms:
-        print(f"budget {ctx.budget_ms:.3f} ms is above the unpruned model's {ctx.unpruned_ms:.3f} ms: "
-              "the unpruned model is the front's top", flush=True)
+    for ctx in lanes.values():
+        if ctx.budget_ms >= ctx.unpruned_ms:
+            print(f"budget {ctx.budget_ms:.3f} ms is above the unpruned {ctx.dtype} model's {ctx.unpruned_ms:.3f} ms: "
+                  f"the unpruned {ctx.dtype} model is a member", flush=True)
     shared = storage is not None
     if workers <= 1:
-        run_trials(ctx, storage_url, study_name, 0, progress=True, shared=shared)
+        run_trials(lanes, storage_url, study_name, 0, progress=True, shared=shared)
     else:
-        _run_workers(settings, storage_url, study_name, workers, study, ctx.target_ms, shared)
-    return write_outputs(ctx, study, out)
+        _run_workers(settings, storage_url, study_name, workers, study, targets(lanes), shared)
+    return write_outputs(lanes, study, out)
 
 
 def _worker(settings: SearchSettings, storage_url: str, study_name: str, index: int, shared: bool) -> None:
     try:
-        run_trials(build_context(settings), storage_url, study_name, index, progress=False, shared=shared)
+        run_trials(build_contexts(settings), storage_url, study_name, index, progress=False, shared=shared)
     except AutopruneError as exc:  # one line, as the command's own errors, instead of the process's traceback
         print(f"autoprune search worker {index}: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
-def _run_workers(settings, storage_url, study_name, workers, study, budget_ms, shared) -> None:
+def _run_workers(settings, storage_url, study_name, workers, study, within, shared) -> None:
     spawn = multiprocessing.get_context("spawn")
     procs = [spawn.Process(target=_worker, args=(settings, storage_url, study_name, i, shared)) for i in range(workers)]
     for p in procs:
         p.start()
     with tqdm(total=settings.trials, desc=f"search ({workers} workers)", unit="trial") as bar:
         while any(p.is_alive() for p in procs):
-            _update_bar(bar, study, budget_ms)
+            _update_bar(bar, study, within)
             time.sleep(1.0)
-        _update_bar(bar, study, budget_ms)
+        _update_bar(bar, study, within)
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed:
         raise AutopruneError(f"{len(failed)} of {workers} search workers failed (exit codes {failed})")

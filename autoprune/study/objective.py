@@ -1,5 +1,6 @@
-"""Objective: a trial's widths (sampled, or a rule's) -> repaired to the budget (fitted to this machine's clock where
-it is the table's) -> the evaluator's stages, one by one."""
+"""Objective: a trial's precision and widths (sampled, or a rule's) -> repaired to the budget in that precision's table
+(fitted to this machine's clock where it is the table's) -> the evaluator's stages, one by one, scoring the model as
+it is deployed in that precision."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -10,7 +11,7 @@ from ..allocation.rules import at_target
 from ..models.complexity import count_macs, count_params
 from .context import SearchContext
 from .recovery import worker_id
-from .result import RULE
+from .result import DTYPE, RULE
 from .timing import Clock, Fit
 
 # Successive halving between the proxy ladder's stages: a third of the candidates go on to the next one.
@@ -21,12 +22,14 @@ MODELS_KEPT = 2
 
 
 class Objective:
-    """Reports each ladder stage's score to the study's pruner, which may stop the trial there."""
+    """Reports each ladder stage's score to the study's pruner, which may stop the trial there. `lanes` are the
+    search's contexts by precision (context.build_contexts): with more than one, a trial's precision is a categorical
+    param the sampler proposes beside the widths; `clocks` (by precision) fit each lane's trials to this machine."""
 
-    def __init__(self, ctx: SearchContext, clock: Clock | None = None):
-        self.ctx = ctx
-        self.fit = Fit(ctx, clock) if clock else None
-        self.seen: dict[tuple, dict] = {}  # config -> its attributes and the scores of the stages run so far
+    def __init__(self, lanes: dict[str, SearchContext], clocks: dict[str, Clock | None] | None = None):
+        self.lanes = lanes
+        self.fits = {name: Fit(lanes[name], clock) for name, clock in (clocks or {}).items() if clock}
+        self.seen: dict[tuple, dict] = {}  # (precision, config) -> its attributes and the scores of the stages so far
         self.models: OrderedDict[tuple, object] = OrderedDict()  # the last MODELS_KEPT configs' pruned models
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -38,34 +41,41 @@ class Objective:
             trial.set_user_attr("error", f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
             raise
 
-    def model(self, key: tuple, config: dict):
+    def lane(self, trial: optuna.Trial) -> str:
+        if len(self.lanes) == 1:
+            return next(iter(self.lanes))
+        return trial.suggest_categorical(DTYPE, list(self.lanes))
+
+    def model(self, ctx: SearchContext, key: tuple, config: dict):
         """The pruned model of `config`, pruned again when it is no longer kept (pruning is deterministic)."""
         if key in self.models:
             self.models.move_to_end(key)
         else:
-            self.models[key] = self.ctx.prune(config)[0]
+            self.models[key] = ctx.prune(config)[0]
             while len(self.models) > MODELS_KEPT:
                 self.models.popitem(last=False)
         return self.models[key]
 
     def _score(self, trial: optuna.Trial) -> float:
-        ctx = self.ctx
+        dtype = self.lane(trial)
+        ctx, fit = self.lanes[dtype], self.fits.get(dtype)
+        trial.set_user_attr(DTYPE, dtype)
         sampled = ctx.widths.suggest(trial)
         rule = trial.user_attrs.get(RULE)
 
         def at(target_ms: float):
             return at_target(rule, sampled, ctx.widths, ctx.predictor, ctx.saliency, target_ms)
 
-        if self.fit:
-            fitted = self.fit(at)
+        if fit:
+            fitted = fit(at)
             config, timed = fitted.config, {"target_ms": fitted.target_ms, "measured_share": fitted.share,
                                             "latency_ms": fitted.share * ctx.unpruned_ms}
         else:
             config, timed = at(ctx.target_ms), {}
         trial.set_user_attr("repaired", rule is None and config != sampled)
-        key = tuple(sorted(config.items()))
+        key = (dtype, *sorted(config.items()))
         if key not in self.seen:  # samples repaired to one config: prune and score it once
-            pruned = self.model(key, config)
+            pruned = self.model(ctx, key, config)
             self.seen[key] = {"scores": [],
                               "attrs": {"config": config, "predicted_ms": ctx.predictor.predict(config),
                                         "macs": count_macs(pruned, ctx.loaded.example_input()),
@@ -79,7 +89,7 @@ class Objective:
         trial.set_constraint("latency_over_budget_ms", latency_ms - ctx.target_ms)
         for stage, proxy in enumerate(ctx.ladder):
             if stage == len(seen["scores"]):
-                result = proxy.evaluate(self.model(key, config), ctx.data, ctx.teacher)
+                result = proxy.evaluate(self.model(ctx, key, config), ctx.data, ctx.teacher)
                 seen["scores"].append((result.accuracy, result.seconds))
             accuracy, seconds = seen["scores"][stage]
             trial.set_user_attr("proxy_accuracy", accuracy)

@@ -11,37 +11,52 @@ from optuna.trial import TrialState
 from ..errors import AutopruneError
 from .context import SearchContext
 from .front_check import ROUNDS, measure_front
-from .result import FrontMember, SearchResult, completed, front_members, is_start, score_name, trial_ms
+from .result import (FrontMember, SearchResult, completed, front_members, is_start, lane_of, score_name,
+                     trial_ms)
 from .timing import local_clock
 
 
-def write_outputs(ctx: SearchContext, study: optuna.Study, out: Path) -> SearchResult:
-    """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/."""
+def write_outputs(lanes: dict[str, SearchContext], study: optuna.Study, out: Path) -> SearchResult:
+    """pareto.json/.csv/.png/.html and the pruned (not yet fine-tuned) front models under front/. The result's
+    budget and unpruned model are the first lane's (float32: the model as the user has it); `extra["lanes"]` says
+    each precision's own."""
+    first = next(iter(lanes.values()))
     done = completed(study)
-    score = score_name(ctx.ladder[-1].name, ctx.data.metric, ctx.ladder[-1].precision.name)
-    front = front_members(done, ctx.target_ms)
-    measured = measure_front(ctx, local_clock(ctx, ROUNDS), front)
-    save_front_models(ctx, front, out / "front")
+    targets = {name: ctx.target_ms for name, ctx in lanes.items()}
+    score = score_name(first.ladder[-1].name, first.data.metric, tuple(lanes))
+    front = front_members(done, targets)
+    measured = {}
+    for name, ctx in lanes.items():
+        members = [m for m in front if m.dtype == name]
+        measured[name] = measure_front(ctx, local_clock(ctx, ROUNDS), members)
+        for m in members:
+            m.unpruned_ms = ctx.unpruned_ms
+    save_front_models(lanes, front, out / "front")
     result = SearchResult(
-        str(out), ctx.budget_ms, ctx.unpruned_ms, front, len(done),
-        sum(trial_ms(t) <= ctx.target_ms for t in done),
-        {"model": ctx.loaded.spec, "min_ms": ctx.min_ms, "study": study.study_name, "score": score,
-         "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": ctx.data.percent,
-         "margin": ctx.settings.margin, "target_ms": ctx.target_ms, "band": ctx.band,
-         "table": str(ctx.predictor.table.path), "table_device": ctx.predictor.table.describe(),
-         "measured": measured},
+        str(out), first.budget_ms, first.unpruned_ms, front, len(done),
+        sum(trial_ms(t) <= targets[lane_of(t, targets)] for t in done),
+        {"model": first.loaded.spec, "min_ms": min(ctx.min_ms for ctx in lanes.values()), "study": study.study_name,
+         "score": score, "stopped_early": len(completed(study, (TrialState.PRUNED,))), "percent": first.data.percent,
+         "margin": first.settings.margin, "target_ms": first.target_ms, "band": first.band,
+         "table": str(first.predictor.table.path), "table_device": first.predictor.table.describe(),
+         "measured": measured[first.dtype],
+         "lanes": {name: {"unpruned_ms": ctx.unpruned_ms, "min_ms": ctx.min_ms, "target_ms": ctx.target_ms,
+                          "band": ctx.band, "table": str(ctx.predictor.table.path), "measured": measured[name]}
+                   for name, ctx in lanes.items()}},
     )
     (out / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2))
     _write_csv(out / "pareto.csv", front)
-    plot_front(out / "pareto.png", done, front, ctx.target_ms, ctx.unpruned_ms, score, 100 if ctx.data.percent else 1)
+    plot_front(out / "pareto.png", done, front, first.target_ms, first.unpruned_ms, score,
+               100 if first.data.percent else 1)
     _write_html(out / "pareto.html", study, score, latency_label(done))
     return result
 
 
-def save_front_models(ctx: SearchContext, front: list[FrontMember], folder: Path) -> None:
+def save_front_models(lanes: dict[str, SearchContext], front: list[FrontMember], folder: Path) -> None:
     from ..pruning.pruned_files import save_pruned
 
     for m in front:
+        ctx = lanes[m.dtype] if m.dtype in lanes else next(iter(lanes.values()))
         model, removed = ctx.prune(m.config)
         path = save_pruned(folder / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
         m.model_path = str(path)
@@ -61,12 +76,12 @@ def _write_csv(path: Path, front: list[FrontMember]) -> None:
     groups = list(front[0].config) if front else []
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "predicted_ms", "measured_ms", "measured_share", "proxy_accuracy", "macs", "params"]
-                        + groups)
+        writer.writerow(["trial", "dtype", "predicted_ms", "measured_ms", "measured_share", "proxy_accuracy", "macs",
+                         "params"] + groups)
         for m in front:
             timed = ["", ""] if m.measured_ms is None else [f"{m.measured_ms:.4f}", f"{m.measured_share:.4f}"]
-            writer.writerow([m.trial, f"{m.predicted_ms:.4f}", *timed, f"{m.proxy_accuracy:.4f}", m.macs, m.params]
-                            + [m.config[g] for g in groups])
+            writer.writerow([m.trial, m.dtype, f"{m.predicted_ms:.4f}", *timed, f"{m.proxy_accuracy:.4f}", m.macs,
+                             m.params] + [m.config.get(g, "") for g in groups])
 
 
 def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, unpruned_ms: float,
@@ -95,6 +110,11 @@ def plot_front(path: Path, trials, front: list[FrontMember], budget_ms: float, u
     line = sorted((trial_ms(by_number[m.trial]), m.proxy_accuracy) for m in front)
     left.plot([ms for ms, _ in line], [scale * score for _, score in line], "o-", color="#d1495b",
               label=f"Pareto front ({len(front)})")
+    for dtype in sorted({m.dtype for m in front} - {"float32"}):  # a front over precisions: which members are which
+        theirs = [m for m in front if m.dtype == dtype]
+        left.scatter([trial_ms(by_number[m.trial]) for m in theirs], [scale * m.proxy_accuracy for m in theirs],
+                     s=90, facecolors="none", edgecolors="#30638e", linewidths=1.5, zorder=4,
+                     label=f"{dtype} members ({len(theirs)})")
     left.axvline(budget_ms, color="#00798c", linestyle="--", label=f"budget {budget_ms:.3g} ms")
     if trials and unpruned_ms < 1.5 * budget_ms:
         left.axvline(unpruned_ms, color="#555555", linestyle=":", label=f"unpruned {unpruned_ms:.3g} ms")

@@ -12,6 +12,7 @@ from ..pruning.space import Config
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 RULE = "rule"  # the user attribute naming the rule a starting trial is (allocation/rules.py)
+DTYPE = "dtype"  # the param and user attribute naming the precision a trial's model is deployed in (precision.py)
 
 
 @dataclass
@@ -27,12 +28,18 @@ class FrontMember:
     # Timed on this machine beside the unpruned model once the search ended (front_check.py); None when the table
     # is another machine's.
     measured_ms: float | None = None
-    measured_share: float | None = None  # of the unpruned model timed in the same process
+    measured_share: float | None = None  # of the unpruned model in its precision, timed in the same process
+    dtype: str = "float32"  # the precision it is deployed (and was scored and timed) in
+    # Its precision's unpruned model at its table's level, what measured_share is a share of (None in a front
+    # written before precisions shared a front: the result's unpruned_ms)
+    unpruned_ms: float | None = None
 
     def latency_ms(self, unpruned_ms: float) -> float:
-        """The best estimate of its latency at the table's level: its measured share of the unpruned model where it
-        was timed, else the prediction."""
-        return self.predicted_ms if self.measured_share is None else self.measured_share * unpruned_ms
+        """The best estimate of its latency at its table's level: its measured share of its precision's unpruned
+        model where it was timed, else the prediction. `unpruned_ms` stands in where the member does not say."""
+        if self.measured_share is None:
+            return self.predicted_ms
+        return self.measured_share * (self.unpruned_ms if self.unpruned_ms is not None else unpruned_ms)
 
 
 @dataclass
@@ -53,21 +60,26 @@ class SearchResult:
         timed here is judged by its measurement against the budget itself, with export's tolerance
         (budget.measured_within); one only predicted, against the target the search fitted it to (the budget less
         the margin for the table's error)."""
+        lanes = self.extra.get("lanes", {})
         if budget is None:
-            limit, predicted_limit = self.budget_ms, self.extra.get("target_ms", self.budget_ms)
+            limit = self.budget_ms
+
+            def predicted_limit(m: FrontMember) -> float:  # its own precision's target
+                return lanes.get(m.dtype, {}).get("target_ms", self.extra.get("target_ms", self.budget_ms))
         else:
             limit = float(budget) if isinstance(budget, (int, float)) else parse_budget(budget).to_ms(self.unpruned_ms)
-            predicted_limit = limit
+
+            def predicted_limit(m: FrontMember) -> float:
+                return limit
 
         def fits(m: FrontMember) -> bool:
-            return (m.predicted_ms <= predicted_limit if m.measured_share is None
+            return (m.predicted_ms <= predicted_limit(m) if m.measured_share is None
                     else measured_within(self.latency(m), limit))
 
         within = [m for m in self.front if fits(m)]
         if not within:
             fastest = min(self.latency(m) for m in self.front)
-            measured = [m.measured_share * self.unpruned_ms / m.predicted_ms for m in self.front
-                        if m.measured_share is not None]
+            measured = [self.latency(m) / m.predicted_ms for m in self.front if m.measured_share is not None]
             fix = (f"every member was timed here at {min(measured):.2f}-{max(measured):.2f}x its prediction: search "
                    f"again with --margin {max(measured) - 1 + 0.02:.2f} in another --out" if measured
                    else "search with that budget")
@@ -100,7 +112,13 @@ def is_start(t: optuna.trial.FrozenTrial) -> bool:
 def member(t: optuna.trial.FrozenTrial) -> FrontMember:
     a = t.user_attrs
     return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"], None,
-                       a.get(RULE, "sampled"))
+                       a.get(RULE, "sampled"), dtype=a.get(DTYPE, "float32"))
+
+
+def lane_of(t: optuna.trial.FrozenTrial, lanes) -> str:
+    """The precision (a key of `lanes`) a trial searched in: a trial of a study stored before precisions shared a
+    front does not say, and searched in its only one."""
+    return t.user_attrs.get(DTYPE, next(iter(lanes)))
 
 
 def trial_ms(t: optuna.trial.FrozenTrial) -> float:
@@ -109,11 +127,11 @@ def trial_ms(t: optuna.trial.FrozenTrial) -> float:
     return t.user_attrs.get("latency_ms", t.user_attrs["predicted_ms"])
 
 
-def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> list[FrontMember]:
-    """The trials within the budget that no other is both as accurate and faster than, one per config,
-    most accurate first. `trials` are the fully scored ones: a trial stopped at a cheaper fidelity has
-    a score of another kind and never enters."""
-    ranked = sorted(((trial_ms(t), member(t)) for t in trials if trial_ms(t) <= budget_ms),
+def front_members(trials: list[optuna.trial.FrozenTrial], targets: dict[str, float]) -> list[FrontMember]:
+    """The trials within their precision's target (`targets`, by precision) that no other, of any precision, is both
+    as accurate and faster than, one per config, most accurate first. `trials` are the fully scored ones: a trial
+    stopped at a cheaper fidelity has a score of another kind and never enters."""
+    ranked = sorted(((trial_ms(t), member(t)) for t in trials if trial_ms(t) <= targets[lane_of(t, targets)]),
                     key=lambda pair: (-pair[1].proxy_accuracy, pair[0], pair[1].trial))
     front, fastest = [], float("inf")
     for ms, m in ranked:
@@ -123,9 +141,11 @@ def front_members(trials: list[optuna.trial.FrozenTrial], budget_ms: float) -> l
     return front
 
 
-def score_name(stage: str, metric: str = "proxy-val top-1", deployed: str = "float32") -> str:
-    """What the front's accuracy column is: the data's metric after the evaluator's last stage, of the model in the
-    precision it was scored in."""
-    quantised = f" of the {deployed} model (ONNX Runtime, static quantisation)" if deployed == "int8" else ""
+def score_name(stage: str, metric: str = "proxy-val top-1", deployed: tuple[str, ...] = ("float32",)) -> str:
+    """What the front's accuracy column is: the data's metric after the evaluator's last stage, of each model in
+    the precision it is deployed in (`deployed`: the front's precisions; each member says its own)."""
     after = "of the supernet's slice" if stage == "supernet" else f"after {stage}"
-    return f"{metric} {after}{quantised}"
+    how = "ONNX Runtime, static quantisation"
+    if len(deployed) > 1:
+        return f"{metric} {after} of each member in its precision" + (f" (int8: {how})" if "int8" in deployed else "")
+    return f"{metric} {after}" + (f" of the int8 model ({how})" if deployed == ("int8",) else "")

@@ -21,7 +21,9 @@ class SearchSettings:
     table: str | None = None  # None: this machine's own (latency/choose.py), 'shipped', or a file
     backend: str | None = None  # this machine's own table is measured with it (None: ort-cpu); a named table must match
     threads: int | None = None  # of this machine's own table (None: 1)
-    dtype: str | None = None  # the precision (precision.py) latencies are predicted in (None: float32, or the table's)
+    # The precision (precision.py) candidates are deployed, scored and timed in. None: a named table's own, else each
+    # one this machine's backend times (ort-cpu: float32 and int8), all on one front (context.build_contexts).
+    dtype: str | None = None
     force_table: bool = False
     # What scores a candidate (evaluators.py): the proxy ladder, or the supernet's slice (its ranking is not yet better:
     # benchmarks/results/supernet_fidelity*.md).
@@ -72,7 +74,10 @@ def as_stored(stored: dict) -> dict:
     """A study's stored settings with what an earlier release left unsaid filled in: its own defaults where it had
     the setting, the current defaults for settings that came after it."""
     earlier = EARLIER if "evaluator" not in stored else {}
-    return in_current_names({**SearchSettings().defining(), **earlier, **stored})
+    settings = in_current_names({**SearchSettings().defining(), **earlier, **stored})
+    if earlier and settings.get("dtype") is None and settings.get("table") is None:
+        settings["dtype"] = "float32"  # those releases searched one precision: float32 on this machine's own table
+    return settings
 
 
 def digest(data) -> str:

@@ -5,7 +5,7 @@ import random
 import optuna
 import pytest
 
-from autoprune.allocation.rules import RULES, starting_configs, uniform
+from autoprune.allocation.rules import RULES, UNPRUNED, starting_configs, uniform
 from autoprune.allocation.saliency import Saliency
 from autoprune.allocation.widths import WidthSpace
 
@@ -94,3 +94,8 @@ def test_the_starting_configs_are_the_rules_at_the_target_each_once(widths, resn
     assert list(starts)[:2] == ["uniform", "knapsack"] and set(starts) <= set(RULES)
     assert all(table.predict(c) <= target for c in starts.values())
     assert len({tuple(sorted(c.items())) for c in starts.values()}) == len(starts)
+    # A target the unpruned model meets (an int8 lane's, often): it starts from that model, and the rules that give
+    # it too are not queued again.
+    roomy = starting_configs(widths, table, saliency, 1.1 * table.predict(resnet56_space.full_config()))
+    assert roomy[UNPRUNED] == resnet56_space.full_config() and list(roomy)[0] == UNPRUNED
+    assert "uniform" not in roomy and len({tuple(sorted(c.items())) for c in roomy.values()}) == len(roomy)

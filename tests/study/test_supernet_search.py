@@ -12,7 +12,8 @@ from autoprune.study import read_result, reopen
 from autoprune.training import supernet as sn
 
 # A short supernet (6 steps of the shipped subset's proxy-train) and no timing: what is tested is the wiring.
-QUICK = ["--evaluator", "supernet", "--supernet-epochs", "0.25", "--supernet-samples", "1", "--no-measure"]
+QUICK = ["--evaluator", "supernet", "--supernet-epochs", "0.25", "--supernet-samples", "1", "--dtype", "float32",
+         "--no-measure"]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_an_export_without_fine_tuning_writes_the_slice_the_search_scored(supern
     report = json.loads((supernet_run / "export" / "report.json").read_text())
     assert code == (1 if report["measured_ms"] > 1.1 * report["budget_ms"] else 0)
     exported = load_pruned(supernet_run / "export" / "model.pt")
-    _, ctx = reopen(supernet_run)
+    (ctx,) = reopen(supernet_run)[1].values()
     sliced = ctx.supernet.slice(chosen.config).state_dict()
     # The slice's weights, its batch norms re-estimated as when it was scored: the same score on proxy-val.
     weights = {k: v for k, v in exported.state_dict().items() if "running" not in k and "num_batches" not in k}
