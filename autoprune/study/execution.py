@@ -27,7 +27,7 @@ from .recovery import recover_dead_trials, register, unregister
 from .result import DTYPE, FINISHED, SearchResult, completed, is_start, lane_of, trial_ms
 from .samplers import make_sampler, sampler_seed
 from .settings import SEARCH_SPACE, SearchSettings, as_stored
-from .timing import FIT_ROUNDS, local_clock
+from .timing import fit_clock
 
 def make_pruner() -> optuna.pruners.BasePruner:
     # Stage i of the proxy ladder reports at step 3**i: the rungs of successive halving with min_resource 1.
@@ -179,7 +179,7 @@ def run_trials(lanes: dict[str, SearchContext], storage_url: str, study_name: st
             callbacks.append(lambda s, t: _update_bar(bar, s, targets(lanes), percent))
         try:
             if len(completed(study, FINISHED)) < settings.trials:
-                clocks = {name: local_clock(ctx, FIT_ROUNDS) for name, ctx in lanes.items()}
+                clocks = {name: fit_clock(ctx) for name, ctx in lanes.items()}
                 study.optimize(Objective(lanes, clocks), callbacks=callbacks, catch=(RuntimeError, ValueError))
         finally:
             if bar is not None:

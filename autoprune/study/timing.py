@@ -61,6 +61,15 @@ def local_clock(ctx: SearchContext, rounds: int) -> Clock | None:
     return Clock(ctx, rounds) if ctx.settings.measure and not ctx.predictor.table.foreign() else None
 
 
+def fit_clock(ctx: SearchContext) -> Clock | None:
+    """The clock each trial is fitted to, or None where no trial needs it: where even the unpruned model is predicted
+    within the target at the table's worst held-out error (its band's top), as an int8 lane's often is at a float
+    budget. Its front is still timed once the trials are done (front_check.py)."""
+    if ctx.band is not None and ctx.unpruned_ms * ctx.band[1] <= ctx.target_ms:
+        return None
+    return local_clock(ctx, FIT_ROUNDS)
+
+
 @dataclasses.dataclass
 class Fitted:
     config: Config

@@ -99,3 +99,19 @@ def test_a_precision_the_backend_cannot_time_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dtype int8 is supported on ort-cpu only" in err[0]
     assert not (tmp_path / "study.db").exists()
+
+
+def test_a_lane_whose_unpruned_model_meets_the_budget_is_not_timed_trial_by_trial():
+    from types import SimpleNamespace
+
+    from autoprune.study.timing import Clock, fit_clock
+
+    def lane(unpruned_ms, band):
+        table = SimpleNamespace(foreign=lambda: [])
+        return SimpleNamespace(settings=SimpleNamespace(measure=True), predictor=SimpleNamespace(table=table),
+                               unpruned_ms=unpruned_ms, target_ms=1.34, band=band)
+
+    assert fit_clock(lane(0.98, (0.97, 1.02))) is None  # int8 at half the float model: every config fits
+    assert isinstance(fit_clock(lane(1.31, (0.97, 1.03))), Clock)  # within the target, not within its error
+    assert isinstance(fit_clock(lane(0.98, None)), Clock)  # a table never validated: no error known
+    assert isinstance(fit_clock(lane(2.68, (0.97, 1.02))), Clock)
