@@ -7,8 +7,9 @@ consecutive runs, shuffled order), not by autoprune's own timers.
 RUN is a search's output folder (`autoprune search --out RUN`); without it, the default search (`autoprune search
 --budget BUDGET`: the embedded cifar:resnet56, this machine's own table) is run into --state first (resumed there).
 
-The unpruned model and every front member (its pruned model in front/) are exported to ONNX and timed together
-in each pass; a model's latency is the median over passes. Each member is compared with the budget in ms (as the
+The unpruned float32 model and every front member (its pruned model in front/, in its precision: an int8 member is
+quantised as ORT's static quantisation makes it) are exported to ONNX and timed together in each pass; a model's
+latency is the median over passes. Each member is compared with the budget in ms (as the
 search computed it from its table) and, for a relative budget, with the budget's share of the unpruned model's
 measured latency. Writes benchmarks/results/front_latency.{md,json} with the CPU model and ISA flags.
 """
@@ -45,11 +46,12 @@ def main() -> int:
     example = loaded.example_input()
     models = [loaded.model] + [autoprune.load_pruned(Path(args.run) / "front" / Path(m.model_path).name)
                                for m in result.front]  # the front stores paths as the search was given them
-    measured = time_independently(models, example, args.passes)
+    measured = time_independently(models, example, args.passes, ["float32"] + [m.dtype for m in result.front])
     unpruned = measured[0]
     rows = []
     for m, ms in zip(result.front, measured[1:]):
-        rows.append({"trial": m.trial, "predicted_ms": round(m.predicted_ms, 4), "measured_ms": round(ms, 4),
+        rows.append({"trial": m.trial, "dtype": m.dtype, "predicted_ms": round(m.predicted_ms, 4),
+                     "measured_ms": round(ms, 4),
                      "budget_ms": round(result.budget_ms, 4), "share_of_unpruned": round(ms / unpruned, 4),
                      "within_budget_ms": ms <= result.budget_ms, "within_share": ms / unpruned <= share})
     machine = {**this_machine(), "platform": platform.platform()}
@@ -60,9 +62,9 @@ def main() -> int:
              f"Written by `benchmarks/front_latency.py {args.run}` ({args.passes} harness passes). Table: "
              f"`{result.extra.get('table')}`. Budget {result.budget_ms:.3f} ms = {share:g} x the unpruned model's "
              f"predicted {result.unpruned_ms:.3f} ms; the unpruned model measured {unpruned:.3f} ms here.", "",
-             "| trial | predicted ms | measured ms | error | measured / unpruned measured | within budget ms | "
-             "within the share |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['trial']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
+             "| trial | precision | predicted ms | measured ms | error | measured / unpruned float32 measured | "
+             "within budget ms | within the share |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['trial']} | {r['dtype']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
               f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}% | {r['share_of_unpruned']:.3f} | "
               f"{'yes' if r['within_budget_ms'] else 'NO'} | {'yes' if r['within_share'] else 'NO'} |" for r in rows]
     write_results("front_latency", out, lines)
