@@ -178,6 +178,11 @@ def build_contexts(settings: SearchSettings, loaded: LoadedModel | None = None,
     return lanes
 
 
+def lane_targets(lanes: dict[str, SearchContext]) -> dict[str, float]:
+    """Each lane's target (the budget less its table's margin), by precision."""
+    return {name: ctx.target_ms for name, ctx in lanes.items()}
+
+
 def lanes_digest(lanes: dict[str, SearchContext]) -> str:
     """What a study records of the spaces it searched: one lane's space digest (as a study of one precision always
     did), else one over every lane's."""

@@ -6,6 +6,7 @@ Pareto front is computed from those (result.py).
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sys
 import time
@@ -20,7 +21,7 @@ from ..defaults import STUDY_NAME
 from ..errors import AutopruneError, StudyError
 from ..models.specs import LoadedModel
 from ..data.task import TaskData
-from .context import SearchContext, build_contexts, lanes_digest
+from .context import SearchContext, build_contexts, lane_targets, lanes_digest
 from ..allocation.rules import starting_configs
 from .objective import REDUCTION_FACTOR, RULE, Objective
 from .recovery import recover_dead_trials, register, unregister
@@ -146,17 +147,17 @@ class FailureStreak:
                              "that and run the search again to resume")
 
 
-def targets(lanes: dict[str, SearchContext]) -> dict[str, float]:
-    """Each lane's target (the budget less its table's margin), by precision."""
-    return {name: ctx.target_ms for name, ctx in lanes.items()}
-
-
 def queue_starting_trials(study: optuna.Study, lanes: dict[str, SearchContext]) -> None:
-    """Each lane's rules at its target, as trials the sampler has not proposed (allocation/rules.py)."""
+    """Each lane's rules at its target, as trials the sampler has not proposed (allocation/rules.py), the lanes taking
+    turns: a search of few trials starts from each precision's best guess, not from one precision's every rule."""
+    queues = []
     for name, ctx in lanes.items():
         lane = {DTYPE: name} if len(lanes) > 1 else {}
-        for rule, config in starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms).items():
-            study.enqueue_trial({**ctx.widths.params(config), **lane}, user_attrs={RULE: rule}, skip_if_exists=True)
+        queues.append([({**ctx.widths.params(config), **lane}, rule) for rule, config in
+                       starting_configs(ctx.widths, ctx.predictor, ctx.saliency, ctx.target_ms).items()])
+    for turn in itertools.zip_longest(*queues):
+        for params, rule in filter(None, turn):
+            study.enqueue_trial(params, user_attrs={RULE: rule}, skip_if_exists=True)
 
 
 def run_trials(lanes: dict[str, SearchContext], storage_url: str, study_name: str, index: int, progress: bool,
@@ -176,7 +177,7 @@ def run_trials(lanes: dict[str, SearchContext], storage_url: str, study_name: st
             bar = tqdm(total=settings.trials, initial=min(len(completed(study, FINISHED)), settings.trials),
                        desc="search", unit="trial")
             percent = next(iter(lanes.values())).data.percent
-            callbacks.append(lambda s, t: _update_bar(bar, s, targets(lanes), percent))
+            callbacks.append(lambda s, t: _update_bar(bar, s, lane_targets(lanes), percent))
         try:
             if len(completed(study, FINISHED)) < settings.trials:
                 clocks = {name: fit_clock(ctx) for name, ctx in lanes.items()}
@@ -216,12 +217,12 @@ def run_search(settings: SearchSettings, out: str | Path, storage: str | None = 
     for ctx in lanes.values():
         if ctx.budget_ms >= ctx.unpruned_ms:
             print(f"budget {ctx.budget_ms:.3f} ms is above the unpruned {ctx.dtype} model's {ctx.unpruned_ms:.3f} ms: "
-                  f"the unpruned {ctx.dtype} model is a member", flush=True)
+                  f"the unpruned {ctx.dtype} model is a starting trial", flush=True)
     shared = storage is not None
     if workers <= 1:
         run_trials(lanes, storage_url, study_name, 0, progress=True, shared=shared)
     else:
-        _run_workers(settings, storage_url, study_name, workers, study, targets(lanes), shared)
+        _run_workers(settings, storage_url, study_name, workers, study, lane_targets(lanes), shared)
     return write_outputs(lanes, study, out)
 
 

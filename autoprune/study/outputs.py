@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import AutopruneError
-from .context import SearchContext
+from .context import SearchContext, lane_targets
 from .front_check import ROUNDS, measure_front
 from .result import (FrontMember, SearchResult, completed, front_members, is_start, lane_of, score_name,
                      trial_ms)
@@ -22,7 +22,7 @@ def write_outputs(lanes: dict[str, SearchContext], study: optuna.Study, out: Pat
     each precision's own."""
     first = next(iter(lanes.values()))
     done = completed(study)
-    targets = {name: ctx.target_ms for name, ctx in lanes.items()}
+    targets = lane_targets(lanes)
     score = score_name(first.ladder[-1].name, first.data.metric, tuple(lanes))
     front = front_members(done, targets)
     measured = {}

@@ -32,6 +32,7 @@ def mixed_run(tmp_path_factory):
 def test_a_default_search_proposes_both_precisions_each_starting_from_its_unpruned_model(mixed_run):
     trials = trials_of(mixed_run)
     assert {t.user_attrs[DTYPE] for t in trials} == {"float32", "int8"}
+    assert {trials[0].user_attrs[DTYPE], trials[1].user_attrs[DTYPE]} == {"float32", "int8"}  # the lanes take turns
     assert all(t.params[DTYPE] == t.user_attrs[DTYPE] for t in trials)  # the sampler's choice, as stored
     # Each precision's unpruned model meets the budget: it is a starting trial of its own, at full width.
     lanes = read_result(mixed_run).extra["lanes"]

@@ -356,7 +356,7 @@ def test_bad_budgets(tmp_path, capsys, budget, message, machine_table):
 
 def test_budget_above_the_unpruned_latency_returns_the_unpruned_model(tmp_path, capsys):
     assert main(["search", "--budget", "1.5x", "--trials", "3", "--out", str(tmp_path), *FAST]) == 0
-    assert "the unpruned float32 model is a member" in capsys.readouterr().out
+    assert "the unpruned float32 model is a starting trial" in capsys.readouterr().out
     result = read_result(tmp_path)
     top = result.front[0]
     assert top.predicted_ms == pytest.approx(result.unpruned_ms)
