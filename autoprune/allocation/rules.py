@@ -3,10 +3,10 @@
   - uniform: every group keeps the same share of its channels (Torch-Pruning's default, ratio by ratio);
   - knapsack: HALP's latency-saliency knapsack, one-shot (knapsack.py);
   - knapsack, streams wide: the knapsack with the residual streams' saliency weighed four times, because narrowing
-    a stream removes its channels from every block that writes it;
-  - unpruned: the model as it is, where it already meets the budget (an int8 model often does).
+    a stream removes its channels from every block that writes it.
 The search (study/objective.py) queues them as its first trials, so its front holds the best of them whatever it
-samples after; a rule's trial is fitted to this machine's clock by the rule itself at another target.
+samples after, and before them the unpruned model where it already meets the budget (UNPRUNED: an int8 model often
+does); a rule's trial is fitted to this machine's clock by the rule itself at another target.
 """
 from __future__ import annotations
 

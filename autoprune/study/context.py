@@ -160,17 +160,21 @@ def build_contexts(settings: SearchSettings, loaded: LoadedModel | None = None,
         return {ctx.dtype: ctx}
     loaded = loaded or load_model(settings.model, settings.weights, settings.input_shape)
     data = data or load_data(settings.data, loaded, seed=settings.seed)
-    predictor, space = _latency(settings, loaded, wanted[0])
-    reference_ms = predictor.predict(space.full_config())
     lanes: dict[str, SearchContext] = {}
     refused: list[BudgetError] = []
-    supernet = None
+    supernet, reference_ms = None, None  # the first lane's unpruned model: its own context holds it, unless refused
     for p in wanted:
         try:
             lanes[p.name] = build_context(settings, loaded, data, p, reference_ms, supernet)
             supernet = supernet or lanes[p.name].supernet
         except BudgetError as exc:
             refused.append(exc)
+        if reference_ms is None:
+            if p.name in lanes:
+                reference_ms = lanes[p.name].unpruned_ms
+            else:
+                predictor, space = _latency(settings, loaded, p)
+                reference_ms = predictor.predict(space.full_config())
     if not lanes:
         raise refused[0]
     for exc in refused:

@@ -56,7 +56,7 @@ def save_front_models(lanes: dict[str, SearchContext], front: list[FrontMember],
     from ..pruning.pruned_files import save_pruned
 
     for m in front:
-        ctx = lanes[m.dtype] if m.dtype in lanes else next(iter(lanes.values()))
+        ctx = lanes[m.dtype]
         model, removed = ctx.prune(m.config)
         path = save_pruned(folder / f"trial-{m.trial}.pt", model, ctx.loaded.spec, ctx.space, m.config, removed)
         m.model_path = str(path)

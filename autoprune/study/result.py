@@ -109,10 +109,10 @@ def is_start(t: optuna.trial.FrozenTrial) -> bool:
     return "fixed_params" in t.system_attrs
 
 
-def member(t: optuna.trial.FrozenTrial) -> FrontMember:
+def member(t: optuna.trial.FrozenTrial, dtype: str) -> FrontMember:
     a = t.user_attrs
     return FrontMember(t.number, a["config"], a["predicted_ms"], a["proxy_accuracy"], a["macs"], a["params"], None,
-                       a.get(RULE, "sampled"), dtype=a.get(DTYPE, "float32"))
+                       a.get(RULE, "sampled"), dtype=dtype)
 
 
 def lane_of(t: optuna.trial.FrozenTrial, lanes) -> str:
@@ -131,7 +131,8 @@ def front_members(trials: list[optuna.trial.FrozenTrial], targets: dict[str, flo
     """The trials within their precision's target (`targets`, by precision) that no other, of any precision, is both
     as accurate and faster than, one per config, most accurate first. `trials` are the fully scored ones: a trial
     stopped at a cheaper fidelity has a score of another kind and never enters."""
-    ranked = sorted(((trial_ms(t), member(t)) for t in trials if trial_ms(t) <= targets[lane_of(t, targets)]),
+    ranked = sorted(((trial_ms(t), member(t, lane_of(t, targets))) for t in trials
+                     if trial_ms(t) <= targets[lane_of(t, targets)]),
                     key=lambda pair: (-pair[1].proxy_accuracy, pair[0], pair[1].trial))
     front, fastest = [], float("inf")
     for ms, m in ranked:
