@@ -19,7 +19,10 @@ shipped table), pruned one-shot from the base by the knapsack's criterion and fi
 - beside it, on the same data: adaptive-bn (the config pruned from the base by L1, batch norms re-estimated, top-1
   on proxy-val), the cheap ladder's first stage;
 - per budget, Kendall's tau of each score against the truths; the targets (issue 37): tau >= 0.85 at 0.5x and
-  >= 0.8 at 0.35x, over at least 12 configs.
+  >= 0.8 at 0.35x, over at least 12 configs;
+- the truths' own noise: the reports' models fine-tuned twice (seed and seed+1) give the per-fine-tune standard
+  deviation; the ceiling is the median tau, over 2,000 draws of that noise, of a scorer that knows every config's
+  mean exactly (the truths taken as the means) against one noisy fine-tune of each: no score can expect more.
 
     python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--draws stages] [--extra 3] [--state DIR]
                                            [--base-weights FILE]
@@ -61,6 +64,24 @@ from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, dig
 
 TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
 LEAST_CONFIGS = 12
+
+
+def finetune_noise(paths: list[str]) -> dict[str, tuple[float, int]]:
+    """Per budget, the standard deviation of one fine-tune's top-1 from the reports' seed pairs, and the pairs'
+    count: a pair's difference has twice one fine-tune's variance."""
+    diffs: dict[str, list[float]] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["results"].values():
+            if len(row.get("top1") or []) == 2:
+                diffs.setdefault(row["budget"], []).append(row["top1"][0] - row["top1"][1])
+    return {b: ((sum(d * d for d in ds) / len(ds) / 2) ** 0.5, len(ds)) for b, ds in diffs.items()}
+
+
+def noise_ceiling(truths: list[float], sd: float, draws: int = 2000, seed: int = 0) -> float:
+    """The median tau of the exact means (the truths) against one noisy fine-tune of each."""
+    rng = random.Random(seed)
+    taus = sorted(stats.kendalltau(truths, [t + rng.gauss(0, sd) for t in truths])[0] for _ in range(draws))
+    return float(taus[draws // 2])
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,7 +142,8 @@ def main() -> None:
         "adaptive-bn": lambda config: make_proxy("adaptive-bn").evaluate(prune(base.model, any_width, config), jpeg).accuracy,
     }
     machine = this_machine()
-    summary, seconds = {}, {}
+    noise = finetune_noise(args.results)
+    summary, seconds, ceilings = {}, {}, {}
     lines = ["# Supernet fidelity: cifar:resnet56", "",
              f"Written by `benchmarks/supernet_fidelity.py` on {described(machine)}, {args.threads} thread(s) (its "
              f"docstring has the protocol). Supernet: {args.epochs:g} epoch(s) over the JPEG proxy-train split, "
@@ -151,14 +173,22 @@ def main() -> None:
             + ("met." if summary[budget]["supernet"] >= target and len(budget_rows) >= LEAST_CONFIGS else
                f"not met ({summary[budget]['supernet']:+.3f} over {len(budget_rows)} configs)."))
         lines += ["", "Kendall's tau against the truth: " + ", ".join(f"{n} {t:+.3f}" for n, t in summary[budget].items())
-                  + "." + verdict, ""]
+                  + "." + verdict]
+        if budget in noise:
+            sd, pairs = noise[budget]
+            ceilings[budget] = noise_ceiling(truths, sd)
+            lines += [f"The truths' noise: one fine-tune's standard deviation {100 * sd:.2f} points ({pairs} seed pairs); "
+                      f"a scorer knowing every config's mean exactly would reach tau {ceilings[budget]:+.3f} against "
+                      "these truths (median of 2,000 draws)."]
+        lines += [""]
     lines += ["Seconds per score (median): " + ", ".join(f"{n} {sorted(s)[len(s) // 2]:.1f}" for n, s in seconds.items())
               + " (a cached score counts as 0)."]
     # Another supernet's report beside the default's: supernet_fidelity[-DRAWS][-Eep][-Ns].
     name = "supernet_fidelity" + (f"-{args.draws}" if args.draws != "stages" else "") + \
         (f"-{args.epochs:g}ep" if args.epochs != 1 else "") + (f"-{args.samples}s" if args.samples != 2 else "")
     write_results(name, {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
-                                        "train_seconds": train_seconds, "tau": summary, "rows": rows}, lines)
+                                        "train_seconds": train_seconds, "tau": summary, "noise": noise,
+                                        "ceiling": ceilings, "rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,13 @@ def _channel_shuffles(model: nn.Module, example_input: torch.Tensor) -> list[str
     which would prune the wrong channels (on shufflenet_v2 it crashes instead).
     """
     producers: dict = {}
+
+    def record(name: str, out) -> None:
+        if isinstance(out, torch.Tensor):  # a leaf may return several (an FPN's extra level returns lists)
+            producers[out.grad_fn] = name
+
     hooks = [
-        m.register_forward_hook(lambda mod, inp, out, name=name: producers.__setitem__(out.grad_fn, name))
+        m.register_forward_hook(lambda mod, inp, out, name=name: record(name, out))
         for name, m in model.named_modules()
         if name and not list(m.children())
     ]
@@ -57,9 +62,24 @@ def _nearest_producer(fn, producers: dict) -> str | None:
     return None
 
 
+def _attention(model: nn.Module) -> str | None:
+    """The first attention layer, by the module torch provides or the name torchvision's windowed ones have."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention"):
+            return f"{name} ({type(m).__name__})"
+    return None
+
+
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Traces `model` into a dependency graph, or raises UnsupportedModelError naming the layer."""
     model.eval()
+    attention = _attention(model)
+    if attention:
+        # Checked first: the heads' reshape of the embedding would otherwise read as a channel shuffle.
+        raise UnsupportedModelError(
+            f"unsupported architecture: layer {attention} is attention; autoprune prunes the channels of "
+            "convolutional networks, not attention heads or a transformer's MLP widths"
+        )
     with torch.enable_grad():
         shuffles = _channel_shuffles(model, example_input)
         if shuffles:

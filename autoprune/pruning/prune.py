@@ -64,7 +64,7 @@ def channels_to_remove(
     else:
         scores = score_channels(scored, groups, importance_criterion(criterion), [batch] if batch else None, loss)
     # Stable: channels that score alike go in channel order, the same on every run.
-    return {name: torch.argsort(scores[name], stable=True)[:space.group(name).channels - full[name]].tolist()
+    return {name: space.group(name).ranking(scores[name])[:space.group(name).channels - full[name]]
             for name in groups}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch.nn as nn
 import torch_pruning as tp
+import torch
 import yaml
 
 from ..errors import AutopruneError
@@ -39,14 +40,17 @@ class Granularity:
         if self.steps < 1 or (self.multiple_of is not None and self.multiple_of < 1) or not 0 < self.min_keep <= 1:
             raise AutopruneError("--steps and --multiple-of must be positive and --min-keep in (0, 1]")
 
-    def choices(self, channels: int) -> list[int]:
+    def choices(self, channels: int, blocks: int = 1) -> list[int]:
+        """The kept counts of a group of `channels`; a grouped convolution's `blocks` make each a multiple of them."""
         floor = max(1, min(self.least, channels), math.ceil(self.min_keep * channels - 1e-9))
         if self.multiple_of:
-            counts = set(range(self.multiple_of, channels + 1, self.multiple_of))
+            unit = math.lcm(self.multiple_of, blocks)
+            counts = set(range(unit, channels + 1, unit))
         else:
             counts = {max(1, round(channels * k / self.steps)) for k in range(1, self.steps + 1)}
-            if self.align:
-                counts = {min(channels, max(self.align, self.align * round(c / self.align))) for c in counts}
+            unit = math.lcm(self.align or 1, blocks)
+            if unit > 1:
+                counts = {min(channels, max(unit, unit * round(c / unit))) for c in counts}
         return sorted({c for c in counts if c >= floor} | {channels})
 
 
@@ -65,6 +69,17 @@ class Group:
     consumers: list[str] = field(default_factory=list)  # layers whose input channels are this group
     frozen: bool = False
     why_frozen: str | None = None
+    # A grouped convolution splits the channels into this many equal blocks, and its weight has one input column per
+    # position within a block: every block keeps the same positions, so a kept count is a multiple of it.
+    blocks: int = 1
+
+    def ranking(self, scores, descending: bool = False) -> list[int]:
+        """The channels ordered by `scores` (least important first, or most with `descending`; ties in channel
+        order). With blocks, a position is ranked by its mean score over the blocks and brings all its channels."""
+        scores = torch.as_tensor(scores, dtype=torch.float32)
+        width = self.channels // self.blocks
+        order = torch.argsort(scores.view(self.blocks, width).mean(0), descending=descending, stable=True)
+        return [b * width + int(p) for p in order for b in range(self.blocks)]
 
 
 @dataclass
@@ -120,6 +135,10 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        # Likewise a group's blocks, written only for grouped convolutions' groups.
+        for group in data["groups"]:
+            if group["blocks"] == 1:
+                del group["blocks"]
         # Granularity fields added in later releases are written only when set, so a space file, and the digest a
         # stored study keeps of its space, stay as an earlier release wrote them.
         data["granularity"] = {k: v for k, v in data["granularity"].items()
@@ -148,6 +167,8 @@ class SearchSpace:
         for g in space.groups:
             if not g.choices or g.channels not in g.choices or any(c < 1 or c > g.channels for c in g.choices):
                 raise AutopruneError(f"group '{g.name}': choices {g.choices} must lie in 1..{g.channels} and include it")
+            if g.blocks < 1 or any(c % g.blocks for c in g.choices):
+                raise AutopruneError(f"group '{g.name}': choices {g.choices} must be multiples of its {g.blocks} blocks")
         return space
 
     @classmethod
@@ -215,8 +236,20 @@ def _members(dg: tp.DependencyGraph, group, order: dict[str, int]) -> tuple[list
 
 
 def _is_grouped_conv(module: nn.Module) -> bool:
-    # torch-pruning 1.6 indexes a grouped (not depthwise) conv's weight as if it were dense.
     return isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels
+
+
+def _blocks(modules: dict[str, nn.Module], producers: list[str], consumers: list[str], channels: int) -> int | None:
+    """How many blocks grouped convolutions split the group into; None where one of them sees more than the group
+    (a concat of groups), whose blocks would not line up with it."""
+    blocks = 1
+    for names, side in ((producers, "out_channels"), (consumers, "in_channels")):
+        for m in names:
+            if _is_grouped_conv(modules[m]):
+                if getattr(modules[m], side) != channels:
+                    return None
+                blocks = math.lcm(blocks, modules[m].groups)
+    return blocks
 
 
 def build_space(
@@ -236,18 +269,20 @@ def build_space(
         touched = set(producers) | set(consumers)
         channels = len(group[0].idxs)
         why = "frozen by the user" if any(fnmatch.fnmatchcase(name, p) for p in freeze) else None
-        if any(_is_grouped_conv(modules[m]) for m in touched):
-            why = "grouped convolution: torch-pruning cannot prune it"
+        blocks = _blocks(modules, producers, consumers, channels)
+        if blocks is None:
+            why, blocks = "a grouped convolution reads these channels together with other groups' channels", 1
         groups.append(
             Group(
                 name=name,
                 channels=channels,
-                choices=[channels] if why else granularity.choices(channels),
+                choices=[channels] if why else granularity.choices(channels, blocks),
                 macs_share=round(sum(macs.get(m, 0) for m in touched) / total, 6),
                 producers=producers,
                 consumers=consumers,
                 frozen=why is not None,
                 why_frozen=why,
+                blocks=blocks,
             )
         )
     unknown = [p for p in freeze if not any(fnmatch.fnmatchcase(g.name, p) for g in groups)]

@@ -63,11 +63,12 @@ def silence_channels(model: nn.Module, space: SearchSpace, removed: dict[str, li
 
 
 def random_removal(space: SearchSpace, rng: random.Random, names: list[str] | None = None) -> dict[str, list[int]]:
-    """Random index sets (not just the first or last channels) for an allowed kept count of each group."""
+    """Random index sets (not just the first or last channels) for an allowed kept count of each group, the same
+    positions in each of a grouped convolution's blocks."""
     removed = {}
     for g in space.searchable if names is None else [space.group(n) for n in names]:
         kept = rng.choice(g.choices[:-1])
-        removed[g.name] = sorted(rng.sample(range(g.channels), g.channels - kept))
+        removed[g.name] = sorted(g.ranking([rng.random() for _ in range(g.channels)])[:g.channels - kept])
     return removed
 
 

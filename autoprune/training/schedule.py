@@ -167,7 +167,7 @@ class ProgressivePruning:
         chosen = self.goal.widths(self.space, current, Saliency("progressive", values), event, self.events)
         for name, kept in chosen.items():
             gone = set(self.removed[name])
-            alive = sorted((i for i in range(len(values[name])) if i not in gone), key=lambda i: values[name][i])
+            alive = [i for i in self.space.group(name).ranking(values[name]) if i not in gone]
             self.removed[name] += alive[: current[name] - kept]
 
     def state_dict(self) -> dict:

@@ -75,8 +75,7 @@ class Supernet:
 def channel_order(model: nn.Module, space: SearchSpace, data: TaskData, batches: int = SALIENCY_BATCHES,
                   seed: int = 0) -> dict[str, list[int]]:
     saliency = channel_saliency(model, space, data, "halp-taylor", batches=batches, seed=seed)
-    return {name: torch.argsort(torch.tensor(v), descending=True, stable=True).tolist()
-            for name, v in saliency.values.items()}
+    return {name: space.group(name).ranking(v, descending=True) for name, v in saliency.values.items()}
 
 
 def near_uniform(widths: WidthSpace, rng: random.Random) -> Config:

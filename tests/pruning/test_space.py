@@ -1,12 +1,15 @@
 
 import pytest
+import torch
+import torch.nn as nn
 
 from autoprune.data.sources import load_data
 from autoprune.errors import AutopruneError, UnsupportedModelError
-from autoprune.models.specs import load_model
+from autoprune.models.specs import from_module, load_model
 from autoprune.pruning.prune import prune
 from autoprune.data.task import evaluate_top1
 from autoprune.pruning.space import Granularity, SearchSpace, build_space
+from autoprune.pruning.verify import verify_space
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,31 @@ def test_invalid_configs(resnet56, resnet56_space):
         prune(resnet56.model, resnet56_space, {"layer3.0.conv1": 7})
     with pytest.raises(AutopruneError, match="unknown pruning criterion 'magic'"):
         prune(resnet56.model, resnet56_space, {}, criterion="magic")
+
+
+def test_grouped_convolution_blocks_keep_the_same_positions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    space = build_space(from_module(model, input_shape=(3, 8, 8)))
+    group = space.group("0")
+    assert (group.blocks, group.choices) == (4, [4, 8])
+    # Positions ranked by their mean over the 4 blocks of 2: position 1 (mean 2.5) before position 0 (mean 5).
+    assert group.ranking([9, 1, 5, 2, 3, 4, 3, 3]) == [1, 3, 5, 7, 0, 2, 4, 6]
+    assert group.ranking([9, 1, 5, 2, 3, 4, 3, 3], descending=True)[:4] == [0, 2, 4, 6]
+    assert SearchSpace.from_dict(space.to_dict()).group("0").blocks == 4
+    with pytest.raises(AutopruneError, match="multiples of its 4 blocks"):
+        SearchSpace.from_dict({**space.to_dict(), "groups": [{**space.to_dict()["groups"][0], "choices": [6, 8]}]})
+    assert verify_space(model, space, trials=3) == []
+    pruned = prune(model, space, {"0": 4})
+    assert (pruned[3].in_channels, pruned[3].groups, pruned[3].weight.shape[1]) == (4, 4, 1)
+
+
+def test_attention_is_refused_as_attention():
+    layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Unflatten(1, (1, 16)), layer, nn.Flatten(), nn.Linear(16, 2))
+    with pytest.raises(UnsupportedModelError, match="layer 2.self_attn \\(MultiheadAttention\\) is attention"):
+        build_space(from_module(model, input_shape=(4,)))
 
 
 def test_channel_shuffle_is_reported_unsupported():

@@ -17,6 +17,7 @@ from autoprune.pruning.verify import checkable, pruning_error, random_removal
 ZOO = [
     ("torchvision:resnet18", "3x64x64"),
     ("torchvision:resnet50", "3x64x64"),
+    ("torchvision:resnext50_32x4d", "3x32x32"),  # grouped convolutions: searched block-wise
     ("torchvision:mobilenet_v2", "3x64x64"),
     ("torchvision:mobilenet_v3_large", "3x64x64"),
     ("torchvision:efficientnet_b0", "3x64x64"),
