@@ -20,6 +20,8 @@ shipped table), pruned one-shot from the base by the knapsack's criterion and fi
   on proxy-val), the cheap ladder's first stage;
 - per budget, Kendall's tau of each score against the truths; the targets (issue 37): tau >= 0.85 at 0.5x and
   >= 0.8 at 0.35x, over at least 12 configs;
+- with --test-scores, the slices also scored on all 10,000 test images (the truths' own: a diagnostic of how much
+  of the ranking the 1,000 proxy-val images lose to sampling noise, about 1.5 points of top-1 at 67%);
 - the truths' own noise: the reports' models fine-tuned twice (seed and seed+1) give the per-fine-tune standard
   deviation; the ceiling is the median tau, over 2,000 draws of that noise, of a scorer that knows every config's
   mean exactly (the truths taken as the means) against one noisy fine-tune of each: no score can expect more.
@@ -66,6 +68,13 @@ TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
 LEAST_CONFIGS = 12
 
 
+class OnTest:
+    """The data with its test images as the score (Supernet.score reads proxy_train and score only)."""
+
+    def __init__(self, data):
+        self.proxy_train, self.score = data.proxy_train, data.test_score
+
+
 def finetune_noise(paths: list[str]) -> dict[str, tuple[float, int]]:
     """Per budget, the standard deviation of one fine-tune's top-1 from the reports' seed pairs, and the pairs'
     count: a pair's difference has twice one fine-tune's variance."""
@@ -97,6 +106,9 @@ def parse_args() -> argparse.Namespace:
                    help="how the supernet's sampled configs are drawn (stages, the default, or uniform)")
     p.add_argument("--extra", type=int, default=3,
                    help="random configs per budget added to the reports' rows, each fine-tuned here (3; ~16 min each)")
+    p.add_argument("--test-scores", action="store_true",
+                   help="also score the slices on all 10,000 test images (a diagnostic: how much of the ranking "
+                        "1,000 proxy-val images lose to sampling noise; a search never sees them)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -141,6 +153,8 @@ def main() -> None:
         "supernet": lambda config: sliced.score(config, jpeg),
         "adaptive-bn": lambda config: make_proxy("adaptive-bn").evaluate(prune(base.model, any_width, config), jpeg).accuracy,
     }
+    if args.test_scores:
+        scorers["supernet on test"] = lambda config: sliced.score(config, OnTest(jpeg))
     machine = this_machine()
     noise = finetune_noise(args.results)
     summary, seconds, ceilings = {}, {}, {}
