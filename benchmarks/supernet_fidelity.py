@@ -22,6 +22,9 @@ shipped table), pruned one-shot from the base by the knapsack's criterion and fi
   >= 0.8 at 0.35x, over at least 12 configs;
 - with --test-scores, the slices also scored on all 10,000 test images (the truths' own: a diagnostic of how much
   of the ranking the 1,000 proxy-val images lose to sampling noise, about 1.5 points of top-1 at 67%);
+- with --slice-truths, each config's slice of the supernet fine-tuned like the truths (3 epochs, all 10,000 JPEG
+  test images): the truth of a model exported from the supernet, which its score must rank where the search
+  exports from it (Kendall's tau of the supernet's score against it, beside the one-shot truths');
 - the truths' own noise: the reports' models fine-tuned twice (seed and seed+1) give the per-fine-tune standard
   deviation; the ceiling is the median tau, over 2,000 draws of that noise, of a scorer that knows every config's
   mean exactly (the truths taken as the means) against one noisy fine-tune of each: no score can expect more.
@@ -65,6 +68,7 @@ from jpeg_protocol import (BASE_EPOCHS, FT_EPOCHS, MODEL, add_jpeg_argument, dig
                            jpeg_folder, make_base, one_shot_rows, tuned_top1)
 
 TARGETS = {"0.5x": 0.85, "0.35x": 0.8}
+SLICE_TRUTH = "slice, fine-tuned"
 LEAST_CONFIGS = 12
 
 
@@ -109,6 +113,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--test-scores", action="store_true",
                    help="also score the slices on all 10,000 test images (a diagnostic: how much of the ranking "
                         "1,000 proxy-val images lose to sampling noise; a search never sees them)")
+    p.add_argument("--slice-truths", action="store_true",
+                   help="also fine-tune each config's slice of the supernet like the truths (~16 min each, kept in "
+                        "--state): the truth of an export from the supernet, what its score must rank")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -155,6 +162,11 @@ def main() -> None:
     }
     if args.test_scores:
         scorers["supernet on test"] = lambda config: sliced.score(config, OnTest(jpeg))
+    if args.slice_truths:
+        scorers[SLICE_TRUTH] = lambda config: tuned_top1(
+            sliced.slice(config), jpeg, ft_epochs, settings["seed"],
+            state / f"ft-slice-{digest(config, settings['seed'], ft_epochs, asdict(chosen))}.ckpt",
+            "the supernet's slice")[1]["top1"]
     machine = this_machine()
     noise = finetune_noise(args.results)
     summary, seconds, ceilings = {}, {}, {}
@@ -188,6 +200,11 @@ def main() -> None:
                f"not met ({summary[budget]['supernet']:+.3f} over {len(budget_rows)} configs)."))
         lines += ["", "Kendall's tau against the truth: " + ", ".join(f"{n} {t:+.3f}" for n, t in summary[budget].items())
                   + "." + verdict]
+        if SLICE_TRUTH in scorers:
+            tau = float(stats.kendalltau([r[SLICE_TRUTH] for r in budget_rows], [r["supernet"] for r in budget_rows])[0])
+            summary[budget]["supernet vs " + SLICE_TRUTH] = tau
+            lines += [f"The supernet's score against its slices' own fine-tunes (the truth of an export from it): tau "
+                      f"{tau:+.3f}" + ("" if target is None else f" (target {target})") + "."]
         if budget in noise:
             sd, pairs = noise[budget]
             ceilings[budget] = noise_ceiling(truths, sd)
