@@ -57,11 +57,12 @@ def format_front(result: "SearchResult") -> str:
         band = lanes.get(m.dtype, lanes.get("", {})).get("band")
         return f"{m.predicted_ms * band[0]:.3f}-{m.predicted_ms * band[1]:.3f}" if band else "not validated"
 
-    def here(m) -> str:  # its share of its precision's unpruned model timed beside it, at the table's level
+    def here(m) -> str:  # timed beside its precision's unpruned model, at the table's level; the share is of the
+        # model the budget is a share of (float32's in a front over precisions), so it reads against a 0.5x budget
         if m.measured_share is None:
             return "-"
         over = "  OVER" if result.timed_over_budget(m) else ""
-        return f"{result.latency(m):.3f} ({m.measured_share:.2f}x){over}"
+        return f"{result.latency(m):.3f} ({result.latency(m) / result.unpruned_ms:.2f}x){over}"
 
     rows = [[str(m.trial), m.origin + (f", {m.dtype}" if mixed else ""), f"{m.predicted_ms:.3f}", likely(m), here(m),
              shown(m.proxy_accuracy), f"{m.macs / 1e6:.1f}M", f"{m.params / 1e3:.0f}K"] for m in result.front]

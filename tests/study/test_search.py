@@ -24,6 +24,7 @@ from autoprune.errors import BudgetError
 from autoprune.study import read_result, reopen
 from autoprune.study.execution import make_storage
 from autoprune.study.result import FrontMember, SearchResult, is_start
+from autoprune.report import format_front
 from autoprune.models.onnx_io import ort_session, run_onnx
 from postgres import start_server
 
@@ -102,6 +103,15 @@ def test_select_judges_a_timed_member_by_its_measurement_and_says_how_to_fix_a_f
     over = SearchResult("run", 1.0, 2.0, front[:1], 9, 9, {"target_ms": 0.95})
     with pytest.raises(BudgetError, match=r"1.22x its prediction: search again with --margin 0.24"):
         over.select()
+
+
+def test_the_printed_share_is_of_the_model_the_budget_is_a_share_of():
+    # A 0.5x budget of a 2.0 ms float32 model; the unpruned int8 model (0.8 ms) timed at its prediction.
+    front = [FrontMember(1, {}, 0.8, 0.99, 0, 0, measured_ms=0.8, measured_share=1.0, dtype="int8", unpruned_ms=0.8),
+             FrontMember(2, {}, 0.9, 0.5, 0, 0, measured_ms=0.9, measured_share=0.45, unpruned_ms=2.0)]
+    lanes = {"float32": {"unpruned_ms": 2.0}, "int8": {"unpruned_ms": 0.8}}
+    shown = format_front(SearchResult("run", 1.0, 2.0, front, 2, 2, {"lanes": lanes}))
+    assert "0.800 (0.40x)" in shown and "0.900 (0.45x)" in shown
 
 
 @pytest.mark.slow
