@@ -30,12 +30,12 @@ shipped table), pruned one-shot from the base by the knapsack's criterion and fi
   mean exactly (the truths taken as the means) against one noisy fine-tune of each: no score can expect more.
 
     python benchmarks/supernet_fidelity.py [--epochs 1] [--samples 2] [--draws stages] [--extra 3] [--state DIR]
-                                           [--base-weights FILE]
+                                           [--base-weights FILE] [--slice-truths] [--budgets 0.35x]
 
 On 2 cores: the supernet about 22 minutes an epoch, each extra truth about 16 minutes (both once: the supernet is
 cached, every finished truth and score kept in --state/pieces.json), the scores about 1.5 s each.
-Writes benchmarks/results/supernet_fidelity.{md,json} (another supernet: supernet_fidelity-DRAWS-Eep-Ns.*, each
-part only where it is not the default).
+Writes benchmarks/results/supernet_fidelity.{md,json} (another supernet: supernet_fidelity-DRAWS-Eep-Ns-BUDGETS.*,
+each part only where it is not the default).
 """
 from __future__ import annotations
 
@@ -116,6 +116,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--slice-truths", action="store_true",
                    help="also fine-tune each config's slice of the supernet like the truths (~16 min each, kept in "
                         "--state): the truth of an export from the supernet, what its score must rank")
+    p.add_argument("--budgets", nargs="+", default=None,
+                   help="only these budgets (e.g. 0.35x; default: every budget of --results), reported apart")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -125,6 +127,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     state = state_dir(args.state, "supernet_fidelity")
     settings = json.loads(Path(args.results[0]).read_text())["settings"]
+    rows = one_shot_rows(args.results)
+    if args.budgets:
+        unknown = sorted(set(args.budgets) - set(rows))
+        if unknown:
+            sys.exit(f"supernet_fidelity: no budget {', '.join(unknown)} in --results (they hold {', '.join(sorted(rows))})")
+        rows = {b: r for b, r in rows.items() if b in args.budgets}
     shipped, jpeg = jpeg_data(args.jpeg, state, settings["seed"])
     base_path = Path(args.base_weights) if args.base_weights else state / "base.pt"
     base = make_base(shipped, jpeg, base_path, settings.get("base_epochs", BASE_EPOCHS), settings["seed"]) \
@@ -142,7 +150,6 @@ def main() -> None:
     train_seconds = time.time() - start
     sliced = Supernet(trained.model, any_width, trained.order)
     pieces = Pieces(state / "pieces.json")
-    rows = one_shot_rows(args.results)
     ft_epochs = settings.get("ft_epochs", FT_EPOCHS)
     for budget, budget_rows in rows.items():
         # More truths than the reports hold: random points of the width search at the budget (predicted on the
@@ -216,7 +223,8 @@ def main() -> None:
               + " (a cached score counts as 0)."]
     # Another supernet's report beside the default's: supernet_fidelity[-DRAWS][-Eep][-Ns].
     name = "supernet_fidelity" + (f"-{args.draws}" if args.draws != "stages" else "") + \
-        (f"-{args.epochs:g}ep" if args.epochs != 1 else "") + (f"-{args.samples}s" if args.samples != 2 else "")
+        (f"-{args.epochs:g}ep" if args.epochs != 1 else "") + (f"-{args.samples}s" if args.samples != 2 else "") + \
+        ("-" + "-".join(sorted(rows)) if args.budgets else "")
     write_results(name, {"machine": machine, "settings": vars(args), "supernet": asdict(chosen),
                                         "train_seconds": train_seconds, "tau": summary, "noise": noise,
                                         "ceiling": ceilings, "rows": rows}, lines)
