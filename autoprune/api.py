@@ -54,40 +54,43 @@ def user_data(loaded: LoadedModel, train_data=None, val_data=None, evaluate: Cal
 
 def inspect(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
             space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
-            freeze: tuple[str, ...] = (), dtype: str | Precision | None = None) -> SearchSpace:
+            freeze: tuple[str, ...] = (), depth: bool = False, dtype: str | Precision | None = None) -> SearchSpace:
     """The model's prunable channel groups and the kept counts each may take (in `dtype`'s space: int8 rounds
     them to its preferred multiple)."""
     loaded = load(model, weights, example_inputs, input_shape)
-    return space_for(loaded, space, precision(dtype).granularity(steps, multiple_of, min_keep), freeze)
+    return space_for(loaded, space, precision(dtype).granularity(steps, multiple_of, min_keep), freeze, depth)
 
 
 def verify(model: Model = DEFAULT_MODEL, *, weights: str | None = None, example_inputs=None, input_shape=None,
            space: str | None = None, steps: int = 8, multiple_of: int | None = None, min_keep: float = 0.125,
-           freeze: tuple[str, ...] = ()) -> list[str]:
+           freeze: tuple[str, ...] = (), depth: bool = False) -> list[str]:
     """Proves on random channel sets that pruning removes exactly the chosen channels; returns the failures."""
     from .pruning.verify import verify_space
 
     loaded = load(model, weights, example_inputs, input_shape)
-    return verify_space(loaded.model, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze))
+    return verify_space(loaded.model, space_for(loaded, space, Granularity(steps, multiple_of, min_keep), freeze, depth))
 
 
 def _loaded_space(model: Model, example_inputs, input_shape, space: str | None, steps: int = 8,
                   multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+                  depth: bool = False,
                   wanted: Precision | None = None):
     """The model and its search space; without --multiple-of, an int8 space keeps int8's preferred widths."""
     loaded = load(model, None, example_inputs, input_shape)
-    return loaded, _space_in(loaded, space, precision(wanted), steps, multiple_of, min_keep, freeze)
+    return loaded, _space_in(loaded, space, precision(wanted), steps, multiple_of, min_keep, freeze, depth)
 
 
 def _space_in(loaded: LoadedModel, space: str | None, wanted: Precision, steps: int = 8,
-              multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = ()) -> SearchSpace:
-    return space_for(loaded, space, wanted.granularity(steps, multiple_of, min_keep), freeze)
+              multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+              depth: bool = False) -> SearchSpace:
+    return space_for(loaded, space, wanted.granularity(steps, multiple_of, min_keep), freeze, depth)
 
 
 def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=None, backend: str = defaults.BACKEND,
             threads: int = defaults.THREADS, batch: int = defaults.BATCH, dtype: str | Precision = defaults.DTYPE,
             calibration: int = 30, validate: int = 20, space: str | None = None, steps: int = 8,
-            multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (), seed: int = 0,
+            multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+            depth: bool = False, seed: int = 0,
             repeats: int | None = None, warmup: int | None = None, kit: str | Path | None = None):
     """Measures a latency table for the model on this machine (grown if `out` exists) and returns it; with
     `kit` (and `out` None), writes a zip that measures it on another device instead and returns its path."""
@@ -97,21 +100,21 @@ def profile(model: Model, out: str | Path, *, example_inputs=None, input_shape=N
         raise AutopruneError("give exactly one of --out TABLE (measure here) or --kit FILE (for another device)")
     wanted = precision(dtype)
     loaded, searched = _loaded_space(model, example_inputs, input_shape, space, steps, multiple_of, min_keep, freeze,
-                                     wanted)
+                                     depth, wanted)
     settings = {k: v for k, v in (("repeats", repeats), ("warmup", warmup)) if v is not None}
     path = measure(loaded, searched, backend, out, threads, batch, wanted, calibration, validate, kit, seed, settings)
     return path if kit is not None else LatencyTable.load(path)
 
 
 def _predictor(model: Model, table: Table, example_inputs, input_shape, space: str | None, steps: int = 8,
-               multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (),
+               multiple_of: int | None = None, min_keep: float = 0.125, freeze: tuple[str, ...] = (), depth: bool = False,
                strict: bool = False, force: bool = False, backend: str | None = None, threads: int | None = None,
                dtype: str | Precision | None = None) -> tuple[LoadedModel, LatencyPredictor]:
     from .latency.choose import table_and_space
 
     loaded = load(model, None, example_inputs, input_shape)
     chosen, searched = table_and_space(
-        table, loaded, lambda p: _space_in(loaded, space, p, steps, multiple_of, min_keep, freeze),
+        table, loaded, lambda p: _space_in(loaded, space, p, steps, multiple_of, min_keep, freeze, depth),
         backend, threads, force, None if dtype is None else precision(dtype))
     return loaded, LatencyPredictor(chosen, searched, strict=strict)
 
@@ -126,7 +129,7 @@ class Prediction:
 def predict(model: Model = DEFAULT_MODEL, table: Table = None, config: Config | None = None, *,
             example_inputs=None, input_shape=None, space: str | None = None, **options) -> float:
     """Predicted milliseconds of `config` ({group: kept channels}; default the unpruned model). `options`:
-    steps, multiple_of, min_keep, freeze, strict, force, and backend/threads/dtype for this machine's table."""
+    steps, multiple_of, min_keep, freeze, depth, strict, force, and backend/threads/dtype for this machine's table."""
     return explain(model, table, config, example_inputs=example_inputs, input_shape=input_shape, space=space,
                    **options).ms
 
@@ -208,7 +211,7 @@ def search(model: Model = DEFAULT_MODEL, budget: str = "0.5x", *, weights: str |
            study: str = STUDY_NAME, workers: int = 1, **settings) -> SearchResult:
     """Runs (or resumes) a search and returns its front (in `out`, default runs/<model>). `settings` are
     SearchSettings fields (table, backend, threads, margin, evaluator, supernet_epochs, supernet_samples, proxy,
-    trials, seed, criterion, saliency, sampler, distill, steps, multiple_of, min_keep, freeze, space_file, measure,
+    trials, seed, criterion, saliency, sampler, distill, steps, multiple_of, min_keep, freeze, depth, space_file, measure,
     ...). evaluator="supernet" fine-tunes a supernet from `model` once (cached for later searches). Without `table`,
     latency comes from this machine's own table, profiled on first use; each trial's widths are then fitted to this
     machine's clock and the front is timed here when the trials are done (measure=False: neither)."""

@@ -38,6 +38,8 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
                         "convolutions run fastest at)")
     p.add_argument("--min-keep", type=float, default=0.125, help="never keep less than this share (default 0.125)")
     p.add_argument("--freeze", action="append", default=[], metavar="GROUP", help="never prune this group (glob)")
+    p.add_argument("--depth", action="store_true",
+                   help="also remove whole residual blocks whose shortcut is the identity (their branch goes)")
 
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +63,7 @@ def _add_table_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def _space(args) -> dict:
     return {"space": args.space, "steps": args.steps, "multiple_of": args.multiple_of, "min_keep": args.min_keep,
-            "freeze": tuple(args.freeze)}
+            "freeze": tuple(args.freeze), "depth": args.depth}
 
 
 def _target(args) -> dict:
@@ -90,7 +92,7 @@ def _search_settings(args) -> dict:
         "table": args.table, "backend": args.backend, "threads": args.threads, "force_table": args.force,
         "dtype": args.dtype,
         "saliency": args.saliency, "seed": args.seed, "steps": args.steps, "multiple_of": args.multiple_of,
-        "min_keep": args.min_keep, "freeze": args.freeze, "space_file": args.space,
+        "min_keep": args.min_keep, "freeze": args.freeze, "depth": args.depth, "space_file": args.space,
     }
 
 

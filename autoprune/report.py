@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .budget import MEASURED_TOLERANCE
-from .pruning.space import SearchSpace
+from .pruning.space import CHANNELS, SearchSpace
 
 if TYPE_CHECKING:
     from .study.result import SearchResult
@@ -34,7 +34,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def format_space(space: SearchSpace) -> str:
     rows = [
-        [g.name, str(g.channels), _choices(g.choices), f"{100 * g.macs_share:.1f}%", g.why_frozen or ""]
+        [g.name, str(g.channels) if g.kind == CHANNELS else "(block)",
+         _choices(g.choices) if g.kind == CHANNELS else "kept or removed" if len(g.choices) > 1 else "kept",
+         f"{100 * g.macs_share:.1f}%", g.why_frozen or ""]
         for g in space.groups
     ]
     head = f"{space.model}  input {'x'.join(map(str, space.input_shape))}"
@@ -42,7 +44,7 @@ def format_space(space: SearchSpace) -> str:
     searchable = len(space.searchable)
     foot = (
         f"{len(space.groups)} groups ({searchable} searchable)  MACs {_si(space.macs)}  params {_si(space.params)}"
-        "\nMACs touched: share of the model's MACs in layers whose width the group sets."
+        "\nMACs touched: share of the model's MACs in layers whose width the group sets (a block's: in its branch)."
     )
     return f"{head}\n{body}\n{foot}"
 

@@ -8,7 +8,8 @@
 
 Scores are not normalised per group: the knapsack compares channels of different groups, so a channel of a
 residual stream, whose batch norms are many, weighs what all of them weigh. `values` keeps each channel's score
-in channel order: the pruning criterion "knapsack" removes the channels the knapsack valued least.
+in channel order: the pruning criterion "knapsack" removes the channels the knapsack valued least. A removable block
+has one value (importance.py): what keeping it is worth, against the channels' on the same scale.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..errors import AutopruneError
 from ..pruning.graph import build_graph
 from ..pruning.importance import CRITERIA, resolve, score_channels
 from ..pruning.prune import example_input
+from ..pruning.blocks import BLOCK
 from ..pruning.space import SearchSpace, graph_groups
 from ..data.task import TaskData
 
@@ -62,5 +64,6 @@ def channel_saliency(model: nn.Module, space: SearchSpace, data: TaskData | None
         if data is None or len(data.proxy_train) == 0:
             raise AutopruneError(f"the {rule.name} saliency needs training data")
         drawn = islice(data.proxy_train.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed), batches)
-    values = score_channels(scored, groups, rule, drawn, data.loss if data is not None else None)
+    blocks = {g.name: scored.get_submodule(g.name) for g in space.searchable if g.kind == BLOCK}
+    values = score_channels(scored, groups, rule, drawn, data.loss if data is not None else None, blocks)
     return Saliency(rule.name, {name: [float(x) for x in v] for name, v in values.items()})

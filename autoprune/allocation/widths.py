@@ -8,6 +8,9 @@ config, a rule's included, is a point of this space (`params`). An offset is sam
 group by last * u**3 steps: a uniform draw (a sampler's first trials) mostly moves a group a step or none from its
 stage, and only a sampler that learnt to goes far.
 
+A removable block (depth, pruning/blocks.py) is a param of its own, u in [0, 1]: the block goes where u < REMOVE_BELOW,
+so a uniform draw removes a quarter of the blocks and a rule, which keeps them all, is a point of the space.
+
 A sampled config over the target is repaired down the table's staircase: the step that saves the most predicted
 time per unit of saliency it loses, until the prediction fits. No candidate is scored over the budget and none is
 thrown away.
@@ -23,24 +26,29 @@ import torch.nn as nn
 
 from .knapsack import Predictor
 from .saliency import Saliency
-from ..pruning.space import Config, SearchSpace
+from ..pruning.space import CHANNELS, Config, SearchSpace
 
-SHARE, OFFSET = "share:", "offset:"
+SHARE, OFFSET, KEEP = "share:", "offset:", "keep:"
+REMOVE_BELOW = 0.25
+
+
+def channel_groups(space: SearchSpace) -> list:
+    return [g for g in space.searchable if g.kind == CHANNELS]
 
 
 def shared_groups(model: nn.Module, space: SearchSpace) -> set[str]:
     """Groups written by more than one layer: removing one of their channels removes it from every writer."""
     modules = dict(model.named_modules())
-    return {g.name for g in space.searchable
+    return {g.name for g in channel_groups(space)
             if sum(isinstance(modules.get(p), (nn.Conv2d, nn.Linear)) for p in g.producers) > 1}
 
 
 @torch.no_grad()
 def group_resolutions(model: nn.Module, space: SearchSpace, example: torch.Tensor) -> dict[str, int]:
-    """The height of the feature map each searchable group's first producer writes (1 for vectors)."""
+    """The height of the feature map each searchable group of channels' first producer writes (1 for vectors)."""
     modules = dict(model.named_modules())
     heights, hooks = {}, []
-    for g in space.searchable:
+    for g in channel_groups(space):
         def record(module, inputs, output, name=g.name):
             heights[name] = output.shape[-2] if output.dim() == 4 else 1
         hooks.append(modules[g.producers[0]].register_forward_hook(record))
@@ -60,13 +68,17 @@ def offset(steps: int, last: int) -> float:
 @dataclass
 class WidthSpace:
     space: SearchSpace
-    stage: dict[str, str]  # searchable group -> its stage
+    stage: dict[str, str]  # searchable group of channels -> its stage
 
     @classmethod
     def for_model(cls, model: nn.Module, space: SearchSpace, example: torch.Tensor) -> "WidthSpace":
         heights, shared = group_resolutions(model, space, example), shared_groups(model, space)
         return cls(space, {g.name: f"res{heights[g.name]}" + ("-stream" if g.name in shared else "")
-                           for g in space.searchable})
+                           for g in channel_groups(space)})
+
+    @property
+    def blocks(self) -> list:
+        return [g for g in self.space.searchable if g.kind != CHANNELS]
 
     def stages(self) -> list[str]:
         return list(dict.fromkeys(self.stage.values()))
@@ -75,7 +87,7 @@ class WidthSpace:
         return {g for g, s in self.stage.items() if s.endswith("-stream")}
 
     def _members(self, stage: str) -> list:
-        return [g for g in self.space.searchable if self.stage[g.name] == stage]
+        return [g for g in channel_groups(self.space) if self.stage[g.name] == stage]
 
     def _offset(self, group: str) -> bool:
         # A group alone in its stage is placed by the share alone.
@@ -84,24 +96,28 @@ class WidthSpace:
     def config(self, params: dict) -> Config:
         """The widths of a point of this space."""
         config = {}
-        for g in self.space.searchable:
+        for g in channel_groups(self.space):
             last = len(g.choices) - 1
             index = round(params[SHARE + self.stage[g.name]] * last) + round(last * params.get(OFFSET + g.name, 0) ** 3)
             config[g.name] = g.choices[min(last, max(0, index))]
+        for g in self.blocks:
+            config[g.name] = int(params.get(KEEP + g.name, 1.0) >= REMOVE_BELOW)
         return config
 
     def suggest(self, trial: optuna.Trial) -> Config:
         params = {SHARE + s: trial.suggest_float(SHARE + s, 0.0, 1.0) for s in self.stages()}
-        for g in self.space.searchable:
+        for g in channel_groups(self.space):
             if self._offset(g.name):
                 params[OFFSET + g.name] = trial.suggest_float(OFFSET + g.name, -1.0, 1.0)
+        for g in self.blocks:
+            params[KEEP + g.name] = trial.suggest_float(KEEP + g.name, 0.0, 1.0)
         return self.config(params)
 
     def params(self, config: Config) -> dict:
         """A point of this space whose config is `config`: each stage's share is its middle group's, the offsets
         make up the rest."""
-        index = {g.name: g.choices.index(config[g.name]) for g in self.space.searchable}
-        params = {}
+        index = {g.name: g.choices.index(config[g.name]) for g in channel_groups(self.space)}
+        params = {KEEP + g.name: float(config.get(g.name, 1)) for g in self.blocks}
         for s in self.stages():
             members = self._members(s)
             middle = sorted(members, key=lambda g: index[g.name] / max(1, len(g.choices) - 1))[len(members) // 2]

@@ -140,7 +140,7 @@ def build_layout(loaded: LoadedModel, space: SearchSpace) -> list[dict]:
     gm = _trace(loaded)
     modules = dict(gm.named_modules())
     producer = {}
-    for g in space.groups:
+    for g in space.channel_groups:
         for m in g.producers:
             producer.setdefault(m, []).append(g.name)
     full = space.full_config()
@@ -246,10 +246,13 @@ def activation_mb(layer: dict, cin: int, bytes_per_value: int = 4) -> float:
     return cin * size * bytes_per_value / 1e6
 
 
-def config_signatures(layers: list[dict], config: Config) -> tuple[list[str], float, float]:
-    """The table keys a complete config runs, and the weight and activation MB it streams."""
+def config_signatures(layers: list[dict], config: Config, off: set[str] = frozenset()) -> tuple[list[str], float, float]:
+    """The table keys a complete config runs, and the weight and activation MB it streams; the layers named in `off`
+    (its removed blocks', SearchSpace.switched_off) run nothing."""
     keys, weights, acts = [], 0.0, 0.0
     for layer in layers:
+        if layer["name"] in off:
+            continue
         cin, cout = channels(layer["in"], config), channels(layer["out"], config)
         keys.append(str(Signature.of(layer, cin, cout)))
         weights += weight_mb(layer, cin, cout)

@@ -13,6 +13,7 @@ import math
 import warnings
 
 from ..errors import AutopruneError
+from ..pruning.blocks import BLOCK
 from ..pruning.space import Config, SearchSpace
 from .layout import activation_mb, channels, model_key, weight_mb
 from .runner import CALIBRATION_FEATURES, calibrated_ms, calibration_coef, kernel_feature, zero_features
@@ -31,7 +32,7 @@ class LatencyPredictor:
         self.table, self.space, self.strict = table, space, strict
         self.key = model_key(space)
         model = table.model(self.key)
-        if model["groups"] != space.full_config():
+        if model["groups"] != space.channel_widths():
             raise AutopruneError(
                 f"the table's layout of {self.key} has other channel groups than this search space "
                 "(another model version or input size?): profile it again"
@@ -52,6 +53,7 @@ class LatencyPredictor:
             warn_if_disturbed(model.get("validation"), space.model, table.path)  # its own once, when it kept it
         self.layers = model["layers"]
         self.full = space.full_config()
+        self.least = {g.name: 0 if g.kind == BLOCK else 1 for g in space.groups}
         self._memo: list[dict] = [{} for _ in self.layers]
         self._families: dict | None = None
 
@@ -70,14 +72,18 @@ class LatencyPredictor:
         for name, kept in config.items():
             if name not in full:
                 raise AutopruneError(f"unknown group '{name}' for {self.key}")
-            if not isinstance(kept, int) or not 1 <= kept <= full[name]:
-                raise AutopruneError(f"group '{name}': kept channels must be an integer in 1..{full[name]}, got {kept!r}")
+            least = self.least[name]
+            if not isinstance(kept, int) or not least <= kept <= full[name]:
+                raise AutopruneError(f"group '{name}': kept must be an integer in {least}..{full[name]}, got {kept!r}")
         full.update(config)
         return full
 
     def _costs(self, config: Config):
         full = self._complete(config)
+        off = self.space.switched_off(full)
         for i, layer in enumerate(self.layers):
+            if layer["name"] in off:  # a removed block's layers run nothing
+                continue
             yield layer["name"], self._layer_cost(i, channels(layer["in"], full), channels(layer["out"], full))
 
     def features(self, config: Config) -> dict[str, float]:

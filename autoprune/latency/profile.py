@@ -64,7 +64,7 @@ def profile(
         "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": precision.name,
         "settings": {**DEFAULT_SETTINGS, **(settings or {})}, "model_key": key,
         "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
-                  "groups": space.full_config()},
+                  "groups": space.channel_widths()},
         "known_entries": {k: known[k] for k in found if k in known},
         "validation_seed": VALIDATION_SEED,
     }
@@ -160,7 +160,8 @@ def _write_configs(job: Path, part: str, loaded, space, layers, configs: list, b
 
 def _config_record(rel: str, layers: list, space, config: dict) -> dict:
     """What the runner needs to compute a config's calibration features without autoprune."""
-    keys, weight, acts = config_signatures(layers, space.complete(config))
+    full = space.complete(config)
+    keys, weight, acts = config_signatures(layers, full, space.switched_off(full))
     return {"file": rel, "keys": keys, "weight_mb": weight, "activation_mb": acts, "config": config}
 
 

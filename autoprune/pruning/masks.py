@@ -4,12 +4,14 @@ Every layer that writes a group's channels has its output zeroed at the masked o
 some writers have no weights (the parameter-free shortcut of CIFAR ResNets places the previous stage's channels
 into the next): a consumer then reads zeros exactly where the pruned model has no channel. Used by the progressive
 schedule (masks that grow while the model trains) and by the supernet (a different mask for every width it trains).
+A removed block ({block: [0]}) is masked where its branch's last layer writes: all of its output is its one unit.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from .blocks import BLOCK, branch_end
 from .graph import build_graph
 from .prune import example_input
 from .space import SearchSpace, graph_groups
@@ -27,6 +29,11 @@ class ChannelMasks:
                                 for i, (dep, dep_idxs) in enumerate(group)
                                 if getattr(dep.pruning_fn, "__name__", "") == "prune_out_channels"]
                          for name, group in self.groups.items()}
+        for g in space.searchable:
+            if g.kind == BLOCK:
+                end = branch_end(model, g.name)
+                width = end.weight.shape[0]
+                self._writers[g.name] = [(end, torch.arange(width), torch.zeros(width, dtype=torch.long))]
         self._silenced: dict[nn.Module, torch.Tensor] = {}
         layers = {layer for writers in self._writers.values() for layer, _, _ in writers}
         self._hooks = [layer.register_forward_hook(self._silence) for layer in layers]

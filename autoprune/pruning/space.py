@@ -1,4 +1,8 @@
-"""SearchSpace: the prunable channel groups of a model and the kept counts each may take."""
+"""SearchSpace: what of a model may be pruned, as groups, and the kept counts each may take.
+
+A group is of a kind: "channels" (channels that must go together; kept is how many stay) or "block" (a residual
+block's branch, blocks.py; kept is 1, or 0 where it goes). A config is {group: kept} whatever the kinds.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -13,11 +17,13 @@ import torch
 import yaml
 
 from ..errors import AutopruneError
+from .blocks import BLOCK, removable_blocks
 from .graph import build_graph
 from ..models.complexity import count_params, macs_by_module
 from ..models.specs import LoadedModel
 
 Config = dict[str, int]
+CHANNELS = "channels"
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Group:
     # A grouped convolution splits the channels into this many equal blocks, and its weight has one input column per
     # position within a block: every block keeps the same positions, so a kept count is a multiple of it.
     blocks: int = 1
+    kind: str = CHANNELS
 
     def ranking(self, scores, descending: bool = False) -> list[int]:
         """The channels ordered by `scores` (least important first, or most with `descending`; ties in channel
@@ -105,6 +112,20 @@ class SearchSpace:
     def searchable(self) -> list[Group]:
         return [g for g in self.groups if not g.frozen and len(g.choices) > 1]
 
+    @property
+    def channel_groups(self) -> list[Group]:
+        """The groups of channels (the ones a dependency graph holds), searchable or not."""
+        return [g for g in self.groups if g.kind == CHANNELS]
+
+    def channel_widths(self) -> Config:
+        """Each group of channels' full width: what a latency table's layout is checked against (blocks change which
+        of its layers run, not their channels)."""
+        return {g.name: g.channels for g in self.channel_groups}
+
+    def switched_off(self, config: Config) -> set[str]:
+        """The layers that run no kernel in `config`: those of its removed blocks."""
+        return {layer for g in self.groups if g.kind == BLOCK and config.get(g.name, 1) == 0 for layer in g.producers}
+
     def capped(self, widths: Config) -> "SearchSpace":
         """This space with each named group's choices cut at its width there (a schedule that only narrows)."""
         groups = [replace(g, choices=[c for c in g.choices if c <= widths.get(g.name, g.channels)]) for g in self.groups]
@@ -135,10 +156,12 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        # Likewise a group's blocks, written only for grouped convolutions' groups.
+        # Likewise a group's blocks (grouped convolutions' groups) and kind (blocks'), written where not the default.
         for group in data["groups"]:
             if group["blocks"] == 1:
                 del group["blocks"]
+            if group["kind"] == CHANNELS:
+                del group["kind"]
         # Granularity fields added in later releases are written only when set, so a space file, and the digest a
         # stored study keeps of its space, stay as an earlier release wrote them.
         data["granularity"] = {k: v for k, v in data["granularity"].items()
@@ -165,8 +188,12 @@ class SearchSpace:
         except (KeyError, TypeError, ValueError) as exc:
             raise AutopruneError(f"not a search space: {type(exc).__name__} {exc}") from exc
         for g in space.groups:
-            if not g.choices or g.channels not in g.choices or any(c < 1 or c > g.channels for c in g.choices):
-                raise AutopruneError(f"group '{g.name}': choices {g.choices} must lie in 1..{g.channels} and include it")
+            if g.kind not in (CHANNELS, BLOCK):
+                raise AutopruneError(f"group '{g.name}': unknown kind '{g.kind}' (kinds: {CHANNELS}, {BLOCK})")
+            least = 0 if g.kind == BLOCK else 1  # a block may go whole; a group of channels keeps one at least
+            if not g.choices or g.channels not in g.choices or any(c < least or c > g.channels for c in g.choices):
+                raise AutopruneError(f"group '{g.name}': choices {g.choices} must lie in {least}..{g.channels} "
+                                     "and include it")
             if g.blocks < 1 or any(c % g.blocks for c in g.choices):
                 raise AutopruneError(f"group '{g.name}': choices {g.choices} must be multiples of its {g.blocks} blocks")
         return space
@@ -253,9 +280,11 @@ def _blocks(modules: dict[str, nn.Module], producers: list[str], consumers: list
 
 
 def build_space(
-    loaded: LoadedModel, granularity: Granularity | None = None, freeze: list[str] | tuple[str, ...] = ()
+    loaded: LoadedModel, granularity: Granularity | None = None, freeze: list[str] | tuple[str, ...] = (),
+    depth: bool = False,
 ) -> SearchSpace:
-    """Traces the model and lists its channel groups; `freeze` holds group names or glob patterns."""
+    """Traces the model and lists its channel groups, and with `depth` its removable blocks (after them, in model
+    order); `freeze` holds group names or glob patterns."""
     granularity = granularity or Granularity()
     example = loaded.example_input()
     dg = build_graph(loaded.model, example)
@@ -285,18 +314,30 @@ def build_space(
                 blocks=blocks,
             )
         )
+    if depth:
+        groups += _block_groups(loaded.model, macs, total, freeze)
     unknown = [p for p in freeze if not any(fnmatch.fnmatchcase(g.name, p) for g in groups)]
     if unknown:
         raise AutopruneError(f"--freeze '{unknown[0]}' matches no group of {loaded.spec}")
     return SearchSpace(loaded.spec, list(loaded.input_shape), granularity, int(total), count_params(loaded.model), groups)
 
 
+def _block_groups(model: nn.Module, macs: dict, total: int, freeze) -> list[Group]:
+    groups = []
+    for name, layers in removable_blocks(model).items():
+        frozen = any(fnmatch.fnmatchcase(name, p) for p in freeze)
+        groups.append(Group(name=name, channels=1, choices=[1] if frozen else [0, 1],
+                            macs_share=round(sum(macs.get(m, 0) for m in layers) / total, 6), producers=layers,
+                            frozen=frozen, why_frozen="frozen by the user" if frozen else None, kind=BLOCK))
+    return groups
+
+
 def space_for(loaded: LoadedModel, space_file: str | None = None, granularity: Granularity | None = None,
-              freeze: list[str] | tuple[str, ...] = ()) -> SearchSpace:
+              freeze: list[str] | tuple[str, ...] = (), depth: bool = False) -> SearchSpace:
     """The space saved in `space_file` (which must be this model's), or the one traced from the model."""
     if space_file:
         space = SearchSpace.load(space_file)
         if space.model != loaded.spec:
             raise AutopruneError(f"search space {space_file} is for {space.model}, not {loaded.spec}")
         return space
-    return build_space(loaded, granularity, freeze)
+    return build_space(loaded, granularity, freeze, depth)

@@ -3,7 +3,8 @@
 Shape checks and PyTorch-vs-ONNX comparisons cannot see a pruner that removes the wrong channel
 indices: the model still runs. This check can. It first makes the channels to be removed contribute
 exactly nothing (zero filters, biases and batch-norm scale and shift across the whole group), runs
-the model, then prunes exactly those channels: the outputs must agree to float rounding.
+the model, then prunes exactly those channels: the outputs must agree to float rounding. A removed block is
+checked the same way: its branch silenced against the model without it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..models.cifar_resnet import ChannelPlacementShortcut
+from .blocks import BLOCK, silence_block
 from .graph import build_graph
 from .prune import example_input, prune_channels
 from .space import SearchSpace, graph_groups
@@ -56,6 +58,10 @@ def silence_channels(model: nn.Module, space: SearchSpace, removed: dict[str, li
     dg = build_graph(silent, example_input(space))
     groups = graph_groups(silent, dg)
     for name, idxs in removed.items():
+        if space.group(name).kind == BLOCK:
+            if idxs:
+                silence_block(silent, name)
+            continue
         root = groups[name][0].dep.target.module
         pruner = dg.get_pruner_of_module(root)
         _silence(dg, dg.get_pruning_group(root, pruner.prune_out_channels, list(idxs)))
@@ -64,9 +70,12 @@ def silence_channels(model: nn.Module, space: SearchSpace, removed: dict[str, li
 
 def random_removal(space: SearchSpace, rng: random.Random, names: list[str] | None = None) -> dict[str, list[int]]:
     """Random index sets (not just the first or last channels) for an allowed kept count of each group, the same
-    positions in each of a grouped convolution's blocks."""
+    positions in each of a grouped convolution's blocks; about half of the removable blocks go."""
     removed = {}
     for g in space.searchable if names is None else [space.group(n) for n in names]:
+        if g.kind == BLOCK:
+            removed[g.name] = [0] if rng.random() < 0.5 else []
+            continue
         kept = rng.choice(g.choices[:-1])
         removed[g.name] = sorted(g.ranking([rng.random() for _ in range(g.channels)])[:g.channels - kept])
     return removed

@@ -94,7 +94,8 @@ def _latency(settings: SearchSettings, loaded: LoadedModel, wanted: Precision | 
     table, space = table_and_space(
         settings.table, loaded,
         lambda p: space_for(loaded, settings.space_file, p.granularity(settings.steps, settings.multiple_of,
-                                                                        settings.min_keep), settings.freeze),
+                                                                        settings.min_keep), settings.freeze,
+                          settings.depth),
         settings.backend, settings.threads, settings.force_table, wanted)
     return LatencyPredictor(table, space), space
 

@@ -42,6 +42,7 @@ class SearchSettings:
     multiple_of: int | None = None
     min_keep: float = 0.125
     freeze: list[str] = field(default_factory=list)
+    depth: bool = False  # also search removing residual blocks whose shortcut is the identity (pruning/blocks.py)
     space_file: str | None = None
 
     # Settings that may change between runs of one study without changing what its trials mean. Not the seed: it

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import AutopruneError
+from ..pruning.blocks import BLOCK, branch_end
 from ..pruning.halp_taylor import ImportanceAccumulator
 from ..allocation.knapsack import Predictor, knapsack
 from ..pruning.masks import ChannelMasks
@@ -133,8 +134,10 @@ class ProgressivePruning:
         self.interval = plan.spacing(total_steps)
         self.events = plan.events
         self.masks = ChannelMasks(model, space)
-        self.accumulator = ImportanceAccumulator(self.masks.groups)
-        self.removed: dict[str, list[int]] = {name: [] for name in self.masks.groups}
+        # A removable block is scored and removed like a group of one channel (its branch's end written as zeros).
+        blocks = {g.name: branch_end(model, g.name) for g in space.searchable if g.kind == BLOCK}
+        self.accumulator = ImportanceAccumulator(self.masks.groups, blocks)
+        self.removed: dict[str, list[int]] = {name: [] for name in [*self.masks.groups, *blocks]}
         self.done_events = 0
 
     def identity(self) -> dict:
@@ -158,7 +161,7 @@ class ProgressivePruning:
         if self.pruning and (step + 1) % self.interval == 0:
             self._narrow(self.done_events)
             self.done_events += 1
-            self.accumulator = ImportanceAccumulator(self.accumulator.groups)
+            self.accumulator = ImportanceAccumulator(self.accumulator.groups, self.accumulator.blocks)
             self.masks.set(self.removed)
 
     def _narrow(self, event: int) -> None:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..allocation.saliency import SALIENCY_BATCHES, channel_saliency
-from ..allocation.widths import OFFSET, SHARE, WidthSpace, offset
+from ..allocation.widths import KEEP, OFFSET, SHARE, WidthSpace, offset
 from ..data.task import TaskData
 from ..errors import AutopruneError
 from ..pruning.masks import ChannelMasks
@@ -78,12 +78,18 @@ def channel_order(model: nn.Module, space: SearchSpace, data: TaskData, batches:
     return {name: space.group(name).ranking(v, descending=True) for name, v in saliency.values.items()}
 
 
+def _keeps(widths: WidthSpace, rng: random.Random) -> dict:
+    """Removable blocks drawn as the search's first trials draw them (a quarter removed); none where there are none,
+    so a space without blocks draws what it did before they came."""
+    return {KEEP + g.name: rng.random() for g in widths.blocks}
+
+
 def near_uniform(widths: WidthSpace, rng: random.Random) -> Config:
     """One share for every group, each group then a step narrower or wider."""
     share = rng.random()
     return widths.config({**{SHARE + s: share for s in widths.stages()},
                           **{OFFSET + g.name: offset(rng.choice((-1, 0, 1)), len(g.choices) - 1)
-                             for g in widths.space.searchable}})
+                             for g in widths.space.searchable}, **_keeps(widths, rng)})
 
 
 def by_stages(widths: WidthSpace, rng: random.Random) -> Config:
@@ -91,7 +97,7 @@ def by_stages(widths: WidthSpace, rng: random.Random) -> Config:
     knapsack keeps one stage narrow and another wide, which near-uniform draws never train)."""
     return widths.config({**{SHARE + s: rng.random() for s in widths.stages()},
                           **{OFFSET + g.name: offset(rng.randint(-2, 2), len(g.choices) - 1)
-                             for g in widths.space.searchable}})
+                             for g in widths.space.searchable}, **_keeps(widths, rng)})
 
 
 DRAWS = {"uniform": near_uniform, "stages": by_stages}
