@@ -3,6 +3,7 @@ that shares no code with autoprune's timers.
 
     python benchmarks/latency_predictor.py                 # all three models, about 15 minutes on 2 cores
     python benchmarks/latency_predictor.py --models cifar:resnet56 --configs 10
+    python benchmarks/latency_predictor.py --depth        # configs that also remove residual blocks
 
 Protocol, per model (torchvision:resnet18 and mobilenet_v2 at 224, cifar:resnet56 at 32; ORT CPU, 1 thread,
 batch 1; every finished piece is kept under --state, so an interrupted run resumes):
@@ -21,7 +22,11 @@ batch 1; every finished piece is kept under --state, so an interrupted run resum
     tables inside the package): the same configs predicted by that table as it is, then by the table
     `autoprune.rescale` makes from it here (timed), against the harness's latest measurements (with --again,
     the later ones: the rescale runs then).
-Writes benchmarks/results/latency_predictor.{md,json}; records the CPU model.
+With --depth, the configs are drawn from the space with its removable residual blocks (a quarter of the blocks
+removed in the search-like ones, half in the uniform ones), predicted by the same fresh table (profiled on the width
+space: a table times kernels and a removed block runs none): whether the predictor's "a removed block costs nothing"
+holds against the harness.
+Writes benchmarks/results/latency_predictor.{md,json} (with --depth: latency_predictor-depth.*); records the CPU model.
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ def main() -> int:
                    help="tables measured elsewhere (`shipped`: the package's) to check as they are and rescaled here")
     p.add_argument("--again", action="store_true",
                    help="profile each model once more (run it an hour after the first run) and compare predictions")
+    p.add_argument("--depth", action="store_true", help="configs that also remove residual blocks (models that have any)")
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     args = p.parse_args()
     work = state_dir(args.state, "latency_predictor")
@@ -58,7 +64,8 @@ def main() -> int:
     machine = {**this_machine(), "platform": platform.platform()}
     results = {spec: run_model(spec, args, pieces, work) for spec in args.models}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latency_predictor.json").write_text(json.dumps({"machine": machine, "settings": vars(args),
+    name = "latency_predictor" + ("-depth" if args.depth else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "settings": vars(args),
                                                                 "models": results}, indent=1))
     rows = ["| model | profile s | MAPE | worst | within ±5% | within ±10% | Kendall tau | noise floor: tau | "
             "noise floor: MAPE, worst |", "|---|---|---|---|---|---|---|---|---|"]
@@ -103,12 +110,15 @@ def main() -> int:
                     *again]
     text = (f"# Latency predictor on {machine['cpu']} ({machine['cores']} cores, ISA {', '.join(machine['isa'])})\n\n"
             f"Written by `benchmarks/latency_predictor.py` (its docstring has the protocol): a fresh default profile "
-            f"per model, {args.configs} validation configs each (half search-like, half uniform), timed by an "
+            f"per model, {args.configs} validation configs each (half search-like, half uniform"
+            + (", residual blocks removed too: blocks removed per config "
+               + "; ".join(f"{s} {min(f['blocks_removed'])}-{max(f['blocks_removed'])}" for s, f in results.items())
+               if args.depth else "") + "), timed by an "
             f"independent harness in {args.passes} fresh-process passes (10 warm-up runs, median of 30 consecutive "
             f"runs, shuffled order). Error = (predicted - measured) / measured. Noise floor: the medians of the "
             f"even passes against those of the odd passes, as if one were a prediction of the other.\n\n" + "\n".join(rows)
             + "\n\nBy kind of config:\n\n" + "\n".join(by_kind) + "\n")
-    (RESULTS / "latency_predictor.md").write_text(text)
+    (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return 0
 

@@ -83,11 +83,15 @@ def rescale_configs(space) -> list[dict]:
 
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
-    """A fresh default profile of `spec` in args.dtype, against the harness on args.configs configs."""
+    """A fresh default profile of `spec` in args.dtype, against the harness on args.configs configs (with args.depth,
+    configs of the space with its removable blocks, predicted by the same table: a table times kernels, and a
+    removed block runs none)."""
     dtype = getattr(args, "dtype", "float32")
+    depth = getattr(args, "depth", False)
     slug = spec.replace(":", "_") + ("" if dtype == "float32" else f"-{dtype}")
     table_path = work / f"{slug}.json"
     spec_key = spec if dtype == "float32" else f"{spec}/{dtype}"
+    configs_key, configs_slug = (spec_key + "/depth", slug + "-depth") if depth else (spec_key, slug)
 
     def fresh_profile(path: Path) -> dict:
         path.unlink(missing_ok=True)
@@ -97,17 +101,17 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
 
     profiled = pieces.get(f"{spec_key}/profile", lambda: fresh_profile(table_path))
     loaded = autoprune.api.load(spec)
-    space = autoprune.inspect(spec, dtype=dtype)  # the configs a search in this precision would consider
+    space = autoprune.inspect(spec, dtype=dtype, depth=depth)  # the configs a search in this precision would consider
     predictor = LatencyPredictor(LatencyTable.load(table_path), space)
-    configs = pieces.get(f"{spec_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
+    configs = pieces.get(f"{configs_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
     files = []
     for i, c in enumerate(configs):
-        path = work / slug / f"c{i:02d}.onnx"
+        path = work / configs_slug / f"c{i:02d}.onnx"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(precision(dtype).onnx_bytes(prune(loaded.model, space, c["config"]), loaded.example_input()))
         files.append(str(path))
-    passes = [pieces.get(f"{spec_key}/pass{p}", lambda p=p: harness_pass(files, args.seed + p))
+    passes = [pieces.get(f"{configs_key}/pass{p}", lambda p=p: harness_pass(files, args.seed + p))
               for p in range(args.passes)]
     measured = pass_medians(passes, files)
     halves = [pass_medians(passes[k::2], files) for k in (0, 1)]
@@ -120,6 +124,9 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     for kind in ("search-like", "uniform"):
         idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
         figures[kind] = error_figures([predicted[i] for i in idx], [measured[i] for i in idx])
+    if depth:
+        figures["blocks_removed"] = [sum(1 for g in space.groups if g.kind == "block" and c["config"].get(g.name) == 0)
+                                     for c in configs]
     again_too = getattr(args, "again", False)
     if again_too:  # the same model profiled and timed again later: do the tables move more than the truth?
         again_path = work / f"{slug}-again.json"

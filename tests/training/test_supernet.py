@@ -98,3 +98,25 @@ def test_a_slice_scores_on_held_out_images_after_batch_norm_re_estimation(resnet
     scores = [trained.score(c, data) for c in (narrowest, full)]
     assert all(0 <= s <= 1 for s in scores)
     assert trained.score(narrowest, data) == scores[0]  # the same slice scores the same
+
+
+def test_a_supernet_with_depth_draws_blocks_removed_and_its_slice_without_them_is_the_masked_supernet(resnet20):
+    loaded, _, data = resnet20
+    space = build_space(loaded, depth=True)
+    blocks = [g.name for g in space.groups if g.kind == "block"]
+    trained = sn.train_supernet(loaded.model, space, data, QUICK, progress=False)
+    assert all(trained.order[b] == [0] for b in blocks)
+    rng = random.Random(1)
+    widths = WidthSpace.for_model(loaded.model, space, loaded.example_input())
+    drawn = [sn.draw_config(widths, rng) for _ in range(8)]
+    config = next(c for c in drawn if any(c[b] == 0 for b in blocks))  # draws remove blocks as the search does
+    removed = trained.removed(config)
+    assert {b for b in blocks if removed.get(b)} == {b for b in blocks if config[b] == 0}
+    x = next(data.proxy_train.batches(16))[0]
+    masks = ChannelMasks(trained.model, space)
+    masks.set(removed)
+    with torch.no_grad():
+        masked = trained.model.eval()(x)
+    masks.remove()
+    with torch.no_grad():
+        assert torch.allclose(trained.slice(config).eval()(x), masked, atol=1e-4)
