@@ -171,7 +171,7 @@ def test_the_progressive_schedule_removes_blocks_and_ends_as_the_model_it_masked
     data = dataclasses.replace(splits, train=splits.train.sample(256))
     predictor = LatencyPredictor(LatencyTable.load(shipped_table_for("cifar:resnet56")), resnet56_depth)
     wanted = {"layer1.4": 0, "layer2.2": 0, "layer3.8": 0, "layer3.2.conv1": 16}
-    goal = ConfigGoal(wanted) if goal_kind == "config" else LatencyGoal(predictor, 0.5 * predictor.predict({}))
+    goal = ConfigGoal(resnet56_depth.complete(wanted)) if goal_kind == "config" else LatencyGoal(predictor, 0.5 * predictor.predict({}))
     trained = copy.deepcopy(resnet56.model)
     schedule = ProgressivePruning(trained, resnet56_depth, goal, 8, Progressive(events=3, interval=2, window=1.0))
     finetune(trained, data, schedule=schedule, epochs=2, lr=0.01, seed=1, batch_size=64, progress=False)
