@@ -22,10 +22,9 @@ batch 1; every finished piece is kept under --state, so an interrupted run resum
     tables inside the package): the same configs predicted by that table as it is, then by the table
     `autoprune.rescale` makes from it here (timed), against the harness's latest measurements (with --again,
     the later ones: the rescale runs then).
-With --depth, the configs are drawn from the space with its removable residual blocks (a quarter of the blocks
-removed in the search-like ones, half in the uniform ones), predicted by the same fresh table (profiled on the width
-space: a table times kernels and a removed block runs none): whether the predictor's "a removed block costs nothing"
-holds against the harness.
+With --depth, the profile and the configs are of the space with its removable residual blocks (`profile --depth`:
+its calibration configs remove about half of them; the validation configs here a quarter in the search-like ones,
+half in the uniform ones): whether a table predicts models with whole blocks removed.
 Writes benchmarks/results/latency_predictor.{md,json} (with --depth: latency_predictor-depth.*); records the CPU model.
 """
 from __future__ import annotations

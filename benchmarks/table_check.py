@@ -84,34 +84,32 @@ def rescale_configs(space) -> list[dict]:
 
 def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
     """A fresh default profile of `spec` in args.dtype, against the harness on args.configs configs (with args.depth,
-    configs of the space with its removable blocks, predicted by the same table: a table times kernels, and a
-    removed block runs none)."""
+    the profile and the configs of the space with its removable blocks)."""
     dtype = getattr(args, "dtype", "float32")
     depth = getattr(args, "depth", False)
-    slug = spec.replace(":", "_") + ("" if dtype == "float32" else f"-{dtype}")
+    slug = spec.replace(":", "_") + ("" if dtype == "float32" else f"-{dtype}") + ("-depth" if depth else "")
     table_path = work / f"{slug}.json"
-    spec_key = spec if dtype == "float32" else f"{spec}/{dtype}"
-    configs_key, configs_slug = (spec_key + "/depth", slug + "-depth") if depth else (spec_key, slug)
+    spec_key = (spec if dtype == "float32" else f"{spec}/{dtype}") + ("/depth" if depth else "")
 
     def fresh_profile(path: Path) -> dict:
         path.unlink(missing_ok=True)
         start = time.time()
-        autoprune.profile(spec, path, dtype=dtype)
+        autoprune.profile(spec, path, dtype=dtype, depth=depth)
         return {"seconds": round(time.time() - start, 1), "at": time.time()}
 
     profiled = pieces.get(f"{spec_key}/profile", lambda: fresh_profile(table_path))
     loaded = autoprune.api.load(spec)
     space = autoprune.inspect(spec, dtype=dtype, depth=depth)  # the configs a search in this precision would consider
     predictor = LatencyPredictor(LatencyTable.load(table_path), space)
-    configs = pieces.get(f"{configs_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
+    configs = pieces.get(f"{spec_key}/configs", lambda: draw_configs(loaded, space, predictor, args.configs, args.seed))
     files = []
     for i, c in enumerate(configs):
-        path = work / configs_slug / f"c{i:02d}.onnx"
+        path = work / slug / f"c{i:02d}.onnx"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(precision(dtype).onnx_bytes(prune(loaded.model, space, c["config"]), loaded.example_input()))
         files.append(str(path))
-    passes = [pieces.get(f"{configs_key}/pass{p}", lambda p=p: harness_pass(files, args.seed + p))
+    passes = [pieces.get(f"{spec_key}/pass{p}", lambda p=p: harness_pass(files, args.seed + p))
               for p in range(args.passes)]
     measured = pass_medians(passes, files)
     halves = [pass_medians(passes[k::2], files) for k in (0, 1)]

@@ -65,7 +65,7 @@ def cache_path(space: SearchSpace, target: LocalTarget) -> Path:
     identity = {"machine": this_machine(backend.gpu_name()), "runtime": backend.version().split(".")[:2],
                 "backend": target.backend, "threads": target.threads, "batch": target.batch,
                 "dtype": target.precision.name, "layout": model_key(space),
-                "groups": space.channel_widths()}
+                "groups": space.full_config()}  # with blocks, another table: its calibration removes them
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", model_key(space)).strip("-")
     return cache_dir() / f"{slug}-{target.backend}-t{target.threads}-b{target.batch}-{target.precision}-{digest}.json"

@@ -1,6 +1,7 @@
 """LatencyPredictor: config -> milliseconds, from a table's entries and the model's calibration.
 
-    ms = a * (dense kernels' ms) + b * (depthwise kernels' ms) + c * weight MB + d * activation MB + e
+    ms = a * (dense kernels' ms) + b * (depthwise kernels' ms) + c * weight MB + d * activation MB
+         + k * (kernels run) + e
 
 (the features and why: runner.CALIBRATION_FEATURES). Each coefficient is applied to the feature of its
 name, as the table stores them (runner.calibration_coef, which also reads version 1's list form). The
@@ -36,6 +37,12 @@ class LatencyPredictor:
             raise AutopruneError(
                 f"the table's layout of {self.key} has other channel groups than this search space "
                 "(another model version or input size?): profile it again"
+            )
+        uncalibrated = [g.name for g in space.searchable if g.kind == BLOCK and g.name not in model.get("blocks", [])]
+        if uncalibrated:
+            raise AutopruneError(
+                f"the table's calibration of {self.key} never removed block {uncalibrated[0]} (it was profiled without "
+                "--depth), so it mispredicts models without it: profile the model with --depth into a table"
             )
         cal = model.get("calibration")
         if cal is None:
@@ -93,6 +100,7 @@ class LatencyPredictor:
             features[kind] += ms
             features["weight_mb"] += mb
             features["activation_mb"] += act
+            features["kernels"] += 1
         return features
 
     def predict(self, config: Config) -> float:
@@ -102,13 +110,15 @@ class LatencyPredictor:
     def breakdown(self, config: Config) -> dict[str, float]:
         """Per-layer ms (its kind's calibration slope applied) plus the weight, activation and constant
         terms of the calibration; the parts sum to predict(config)."""
-        parts, weights, acts = {}, 0.0, 0.0
+        parts, weights, acts, kernels = {}, 0.0, 0.0, 0
         for name, (ms, kind, mb, act) in self._costs(config):
             parts[name] = self.coef[kind] * ms
             weights += mb
             acts += act
+            kernels += 1
         parts["(weight streaming)"] = self.coef["weight_mb"] * weights
         parts["(layout conversions of micro-benchmarks)"] = self.coef["activation_mb"] * acts
+        parts["(per kernel run: the entries' own run overhead)"] = self.coef["kernels"] * kernels
         parts["(overhead: calls, layers between)"] = self.coef["const"]
         return parts
 

@@ -21,6 +21,7 @@ from .. import defaults
 from ..errors import AutopruneError
 from ..models.specs import LoadedModel
 from ..precision import FLOAT32, Precision
+from ..pruning.blocks import BLOCK
 from ..pruning.prune import prune
 from ..pruning.space import SearchSpace
 from . import backends, runner
@@ -64,7 +65,7 @@ def profile(
         "backend": be.name, "provider": be.provider, "threads": threads, "batch": batch, "dtype": precision.name,
         "settings": {**DEFAULT_SETTINGS, **(settings or {})}, "model_key": key,
         "model": {"spec": space.model, "input_shape": space.input_shape, "layers": layers,
-                  "groups": space.channel_widths()},
+                  "groups": space.channel_widths(), **_blocks_of(space)},
         "known_entries": {k: known[k] for k in found if k in known},
         "validation_seed": VALIDATION_SEED,
     }
@@ -93,6 +94,13 @@ def profile(
     if validation:
         warn_if_disturbed(LatencyTable.load(out).model(key).get("validation"), space.model, out)
     return out
+
+
+def _blocks_of(space) -> dict:
+    """The removable blocks its calibration configs remove (random_config removes about half of them), where the space
+    has any: a table calibrated without removed blocks mispredicts them (benchmarks/results/latency_predictor-depth.md)."""
+    blocks = [g.name for g in space.searchable if g.kind == BLOCK]
+    return {"blocks": blocks} if blocks else {}
 
 
 def _known_entries(out: Path, be, threads: int, batch: int, precision: Precision) -> dict:

@@ -3,7 +3,7 @@
 The unpruned model and a few pruned configs are timed end to end here. Moving between CPUs changes the
 kernels' speed and the per-call overhead by different amounts (AVX-512 vs AVX2 speeds up convolutions, not
 the calls between them), so the calibration's terms are refitted in two parts: its compute terms (the
-kernels' ms) and its overhead terms (weight and activation MB, the constant), each by the factor that best
+kernels' ms) and its overhead terms (weight and activation MB, the kernels run, the constant), each by the factor that best
 maps the table's predictions onto the measurements (least squares on relative error). The ranking within
 each part stays the table's. With fewer than MIN_TWO_TERMS models, or when the two parts cannot be told apart
 (a factor that comes out non-positive), one factor scales them all: the median ratio measured / predicted.
@@ -30,7 +30,7 @@ from .table import LatencyTable
 
 DEFAULT_CONFIGS = 8
 # The calibration's features, split into the parts that move apart between machines.
-TERMS = {"compute": ("dense_ms", "depthwise_ms"), "overhead": ("weight_mb", "activation_mb", "const")}
+TERMS = {"compute": ("dense_ms", "depthwise_ms"), "overhead": ("weight_mb", "activation_mb", "kernels", "const")}
 # Two factors from fewer models than this would fit the timing noise.
 MIN_TWO_TERMS = 4
 

@@ -195,9 +195,13 @@ def error_figures(predicted, measured) -> dict:
 # depthwise sum the entries of each kind of kernel. What each term models (DESIGN.md, and validation):
 # a lone micro-benchmark keeps its weights in cache while the network streams them (weight MB); a
 # micro-model pays ORT's layout conversions at its input and output (activation MB); memory-bound
-# depthwise kernels run at another speed inside the network than alone (their own slope); the
-# constant is the per-pass overhead and the layers between.
-CALIBRATION_FEATURES = ["dense_ms", "depthwise_ms", "weight_mb", "activation_mb", "const"]
+# depthwise kernels run at another speed inside the network than alone (their own slope); each
+# micro-benchmark's entry carries a run's fixed cost that the network pays once a pass, not once a kernel
+# (the kernels a config runs: constant over widths, fewer where blocks are removed, benchmarks/results/
+# latency_predictor-depth.md); the constant is the per-pass overhead and the layers between.
+CALIBRATION_FEATURES = ["dense_ms", "depthwise_ms", "weight_mb", "activation_mb", "kernels", "const"]
+# Features added after a release: its tables were fitted without them, as if their coefficient were 0.
+LATER_FEATURES = ("kernels",)
 
 
 def kernel_feature(key: str) -> str:
@@ -212,7 +216,7 @@ def zero_features() -> dict[str, float]:
 
 def config_features(entries: dict, keys: list[str], weight_mb: float, activation_mb: float) -> dict[str, float]:
     """A config's calibration features by name (CALIBRATION_FEATURES)."""
-    features = {**zero_features(), "weight_mb": weight_mb, "activation_mb": activation_mb}
+    features = {**zero_features(), "weight_mb": weight_mb, "activation_mb": activation_mb, "kernels": len(keys)}
     for key in keys:
         features[kernel_feature(key)] += entries[key]["ms"]
     return features
@@ -227,11 +231,11 @@ def calibration_coef(calibration: dict) -> dict[str, float] | None:
     """A stored calibration's coefficients by feature name, or None if it holds none readable. Version 1
     stored them as a list beside the list of their "features": the names make that form unambiguous."""
     coef, names = calibration.get("coef"), calibration.get("features")
-    if isinstance(coef, dict):
-        return coef
     if isinstance(coef, list) and isinstance(names, list) and len(coef) == len(names):
-        return dict(zip(names, coef))
-    return None
+        coef = dict(zip(names, coef))
+    if not isinstance(coef, dict):
+        return None
+    return {**{name: 0.0 for name in LATER_FEATURES}, **coef}
 
 
 def fit_calibration(features: list[dict[str, float]], measured) -> dict:

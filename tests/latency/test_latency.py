@@ -191,6 +191,12 @@ def test_calibration_is_stored_and_applied_by_name_and_version_1_lists_still_loa
                               {"layers": [], "groups": {}, "calibration": calibration})
     assert grown["version"] == 2
     assert [LatencyPredictor(LatencyTable.load(old), space).predict(c) for c in configs] == expected
+    # A table fitted before the kernels-run feature came reads as fitted without it (its coefficient 0).
+    kernels = calibration["coef"].pop("kernels")
+    shuffled.write_text(json.dumps(data))
+    earlier = LatencyPredictor(LatencyTable.load(shuffled), space)
+    assert earlier.coef["kernels"] == 0.0
+    assert earlier.predict({}) == pytest.approx(expected[0] - kernels * named.features({})["kernels"])
     # A calibration missing a feature this autoprune applies is refused in one line.
     del calibration["coef"]["weight_mb"]
     shuffled.write_text(json.dumps(data))

@@ -33,6 +33,17 @@ def resnet56_depth(resnet56):
     return build_space(resnet56, depth=True)
 
 
+@pytest.fixture(scope="module")
+def depth_predictor(resnet56_depth, tmp_path_factory):
+    """A table of this machine profiled with --depth (its calibration removes blocks), few configs: the predictor's
+    logic is under test, not this machine's speed."""
+    import autoprune
+
+    path = tmp_path_factory.mktemp("depth-table") / "table.json"
+    autoprune.profile("cifar:resnet56", path, depth=True, calibration=12, validate=2)
+    return LatencyPredictor(LatencyTable.load(path), resnet56_depth)
+
+
 def _blocks(space):
     return [g for g in space.groups if g.kind == BLOCK]
 
@@ -95,17 +106,24 @@ def test_frozen_blocks_stay(resnet56):
     assert [b.name for b in frozen] == [f"layer1.{i}" for i in range(9)] and all(b.choices == [1] for b in frozen)
 
 
-def test_a_removed_block_costs_nothing_on_the_table(resnet56_depth):
-    predictor = LatencyPredictor(LatencyTable.load(shipped_table_for("cifar:resnet56")), resnet56_depth)
+def test_a_removed_block_costs_nothing_on_the_table(depth_predictor):
+    predictor = depth_predictor
+    assert predictor.table.model(predictor.key)["blocks"] == [g.name for g in _blocks(predictor.space)]
     full, without = predictor.breakdown({}), predictor.breakdown({"layer2.4": 0})
     assert set(full) - set(without) == {"layer2.4.conv1", "layer2.4.conv2"}
-    saved = full["layer2.4.conv1"] + full["layer2.4.conv2"]
+    assert predictor.features({"layer2.4": 0})["kernels"] == predictor.features({})["kernels"] - 2
     assert predictor.predict({"layer2.4": 0}) < predictor.predict({})
-    assert sum(without.values()) == pytest.approx(sum(full.values()) - saved, rel=0.02)  # weight MB aside
     with pytest.raises(AutopruneError, match="layer2.4"):
         predictor.predict({"layer2.4": 2})
     # A block's channel widths no longer cost anything once it is gone.
     assert predictor.predict({"layer2.4": 0, "layer2.4.conv1": 8}) == predictor.predict({"layer2.4": 0})
+
+
+def test_a_table_profiled_without_depth_is_refused_for_a_space_with_blocks(resnet56_depth):
+    # Its calibration never saw a block removed: on this EPYC such a table missed depth configs by a MAPE of 14%
+    # (worst -37%), a table profiled with --depth by 1.7% (benchmarks/results/latency_predictor-depth.md).
+    with pytest.raises(AutopruneError, match="never removed block layer1.0 .*profile the model with --depth"):
+        LatencyPredictor(LatencyTable.load(shipped_table_for("cifar:resnet56")), resnet56_depth)
 
 
 def test_the_sampler_sees_a_keep_param_per_block_and_every_config_is_a_point(resnet56, resnet56_depth):
@@ -159,7 +177,8 @@ def test_a_pruned_file_without_blocks_loads_back(resnet56, resnet56_depth, tmp_p
 
 
 @pytest.mark.parametrize("goal_kind", ["config", "latency"])
-def test_the_progressive_schedule_removes_blocks_and_ends_as_the_model_it_masked(resnet56, resnet56_depth, goal_kind):
+def test_the_progressive_schedule_removes_blocks_and_ends_as_the_model_it_masked(resnet56, resnet56_depth, goal_kind,
+                                                                                 depth_predictor):
     import copy
     import dataclasses
 
@@ -169,7 +188,7 @@ def test_the_progressive_schedule_removes_blocks_and_ends_as_the_model_it_masked
 
     splits = load_data("cifar10-mini", resnet56)
     data = dataclasses.replace(splits, train=splits.train.sample(256))
-    predictor = LatencyPredictor(LatencyTable.load(shipped_table_for("cifar:resnet56")), resnet56_depth)
+    predictor = depth_predictor
     wanted = {"layer1.4": 0, "layer2.2": 0, "layer3.8": 0, "layer3.2.conv1": 16}
     goal = ConfigGoal(resnet56_depth.complete(wanted)) if goal_kind == "config" else LatencyGoal(predictor, 0.5 * predictor.predict({}))
     trained = copy.deepcopy(resnet56.model)
