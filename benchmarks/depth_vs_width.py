@@ -36,7 +36,6 @@ import torch
 
 from autoprune.allocation.rules import one_shot_knapsack
 from autoprune.latency.fingerprint import this_machine
-from autoprune.pruning.blocks import BLOCK
 from autoprune.study import reopen
 from autoprune.study.context import build_context
 from autoprune.study.evaluators import LADDER
@@ -69,10 +68,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-seconds", type=float, default=float("inf"), help="start no new piece after this")
     return p.parse_args()
-
-
-def blocks_removed(ctx, config: dict) -> int:
-    return sum(1 for g in ctx.space.groups if g.kind == BLOCK and config.get(g.name, 1) == 0)
 
 
 def main() -> None:
@@ -133,7 +128,7 @@ def main() -> None:
                     f"{name} at {budget}")[1])["top1"])
             results[f"{budget}/{name}"] = {"budget": budget, "method": name, "measured_share": measured[j],
                                            "measured_ms": measured[j] * unpruned_ms, "top1": top1, "config": config,
-                                           "blocks_removed": blocks_removed(contexts["depth+width search"], config),
+                                           "blocks_removed": len(ctx.space.removed_blocks(config)),
                                            "predicted_ms": ctx.predictor.predict(config)}
         results[f"{budget}/timing"] = {"unpruned_measured_ms": unpruned_ms, "load": timed["load"],
                                        "passes": len(timed["runs"]), "machine": timed.get("machine", machine)}

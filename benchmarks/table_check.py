@@ -123,8 +123,7 @@ def run_model(spec: str, args, pieces: Pieces, work: Path) -> dict:
         idx = [i for i, c in enumerate(configs) if c["kind"] == kind]
         figures[kind] = error_figures([predicted[i] for i in idx], [measured[i] for i in idx])
     if depth:
-        figures["blocks_removed"] = [sum(1 for g in space.groups if g.kind == "block" and c["config"].get(g.name) == 0)
-                                     for c in configs]
+        figures["blocks_removed"] = [len(space.removed_blocks(c["config"])) for c in configs]
     again_too = getattr(args, "again", False)
     if again_too:  # the same model profiled and timed again later: do the tables move more than the truth?
         again_path = work / f"{slug}-again.json"

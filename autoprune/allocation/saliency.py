@@ -64,6 +64,6 @@ def channel_saliency(model: nn.Module, space: SearchSpace, data: TaskData | None
         if data is None or len(data.proxy_train) == 0:
             raise AutopruneError(f"the {rule.name} saliency needs training data")
         drawn = islice(data.proxy_train.batches(SALIENCY_BATCH_SIZE, shuffle=True, seed=seed), batches)
-    blocks = {g.name: scored.get_submodule(g.name) for g in space.searchable if g.kind == BLOCK}
+    blocks = {g.name: scored.get_submodule(g.name) for g in space.searchable_of(BLOCK)}
     values = score_channels(scored, groups, rule, drawn, data.loss if data is not None else None, blocks)
     return Saliency(rule.name, {name: [float(x) for x in v] for name, v in values.items()})

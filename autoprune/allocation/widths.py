@@ -26,20 +26,17 @@ import torch.nn as nn
 
 from .knapsack import Predictor
 from .saliency import Saliency
+from ..pruning.blocks import BLOCK
 from ..pruning.space import CHANNELS, Config, SearchSpace
 
 SHARE, OFFSET, KEEP = "share:", "offset:", "keep:"
 REMOVE_BELOW = 0.25
 
 
-def channel_groups(space: SearchSpace) -> list:
-    return [g for g in space.searchable if g.kind == CHANNELS]
-
-
 def shared_groups(model: nn.Module, space: SearchSpace) -> set[str]:
     """Groups written by more than one layer: removing one of their channels removes it from every writer."""
     modules = dict(model.named_modules())
-    return {g.name for g in channel_groups(space)
+    return {g.name for g in space.searchable_of(CHANNELS)
             if sum(isinstance(modules.get(p), (nn.Conv2d, nn.Linear)) for p in g.producers) > 1}
 
 
@@ -48,7 +45,7 @@ def group_resolutions(model: nn.Module, space: SearchSpace, example: torch.Tenso
     """The height of the feature map each searchable group of channels' first producer writes (1 for vectors)."""
     modules = dict(model.named_modules())
     heights, hooks = {}, []
-    for g in channel_groups(space):
+    for g in space.searchable_of(CHANNELS):
         def record(module, inputs, output, name=g.name):
             heights[name] = output.shape[-2] if output.dim() == 4 else 1
         hooks.append(modules[g.producers[0]].register_forward_hook(record))
@@ -74,11 +71,11 @@ class WidthSpace:
     def for_model(cls, model: nn.Module, space: SearchSpace, example: torch.Tensor) -> "WidthSpace":
         heights, shared = group_resolutions(model, space, example), shared_groups(model, space)
         return cls(space, {g.name: f"res{heights[g.name]}" + ("-stream" if g.name in shared else "")
-                           for g in channel_groups(space)})
+                           for g in space.searchable_of(CHANNELS)})
 
     @property
     def blocks(self) -> list:
-        return [g for g in self.space.searchable if g.kind != CHANNELS]
+        return self.space.searchable_of(BLOCK)
 
     def stages(self) -> list[str]:
         return list(dict.fromkeys(self.stage.values()))
@@ -87,7 +84,7 @@ class WidthSpace:
         return {g for g, s in self.stage.items() if s.endswith("-stream")}
 
     def _members(self, stage: str) -> list:
-        return [g for g in channel_groups(self.space) if self.stage[g.name] == stage]
+        return [g for g in self.space.searchable_of(CHANNELS) if self.stage[g.name] == stage]
 
     def _offset(self, group: str) -> bool:
         # A group alone in its stage is placed by the share alone.
@@ -96,7 +93,7 @@ class WidthSpace:
     def config(self, params: dict) -> Config:
         """The widths of a point of this space."""
         config = {}
-        for g in channel_groups(self.space):
+        for g in self.space.searchable_of(CHANNELS):
             last = len(g.choices) - 1
             index = round(params[SHARE + self.stage[g.name]] * last) + round(last * params.get(OFFSET + g.name, 0) ** 3)
             config[g.name] = g.choices[min(last, max(0, index))]
@@ -106,7 +103,7 @@ class WidthSpace:
 
     def suggest(self, trial: optuna.Trial) -> Config:
         params = {SHARE + s: trial.suggest_float(SHARE + s, 0.0, 1.0) for s in self.stages()}
-        for g in channel_groups(self.space):
+        for g in self.space.searchable_of(CHANNELS):
             if self._offset(g.name):
                 params[OFFSET + g.name] = trial.suggest_float(OFFSET + g.name, -1.0, 1.0)
         for g in self.blocks:
@@ -116,7 +113,7 @@ class WidthSpace:
     def params(self, config: Config) -> dict:
         """A point of this space whose config is `config`: each stage's share is its middle group's, the offsets
         make up the rest."""
-        index = {g.name: g.choices.index(config[g.name]) for g in channel_groups(self.space)}
+        index = {g.name: g.choices.index(config[g.name]) for g in self.space.searchable_of(CHANNELS)}
         params = {KEEP + g.name: float(config.get(g.name, 1)) for g in self.blocks}
         for s in self.stages():
             members = self._members(s)

@@ -38,7 +38,7 @@ class LatencyPredictor:
                 f"the table's layout of {self.key} has other channel groups than this search space "
                 "(another model version or input size?): profile it again"
             )
-        uncalibrated = [g.name for g in space.searchable if g.kind == BLOCK and g.name not in model.get("blocks", [])]
+        uncalibrated = [g.name for g in space.searchable_of(BLOCK) if g.name not in model.get("blocks", [])]
         if uncalibrated:
             raise AutopruneError(
                 f"the table's calibration of {self.key} never removed block {uncalibrated[0]} (it was profiled without "

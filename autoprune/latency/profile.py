@@ -99,7 +99,7 @@ def profile(
 def _blocks_of(space) -> dict:
     """The removable blocks its calibration configs remove (random_config removes about half of them), where the space
     has any: a table calibrated without removed blocks mispredicts them (benchmarks/results/latency_predictor-depth.md)."""
-    blocks = [g.name for g in space.searchable if g.kind == BLOCK]
+    blocks = [g.name for g in space.searchable_of(BLOCK)]
     return {"blocks": blocks} if blocks else {}
 
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..errors import AutopruneError
-from .blocks import KINDS
+from .blocks import branch_end
 from .halp_taylor import accumulated_importance
 
 # Scores every group's channels: (model with its graph built, {group: torch-pruning group}, batches, loss, {block name:
@@ -61,7 +61,7 @@ def _weight_taylor(model, groups, batches, loss, blocks):
 
 
 def _halp_taylor(model, groups, batches, loss, blocks):
-    return accumulated_importance(model, groups, batches, loss, {n: KINDS[type(b)].last(b) for n, b in blocks.items()})
+    return accumulated_importance(model, groups, batches, loss, {name: branch_end(model, name) for name in blocks})
 
 
 def _l1(model, groups, batches, loss, blocks):

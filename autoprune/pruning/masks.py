@@ -29,11 +29,10 @@ class ChannelMasks:
                                 for i, (dep, dep_idxs) in enumerate(group)
                                 if getattr(dep.pruning_fn, "__name__", "") == "prune_out_channels"]
                          for name, group in self.groups.items()}
-        for g in space.searchable:
-            if g.kind == BLOCK:
-                end = branch_end(model, g.name)
-                width = end.weight.shape[0]
-                self._writers[g.name] = [(end, torch.arange(width), torch.zeros(width, dtype=torch.long))]
+        for g in space.searchable_of(BLOCK):
+            end = branch_end(model, g.name)
+            width = end.weight.shape[0]
+            self._writers[g.name] = [(end, torch.arange(width), torch.zeros(width, dtype=torch.long))]
         self._silenced: dict[nn.Module, torch.Tensor] = {}
         layers = {layer for writers in self._writers.values() for layer, _, _ in writers}
         self._hooks = [layer.register_forward_hook(self._silence) for layer in layers]

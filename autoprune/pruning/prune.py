@@ -70,7 +70,7 @@ def channels_to_remove(
     torch.manual_seed(seed)
     dg = build_graph(scored, example_input(space))
     groups = {name: g for name, g in graph_groups(scored, dg).items() if space.group(name).channels > full[name]}
-    gone_blocks = {g.name: [0] for g in space.groups if g.kind == BLOCK and full[g.name] == 0}
+    gone_blocks = {g.name: [0] for g in space.removed_blocks(full)}
     if isinstance(criterion, str) and resolve(criterion, "pruning") == KNAPSACK:
         if saliency is None:
             raise AutopruneError("the knapsack criterion needs the knapsack's channel scores")

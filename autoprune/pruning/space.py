@@ -122,9 +122,16 @@ class SearchSpace:
         of its layers run, not their channels)."""
         return {g.name: g.channels for g in self.channel_groups}
 
+    def searchable_of(self, kind: str) -> list[Group]:
+        return [g for g in self.searchable if g.kind == kind]
+
+    def removed_blocks(self, config: Config) -> list[Group]:
+        """The blocks `config` removes (a block it does not name stays)."""
+        return [g for g in self.groups if g.kind == BLOCK and config.get(g.name, 1) == 0]
+
     def switched_off(self, config: Config) -> set[str]:
         """The layers that run no kernel in `config`: those of its removed blocks."""
-        return {layer for g in self.groups if g.kind == BLOCK and config.get(g.name, 1) == 0 for layer in g.producers}
+        return {layer for g in self.removed_blocks(config) for layer in g.producers}
 
     def capped(self, widths: Config) -> "SearchSpace":
         """This space with each named group's choices cut at its width there (a schedule that only narrows)."""

@@ -135,7 +135,7 @@ class ProgressivePruning:
         self.events = plan.events
         self.masks = ChannelMasks(model, space)
         # A removable block is scored and removed like a group of one channel (its branch's end written as zeros).
-        blocks = {g.name: branch_end(model, g.name) for g in space.searchable if g.kind == BLOCK}
+        blocks = {g.name: branch_end(model, g.name) for g in space.searchable_of(BLOCK)}
         self.accumulator = ImportanceAccumulator(self.masks.groups, blocks)
         self.removed: dict[str, list[int]] = {name: [] for name in [*self.masks.groups, *blocks]}
         self.done_events = 0
